@@ -1,0 +1,157 @@
+// Command singbox_exporter meters a sing-box node for Prometheus: node and
+// per-user traffic, connections and client IPs, from the Clash API (or
+// exactly from the V2Ray stats API when sing-box is built with it).
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	"github.com/sirupsen/logrus"
+
+	"github.com/boxfleet/boxfleet/exporter/clashapi"
+	"github.com/boxfleet/boxfleet/exporter/collector"
+	"github.com/boxfleet/boxfleet/exporter/meter"
+	"github.com/boxfleet/boxfleet/exporter/v2rayapi"
+	"github.com/boxfleet/boxfleet/internal/logging"
+)
+
+func main() {
+	app := kingpin.New("singbox_exporter", "Prometheus exporter for sing-box: node and per-user traffic.")
+	var (
+		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
+		maxRequests = app.Flag("web.max-requests", "Maximum number of parallel scrape requests. 0 disables the limit.").Default("10").Int()
+		clashURL    = app.Flag("singbox.clash-api", "Base URL of sing-box's Clash API (experimental.clash_api.external_controller).").Default("http://127.0.0.1:9090").String()
+		secretFile  = app.Flag("singbox.clash-secret-file", "File holding the Clash API secret.").String()
+		v2rayAddr   = app.Flag("singbox.v2ray-api", "host:port of sing-box's V2Ray stats API; when set, per-user traffic is read from it exactly.").String()
+		minInterval = app.Flag("singbox.poll-interval", "Shortest interval between polls of /connections.").Default("1s").Duration()
+		maxInterval = app.Flag("singbox.poll-max-interval", "Longest interval between polls, however many connections are open.").Default("30s").Duration()
+		budget      = app.Flag("singbox.poll-budget", "Share of one CPU core that polling may cost sing-box and the exporter together; the interval stretches to keep within it.").Default("0.03").Float64()
+		timeout     = app.Flag("singbox.timeout", "Timeout of one poll of sing-box.").Default("10s").Duration()
+		statePath   = app.Flag("state.path", "File that keeps counters across restarts. Empty keeps nothing.").Default("singbox_exporter.state.json").String()
+	)
+	toolkitFlags := kingpinflag.AddFlags(app, ":9550")
+	logConfig := logging.AddFlags(app)
+	app.Version(version.Print("singbox_exporter"))
+	app.HelpFlag.Short('h')
+	kingpin.MustParse(app.Parse(os.Args[1:]))
+
+	log := logging.New(logConfig)
+	if err := run(log, options{
+		metricsPath: *metricsPath, maxRequests: *maxRequests, clashURL: *clashURL, secretFile: *secretFile,
+		v2rayAddr: *v2rayAddr, minInterval: *minInterval, maxInterval: *maxInterval, budget: *budget,
+		timeout: *timeout, statePath: *statePath, toolkit: toolkitFlags,
+	}); err != nil {
+		log.WithError(err).Error("singbox_exporter failed")
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	metricsPath, clashURL, secretFile, v2rayAddr, statePath string
+	maxRequests                                             int
+	minInterval, maxInterval, timeout                       time.Duration
+	budget                                                  float64
+	toolkit                                                 *web.FlagConfig
+}
+
+func run(log *logrus.Logger, o options) error {
+	log.WithField("version", version.Info()).Info("starting singbox_exporter")
+	secret, err := readSecret(o.secretFile)
+	if err != nil {
+		return err
+	}
+	clash, err := clashapi.NewClient(o.clashURL, secret)
+	if err != nil {
+		return err
+	}
+	cfg := meter.Config{
+		Clash: clash, StatePath: o.statePath, MinInterval: o.minInterval, MaxInterval: o.maxInterval,
+		Budget: o.budget, Timeout: o.timeout, Log: log,
+	}
+	if o.v2rayAddr != "" {
+		stats, err := v2rayapi.Dial(o.v2rayAddr)
+		if err != nil {
+			return err
+		}
+		defer stats.Close()
+		cfg.Stats = stats
+	}
+	m := meter.New(cfg)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collector.New(m),
+		versioncollector.NewCollector("singbox_exporter"),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+
+	srv := &http.Server{Handler: routes(reg, o), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- web.ListenAndServe(srv, o.toolkit, logging.Slog(log)) }()
+	select {
+	case err = <-errc:
+		stop()
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}
+	<-done // the meter writes its state before we exit
+	if err == http.ErrServerClosed {
+		err = nil
+	}
+	return err
+}
+
+func routes(reg *prometheus.Registry, o options) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(o.metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: o.maxRequests,
+	}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy") })
+	if o.metricsPath != "/" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "sing-box Exporter",
+			Description: "Prometheus exporter for sing-box: node and per-user traffic",
+			Version:     version.Info(),
+			Links:       []web.LandingLinks{{Address: o.metricsPath, Text: "Metrics"}, {Address: "/-/healthy", Text: "Health"}},
+		})
+		if err == nil {
+			mux.Handle("/", landing)
+		}
+	}
+	return mux
+}
+
+func readSecret(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading Clash API secret: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}

@@ -1,0 +1,132 @@
+package attribution
+
+import "math"
+
+type candidate struct {
+	Owner
+	weight [2]float64
+	birth  bool
+}
+
+// Until a user's short connections have been measured alone once, assume
+// this many bytes each way.
+const defaultBirthBytes = 16 << 10
+
+// avgAlpha weighs the newest measurement of a user's short connections.
+const avgAlpha = 0.3
+
+func (e *Engine) birthWeight(user string) [2]float64 {
+	if a, ok := e.avg[user]; ok {
+		return [2]float64{a[up] + 1, a[down] + 1}
+	}
+	return [2]float64{defaultBirthBytes, defaultBirthBytes}
+}
+
+// settle gives the positive remainder to the candidates that explain it, or
+// declares it unattributed once it has waited long enough for one.
+func (e *Engine) settle(cands []candidate, r *Result) {
+	if len(cands) == 0 {
+		if e.pool[up] <= 0 && e.pool[down] <= 0 {
+			e.idle = 0
+			return
+		}
+		e.idle++
+		if e.idle >= e.opts.PoolPolls {
+			r.Unattributed = r.Unattributed.Add(Traffic{takePositive(&e.pool[up]), takePositive(&e.pool[down])})
+			e.idle = 0
+		}
+		return
+	}
+	e.idle = 0
+	rem := [2]uint64{takePositive(&e.pool[up]), takePositive(&e.pool[down])}
+	e.learn(cands, rem)
+	shared := !singleUser(cands)
+	for dir := range rem {
+		weights := make([]float64, len(cands))
+		for i, c := range cands {
+			weights[i] = c.weight[dir]
+		}
+		for i, share := range split(rem[dir], weights) {
+			t := r.Owners[cands[i].Owner]
+			if dir == up {
+				t.Up += share
+			} else {
+				t.Down += share
+			}
+			r.Owners[cands[i].Owner] = t
+		}
+	}
+	if shared {
+		r.Estimated = r.Estimated.Add(Traffic{rem[up], rem[down]})
+	}
+}
+
+// learn records the bytes per short connection of a user whose short
+// connections alone explain a remainder: that measurement is exact.
+func (e *Engine) learn(cands []candidate, rem [2]uint64) {
+	if !singleUser(cands) {
+		return
+	}
+	for _, c := range cands {
+		if !c.birth {
+			return
+		}
+	}
+	n := float64(len(cands))
+	a, ok := e.avg[cands[0].User]
+	if !ok {
+		a = &[2]float64{float64(rem[up]) / n, float64(rem[down]) / n}
+		e.avg[cands[0].User] = a
+		return
+	}
+	for dir := range a {
+		a[dir] = (1-avgAlpha)*a[dir] + avgAlpha*float64(rem[dir])/n
+	}
+}
+
+func singleUser(cands []candidate) bool {
+	for _, c := range cands[1:] {
+		if c.User != cands[0].User {
+			return false
+		}
+	}
+	return true
+}
+
+func takePositive(v *int64) uint64 {
+	if *v <= 0 {
+		return 0
+	}
+	n := uint64(*v)
+	*v = 0
+	return n
+}
+
+// split divides total in proportion to weights; rounding leftovers go to the
+// heaviest weight so that the shares add up to total exactly.
+func split(total uint64, weights []float64) []uint64 {
+	shares := make([]uint64, len(weights))
+	var sum float64
+	heaviest := 0
+	for i, w := range weights {
+		sum += w
+		if w > weights[heaviest] {
+			heaviest = i
+		}
+	}
+	if sum <= 0 || math.IsInf(sum, 0) || math.IsNaN(sum) {
+		shares[0] = total
+		return shares
+	}
+	var given uint64
+	for i, w := range weights {
+		shares[i] = uint64(float64(total) * (w / sum))
+		given += shares[i]
+	}
+	if given > total { // float rounding can overshoot by a byte
+		shares[heaviest] -= given - total
+	} else {
+		shares[heaviest] += total - given
+	}
+	return shares
+}

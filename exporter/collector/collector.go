@@ -1,0 +1,121 @@
+// Package collector exposes a meter's view as Prometheus metrics, built as
+// const metrics at scrape time so that users who leave disappear at once.
+package collector
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/boxfleet/boxfleet/exporter/attribution"
+	"github.com/boxfleet/boxfleet/exporter/meter"
+)
+
+// Source is what the collector reads; *meter.Meter implements it.
+type Source interface {
+	View() meter.View
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	upDesc           = desc("singbox_up", "Whether the last poll of sing-box's API succeeded.")
+	infoDesc         = desc("singbox_info", "sing-box's version, as a label.", "version")
+	trafficDesc      = desc("singbox_traffic_bytes_total", "Bytes sing-box moved, exact node totals.", "direction")
+	connectionsDesc  = desc("singbox_connections", "Open connections by network.", "network")
+	memoryDesc       = desc("singbox_memory_bytes", "Memory in use by sing-box, as its API reports it.")
+	userTrafficDesc  = desc("singbox_user_traffic_bytes_total", "Bytes moved per user.", "user", "direction")
+	userConnsDesc    = desc("singbox_user_connections", "Open connections per user.", "user")
+	userIPsDesc      = desc("singbox_user_source_ips", "Distinct client IPs per user with a connection open now.", "user")
+	inboundDesc      = desc("singbox_inbound_traffic_bytes_total", "Bytes moved per inbound.", "inbound", "direction")
+	unattributedDesc = desc("singbox_unattributed_traffic_bytes_total", "Node total minus the per-user sum: bytes no user could be found for.", "direction")
+	estimatedDesc    = desc("singbox_exporter_attribution_estimated_bytes_total", "Per-user bytes split by estimate between several users (Clash API mode).", "direction")
+	modeDesc         = desc("singbox_exporter_mode_info", "How per-user traffic is measured: clash_api (attributed) or v2ray_api (exact).", "mode")
+	pollsDesc        = desc("singbox_exporter_polls_total", "Polls of sing-box's API by result.", "result")
+	pollDurationDesc = desc("singbox_exporter_poll_duration_seconds", "How long the last poll took.")
+	pollIntervalDesc = desc("singbox_exporter_poll_interval_seconds", "Current interval between polls, adapted to their cost.")
+	stateWritesDesc  = desc("singbox_exporter_state_writes_total", "Writes of the state file by result.", "result")
+	stateLoadDesc    = desc("singbox_exporter_state_load_failed", "1 when the state file existed but could not be read at start.")
+	logUpDesc        = desc("singbox_exporter_log_stream_up", "Whether the sing-box log stream, which names users, is connected.")
+	logLinesDesc     = desc("singbox_exporter_log_lines_total", "Log lines read from sing-box.")
+	logErrorsDesc    = desc("singbox_exporter_log_stream_errors_total", "Times the log stream broke.")
+	unownedDesc      = desc("singbox_exporter_unowned_connections", "Open connections whose user is not known (log level above info, or lines missed).")
+	restartsDesc     = desc("singbox_exporter_singbox_restarts_total", "sing-box restarts noticed by counters starting again.")
+	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc}
+)
+
+// Collector is a prometheus.Collector over a Source.
+type Collector struct {
+	src Source
+}
+
+var _ prometheus.Collector = (*Collector)(nil)
+
+// New returns a collector reading src.
+func New(src Source) *Collector { return &Collector{src: src} }
+
+// Describe sends every descriptor.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range allDescs {
+		ch <- d
+	}
+}
+
+// Collect builds the metrics from the latest view.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	v := c.src.View()
+	gauge := func(d *prometheus.Desc, val float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, val, labels...)
+	}
+	counter := func(d *prometheus.Desc, val float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, val, labels...)
+	}
+	traffic := func(d *prometheus.Desc, t attribution.Traffic, labels ...string) {
+		counter(d, float64(t.Up), append(labels, "upload")...)
+		counter(d, float64(t.Down), append(labels, "download")...)
+	}
+
+	gauge(upDesc, boolFloat(v.Up))
+	if v.Version != "" {
+		gauge(infoDesc, 1, v.Version)
+	}
+	gauge(modeDesc, 1, v.Mode)
+	traffic(trafficDesc, v.Counters.Node)
+	traffic(unattributedDesc, v.Counters.Unattributed)
+	traffic(estimatedDesc, v.Counters.Estimated)
+	for user, t := range v.Counters.Users {
+		traffic(userTrafficDesc, t, user)
+	}
+	for in, t := range v.Counters.Inbounds {
+		traffic(inboundDesc, t, in)
+	}
+	if v.Up {
+		gauge(memoryDesc, float64(v.Memory))
+		for _, network := range []string{"tcp", "udp"} {
+			gauge(connectionsDesc, float64(v.Connections[network]), network)
+		}
+		for user, a := range v.Active {
+			gauge(userConnsDesc, float64(a.Connections), user)
+			gauge(userIPsDesc, float64(a.SourceIPs), user)
+		}
+		gauge(unownedDesc, float64(v.Unowned))
+	}
+	counter(pollsDesc, float64(v.Polls-v.PollErrors), "success")
+	counter(pollsDesc, float64(v.PollErrors), "error")
+	gauge(pollDurationDesc, v.PollDuration.Seconds())
+	gauge(pollIntervalDesc, v.PollInterval.Seconds())
+	counter(stateWritesDesc, float64(v.StateWrites), "success")
+	counter(stateWritesDesc, float64(v.StateErrors), "error")
+	gauge(stateLoadDesc, boolFloat(v.StateLoadFailed))
+	gauge(logUpDesc, boolFloat(v.LogStreamUp))
+	counter(logLinesDesc, float64(v.LogLines))
+	counter(logErrorsDesc, float64(v.LogErrors))
+	counter(restartsDesc, float64(v.Restarts))
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,149 @@
+// Package meter runs the exporter's measuring loop: it follows sing-box's log
+// stream, polls /connections at a pace that keeps sing-box's own cost within
+// a budget, feeds both to the attribution engine (or reads the V2Ray stats
+// service in exact mode), and keeps the durable counters. Scrapes only read
+// the latest View, so a slow or dead sing-box never slows a scrape.
+package meter
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/boxfleet/boxfleet/exporter/attribution"
+	"github.com/boxfleet/boxfleet/exporter/clashapi"
+	"github.com/boxfleet/boxfleet/exporter/state"
+)
+
+// StatsReader is the V2Ray stats service, read without resetting.
+type StatsReader interface {
+	Users(ctx context.Context) (map[string]attribution.Traffic, error)
+}
+
+// Config says what to meter and how.
+type Config struct {
+	Clash     *clashapi.Client
+	Stats     StatsReader // nil: attribute from the Clash API
+	StatePath string      // empty: keep nothing across restarts
+	// Polls happen between MinInterval and MaxInterval apart, as far apart
+	// as it takes for one poll's duration to stay within Budget (a
+	// fraction of one core) of sing-box's and the exporter's time.
+	MinInterval time.Duration
+	MaxInterval time.Duration
+	Budget      float64
+	Timeout     time.Duration
+	Log         logrus.FieldLogger
+}
+
+// Meter is one node's measuring loop.
+type Meter struct {
+	cfg    Config
+	engine *attribution.Engine
+	file   *state.File // owned by the poll loop
+
+	mu   sync.RWMutex
+	view View
+
+	logUp     atomic.Bool
+	logLines  atomic.Uint64
+	logErrors atomic.Uint64
+}
+
+// New loads the state file (a missing or corrupt one is logged and replaced
+// by an empty state) and returns a meter ready to Run.
+func New(cfg Config) *Meter {
+	if cfg.MinInterval <= 0 {
+		cfg.MinInterval = time.Second
+	}
+	if cfg.MaxInterval < cfg.MinInterval {
+		cfg.MaxInterval = 30 * time.Second
+	}
+	if cfg.Budget <= 0 {
+		cfg.Budget = 0.03
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	m := &Meter{cfg: cfg, engine: attribution.New(attribution.Options{}), file: state.New()}
+	if cfg.StatePath != "" {
+		f, err := state.Load(cfg.StatePath)
+		switch {
+		case errors.Is(err, state.ErrNotExist):
+			cfg.Log.WithField("path", cfg.StatePath).Info("no state file yet; counting from zero")
+		case err != nil:
+			cfg.Log.WithError(err).Error("state file unusable; counting from zero (Prometheus will see a counter reset)")
+			m.view.StateLoadFailed = true
+		default:
+			m.file = f
+			m.engine.Import(f.Engine)
+		}
+	}
+	m.view.Counters = m.file.Counters.Clone()
+	m.view.Mode = m.mode()
+	return m
+}
+
+func (m *Meter) mode() string {
+	if m.cfg.Stats != nil {
+		return "v2ray_api"
+	}
+	return "clash_api"
+}
+
+// Run polls until ctx ends, then writes the state one last time.
+func (m *Meter) Run(ctx context.Context) {
+	go m.followLogs(ctx)
+	for {
+		start := time.Now()
+		m.Poll(ctx)
+		took := time.Since(start)
+		select {
+		case <-ctx.Done():
+			m.save()
+			return
+		case <-time.After(m.nextInterval(took)):
+		}
+	}
+}
+
+func (m *Meter) nextInterval(took time.Duration) time.Duration {
+	d := time.Duration(float64(took) / m.cfg.Budget)
+	d = max(d, m.cfg.MinInterval)
+	d = min(d, m.cfg.MaxInterval)
+	m.mu.Lock()
+	m.view.PollInterval = d
+	m.mu.Unlock()
+	return d
+}
+
+// followLogs keeps the log stream open; while it is down new connections
+// cannot be attributed, which shows as unattributed traffic.
+func (m *Meter) followLogs(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		err := m.cfg.Clash.StreamLogs(ctx, "info", func() {
+			m.logUp.Store(true)
+			backoff = time.Second
+		}, func(payload string) {
+			m.logLines.Add(1)
+			if l, ok := clashapi.ParseLogLine(payload); ok {
+				m.engine.Observe(l, time.Now())
+			}
+		})
+		m.logUp.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		m.logErrors.Add(1)
+		m.cfg.Log.WithError(err).Debug("log stream closed; reconnecting")
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}

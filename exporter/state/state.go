@@ -1,0 +1,121 @@
+// Package state keeps the exporter's counters in a file so that they stay
+// monotonic across restarts of the exporter: Prometheus sees a counter reset
+// only when the file is lost.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/boxfleet/boxfleet/exporter/attribution"
+)
+
+// version changes when the layout does in a way old files cannot be read as.
+const version = 1
+
+// Counters are the monotonic totals the exporter exposes.
+type Counters struct {
+	Node         attribution.Traffic            `json:"node"`
+	Users        map[string]attribution.Traffic `json:"users"`
+	Inbounds     map[string]attribution.Traffic `json:"inbounds"`
+	Unattributed attribution.Traffic            `json:"unattributed"`
+	Estimated    attribution.Traffic            `json:"estimated"`
+}
+
+// Clone returns a deep copy, for readers that must not race the writer.
+func (c Counters) Clone() Counters {
+	out := c
+	out.Users = cloneMap(c.Users)
+	out.Inbounds = cloneMap(c.Inbounds)
+	return out
+}
+
+func cloneMap(m map[string]attribution.Traffic) map[string]attribution.Traffic {
+	out := make(map[string]attribution.Traffic, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// File is everything the exporter persists.
+type File struct {
+	Version  int                            `json:"version"`
+	SavedAt  time.Time                      `json:"saved_at"`
+	Counters Counters                       `json:"counters"`
+	Engine   *attribution.State             `json:"engine,omitempty"`
+	Stats    map[string]attribution.Traffic `json:"stats"` // last raw V2Ray API readings; nil until the first one
+}
+
+// New returns an empty state.
+func New() *File {
+	return &File{Version: version, Counters: Counters{Users: map[string]attribution.Traffic{}, Inbounds: map[string]attribution.Traffic{}}}
+}
+
+// ErrNotExist is returned by Load when there is no state file yet.
+var ErrNotExist = errors.New("no state file")
+
+// Load reads path. On any error it still returns a usable empty state, so a
+// missing or corrupt file is reported by the caller and never fatal.
+func Load(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return New(), ErrNotExist
+	}
+	if err != nil {
+		return New(), fmt.Errorf("reading state: %w", err)
+	}
+	f := New()
+	if err := json.Unmarshal(b, f); err != nil {
+		return New(), fmt.Errorf("state file %s is corrupt: %w", path, err)
+	}
+	if f.Version != version {
+		return New(), fmt.Errorf("state file %s has version %d, want %d", path, f.Version, version)
+	}
+	if f.Counters.Users == nil {
+		f.Counters.Users = map[string]attribution.Traffic{}
+	}
+	if f.Counters.Inbounds == nil {
+		f.Counters.Inbounds = map[string]attribution.Traffic{}
+	}
+	return f, nil
+}
+
+// Save writes f to path atomically: a crash leaves either the old file or
+// the new one, never a torn mix.
+func Save(path string, f *File) error {
+	f.Version = version
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".state-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
