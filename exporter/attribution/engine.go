@@ -53,13 +53,20 @@ type Result struct {
 	Estimated    Traffic // the part of Owners split between several users
 	Active       map[string]Activity
 	Unowned      int // open connections whose user is not known
+	Settled      Settlement
+}
+
+// Settlement describes how a remainder was given out, for debug logs.
+type Settlement struct {
+	Remainder Traffic
+	Users     map[string]int // candidates per user
 }
 
 // Options tune the engine; the zero value picks the defaults.
 type Options struct {
 	// Settle is how long a logged connection may take to appear in
-	// /connections; sing-box logs the user just before it tracks the
-	// connection.
+	// /connections. sing-box tracks a connection right after logging its
+	// user, and the log line reaches us later still, so this is small.
 	Settle time.Duration
 	// PoolPolls is how many snapshots a remainder waits for an explanation
 	// before it is declared unattributed.
@@ -95,21 +102,22 @@ type Engine struct {
 	mu   sync.Mutex
 	opts Options
 
-	from    map[uint32]pendingFrom
-	owners  map[key]birth
-	births  []birth
-	conns   map[string]*tracked
-	started bool
-	total   Traffic
-	pool    [2]int64
-	idle    int
-	avg     map[string]*[2]float64
+	from     map[uint32]pendingFrom
+	owners   map[key]birth
+	lastUser string
+	births   []birth
+	conns    map[string]*tracked
+	started  bool
+	total    Traffic
+	pool     [2]int64
+	idle     int
+	avg      map[string]*[2]float64
 }
 
 // New returns an empty engine.
 func New(opts Options) *Engine {
 	if opts.Settle == 0 {
-		opts.Settle = 200 * time.Millisecond
+		opts.Settle = 10 * time.Millisecond
 	}
 	if opts.PoolPolls == 0 {
 		opts.PoolPolls = 3
@@ -123,8 +131,11 @@ func New(opts Options) *Engine {
 	}
 }
 
-// Observe feeds one parsed log line received at the given time.
-func (e *Engine) Observe(l clashapi.LogLine, at time.Time) {
+// Observe feeds one parsed log line received at the given time. It reports
+// whether the line starts a connection of another user than the previous
+// one did: a snapshot taken now keeps the two users' unseen bytes apart, so
+// the caller should poll soon.
+func (e *Engine) Observe(l clashapi.LogLine, at time.Time) (switched bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch l.Kind {
@@ -133,13 +144,16 @@ func (e *Engine) Observe(l clashapi.LogLine, at time.Time) {
 	case clashapi.LogUser:
 		p, ok := e.from[l.ID]
 		if !ok || p.inbound != l.Inbound {
-			return
+			return false
 		}
 		delete(e.from, l.ID)
 		b := birth{p.key, l.User, at}
 		e.owners[p.key] = b
 		e.births = append(e.births, b)
+		switched = e.lastUser != l.User
+		e.lastUser = l.User
 	}
+	return switched
 }
 
 // Apply meters one snapshot that was requested at the given time.

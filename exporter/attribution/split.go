@@ -40,6 +40,10 @@ func (e *Engine) settle(cands []candidate, r *Result) {
 	e.idle = 0
 	rem := [2]uint64{takePositive(&e.pool[up]), takePositive(&e.pool[down])}
 	e.learn(cands, rem)
+	r.Settled = Settlement{Remainder: Traffic{rem[up], rem[down]}, Users: map[string]int{}}
+	for _, c := range cands {
+		r.Settled.Users[c.User]++
+	}
 	shared := !singleUser(cands)
 	for dir := range rem {
 		weights := make([]float64, len(cands))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 )
@@ -84,12 +85,20 @@ func (c *Client) Version(ctx context.Context) (string, error) {
 // until ctx ends or the stream breaks. connected is called once the stream
 // is open, so that callers know from when on no line can have been missed.
 func (c *Client) StreamLogs(ctx context.Context, level string, connected func(), fn func(payload string)) error {
+	// sing-box sends no headers before its first log line, so "connected"
+	// means the request reached it: it subscribes on receipt.
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				connected()
+			}
+		},
+	})
 	resp, err := c.get(ctx, "/logs", url.Values{"level": {level}})
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	connected()
 	dec := json.NewDecoder(bufio.NewReaderSize(resp.Body, 64<<10))
 	for {
 		var entry struct {

@@ -29,6 +29,8 @@ type Config struct {
 	Clash     *clashapi.Client
 	Stats     StatsReader // nil: attribute from the Clash API
 	StatePath string      // empty: keep nothing across restarts
+	// WriteInterval is the least time between two writes of the state.
+	WriteInterval time.Duration
 	// Polls happen between MinInterval and MaxInterval apart, as far apart
 	// as it takes for one poll's duration to stay within Budget (a
 	// fraction of one core) of sing-box's and the exporter's time.
@@ -48,6 +50,7 @@ type Meter struct {
 	mu   sync.RWMutex
 	view View
 
+	kick      chan struct{}
 	logUp     atomic.Bool
 	logLines  atomic.Uint64
 	logErrors atomic.Uint64
@@ -65,10 +68,13 @@ func New(cfg Config) *Meter {
 	if cfg.Budget <= 0 {
 		cfg.Budget = 0.03
 	}
+	if cfg.WriteInterval <= 0 {
+		cfg.WriteInterval = 2 * time.Second
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	m := &Meter{cfg: cfg, engine: attribution.New(attribution.Options{}), file: state.New()}
+	m := &Meter{cfg: cfg, engine: attribution.New(attribution.Options{}), file: state.New(), kick: make(chan struct{}, 1)}
 	if cfg.StatePath != "" {
 		f, err := state.Load(cfg.StatePath)
 		switch {
@@ -95,29 +101,48 @@ func (m *Meter) mode() string {
 }
 
 // Run polls until ctx ends, then writes the state one last time.
+//
+// Polls come at a regular interval, and sooner when the log stream shows a
+// connection of another user than the one before (a kick): a snapshot
+// between the two keeps their unseen bytes apart. Either way, polls are
+// spaced so that their cost stays within the budget.
 func (m *Meter) Run(ctx context.Context) {
 	go m.followLogs(ctx)
 	for {
-		start := time.Now()
-		m.Poll(ctx)
-		took := time.Since(start)
+		spacing, regular := m.intervals(m.Poll(ctx))
+		if !sleep(ctx, spacing) {
+			break
+		}
 		select {
 		case <-ctx.Done():
-			m.save()
-			return
-		case <-time.After(m.nextInterval(took)):
+		case <-m.kick:
+		case <-time.After(regular - spacing):
+		}
+		if ctx.Err() != nil {
+			break
 		}
 	}
+	m.save()
 }
 
-func (m *Meter) nextInterval(took time.Duration) time.Duration {
-	d := time.Duration(float64(took) / m.cfg.Budget)
-	d = max(d, m.cfg.MinInterval)
-	d = min(d, m.cfg.MaxInterval)
+// intervals returns the least spacing the budget allows after a poll that
+// took this long, and the regular interval.
+func (m *Meter) intervals(took time.Duration) (spacing, regular time.Duration) {
+	spacing = min(time.Duration(float64(took)/m.cfg.Budget), m.cfg.MaxInterval)
+	regular = min(max(spacing, m.cfg.MinInterval), m.cfg.MaxInterval)
 	m.mu.Lock()
-	m.view.PollInterval = d
+	m.view.PollInterval = regular
 	m.mu.Unlock()
-	return d
+	return spacing, regular
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
 }
 
 // followLogs keeps the log stream open; while it is down new connections
@@ -130,8 +155,11 @@ func (m *Meter) followLogs(ctx context.Context) {
 			backoff = time.Second
 		}, func(payload string) {
 			m.logLines.Add(1)
-			if l, ok := clashapi.ParseLogLine(payload); ok {
-				m.engine.Observe(l, time.Now())
+			if l, ok := clashapi.ParseLogLine(payload); ok && m.engine.Observe(l, time.Now()) {
+				select {
+				case m.kick <- struct{}{}:
+				default:
+				}
 			}
 		})
 		m.logUp.Store(false)

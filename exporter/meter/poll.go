@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/boxfleet/boxfleet/exporter/attribution"
 	"github.com/boxfleet/boxfleet/exporter/clashapi"
 	"github.com/boxfleet/boxfleet/exporter/state"
@@ -44,8 +46,10 @@ func (m *Meter) View() View {
 	return v
 }
 
-// Poll takes one snapshot and folds it into the counters.
-func (m *Meter) Poll(ctx context.Context) {
+// Poll takes one snapshot and folds it into the counters. It returns how
+// long reading and metering the snapshot took: the CPU cost that polling
+// puts on sing-box and the exporter, which the budget is about.
+func (m *Meter) Poll(ctx context.Context) (took time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
@@ -53,20 +57,26 @@ func (m *Meter) Poll(ctx context.Context) {
 	var res attribution.Result
 	if err == nil {
 		res = m.engine.Apply(snap, start)
+		took = time.Since(start)
+		if res.Settled.Users != nil {
+			m.cfg.Log.WithFields(logrus.Fields{"up": res.Settled.Remainder.Up, "down": res.Settled.Remainder.Down, "candidates": res.Settled.Users}).Debug("remainder attributed")
+		}
 		m.account(res)
 		if m.cfg.Stats != nil {
 			err = m.readStats(ctx, res.Restarted)
 		}
 	}
 	version := m.versionFor(ctx, err == nil)
-	m.file.Engine = m.engine.Export()
-	wrote, werr := m.save()
+	wrote, werr := m.maybeSave()
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	v := &m.view
 	v.Polls++
 	v.PollDuration = time.Since(start)
+	if took == 0 {
+		took = v.PollDuration
+	}
 	v.Up = err == nil
 	v.Version = version
 	if wrote {
@@ -79,7 +89,7 @@ func (m *Meter) Poll(ctx context.Context) {
 	if err != nil {
 		v.PollErrors++
 		m.cfg.Log.WithError(err).Warn("polling sing-box failed")
-		return
+		return took
 	}
 	if res.Restarted {
 		v.Restarts++
@@ -88,6 +98,7 @@ func (m *Meter) Poll(ctx context.Context) {
 	v.Connections = byNetwork(snap.Connections)
 	v.Active = res.Active
 	v.Unowned = res.Unowned
+	return took
 }
 
 // account adds one snapshot's result to the durable counters.
@@ -178,11 +189,23 @@ func byNetwork(conns []clashapi.Connection) map[string]int {
 	return out
 }
 
+// maybeSave writes the state file when the last write is older than the
+// write interval. Counters and the baselines they were counted against are
+// saved together, so an older file is still consistent: after a crash the
+// bytes since are counted again from sing-box's totals, once.
+func (m *Meter) maybeSave() (bool, error) {
+	if time.Since(m.file.SavedAt) < m.cfg.WriteInterval {
+		return false, nil
+	}
+	return m.save()
+}
+
 // save writes the state file; it reports whether it wrote.
 func (m *Meter) save() (bool, error) {
 	if m.cfg.StatePath == "" {
 		return false, nil
 	}
+	m.file.Engine = m.engine.Export()
 	m.file.SavedAt = time.Now()
 	if err := state.Save(m.cfg.StatePath, m.file); err != nil {
 		m.cfg.Log.WithError(err).Error("writing state file failed")

@@ -16,7 +16,8 @@ import (
 	"github.com/boxfleet/boxfleet/exporter/attribution"
 )
 
-const queryMethod = "/experimental.v2rayapi.StatsService/QueryStats"
+// sing-box registers the service under V2Ray's name, so V2Ray tools work too.
+const queryMethod = "/v2ray.core.app.stats.command.StatsService/QueryStats"
 
 // Client queries one stats service.
 type Client struct {

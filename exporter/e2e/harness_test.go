@@ -1,0 +1,279 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/boxfleet/boxfleet/internal/testbin"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// origin is a local HTTP server that counts every byte that crosses its
+// sockets: the ground truth a user's metered traffic is compared with.
+type origin struct {
+	addr     string
+	read     atomic.Uint64 // the user's upload
+	written  atomic.Uint64 // the user's download
+	listener net.Listener
+}
+
+type countingConn struct {
+	net.Conn
+	o *origin
+}
+
+func (c countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.o.read.Add(uint64(n))
+	return n, err
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.o.written.Add(uint64(n))
+	return n, err
+}
+
+type countingListener struct {
+	net.Listener
+	o *origin
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, l.o}, nil
+}
+
+func startOrigin(t *testing.T) *origin {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &origin{addr: l.Addr().String(), listener: l}
+	mux := http.NewServeMux()
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		pause, _ := time.ParseDuration(r.URL.Query().Get("pause"))
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		for n > 0 {
+			k := min(n, len(chunk))
+			if _, err := w.Write(chunk[:k]); err != nil {
+				return
+			}
+			n -= k
+			if pause > 0 {
+				w.(http.Flusher).Flush()
+				time.Sleep(pause)
+			}
+		}
+	})
+	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, n)
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(countingListener{l, o})
+	t.Cleanup(func() { srv.Close() })
+	return o
+}
+
+func (o *origin) truth() (up, down uint64) { return o.read.Load(), o.written.Load() }
+
+// process is a child program the test starts, stops and restarts.
+type process struct {
+	t    *testing.T
+	name string
+	args []string
+	log  string
+	cmd  *exec.Cmd
+}
+
+func startProcess(t *testing.T, name string, args ...string) *process {
+	t.Helper()
+	p := &process{t: t, name: name, args: args, log: filepath.Join(t.TempDir(), filepath.Base(name)+".log")}
+	p.start()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(p.log)
+			if len(b) > 8000 {
+				b = b[len(b)-8000:]
+			}
+			t.Logf("--- %s log (tail) ---\n%s", filepath.Base(name), b)
+		}
+	})
+	return p
+}
+
+func (p *process) start() {
+	p.t.Helper()
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.cmd = exec.Command(p.name, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatalf("starting %s: %v", p.name, err)
+	}
+	f.Close()
+}
+
+// stop ends the process gracefully (SIGTERM) and waits for it.
+func (p *process) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+	p.cmd = nil
+}
+
+func (p *process) restart() {
+	p.stop()
+	p.start()
+}
+
+func writeJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func singBoxCheck(t *testing.T, bin, config string) {
+	t.Helper()
+	if out, err := exec.Command(bin, "check", "-c", config).CombinedOutput(); err != nil {
+		t.Fatalf("sing-box check: %v\n%s", err, out)
+	}
+}
+
+func waitHTTP(t *testing.T, u string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(u)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer within %s", u, timeout)
+}
+
+func waitTCP(t *testing.T, addr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s did not accept within %s", addr, timeout)
+}
+
+// scrape fetches and parses an exposition; a parse error fails the test,
+// which is how hostile user names are shown not to break it.
+func scrape(t *testing.T, u string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mf, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parsing exposition: %v", err)
+	}
+	return mf
+}
+
+// value returns the sample of family whose labels include want.
+func value(mf map[string]*dto.MetricFamily, family string, want map[string]string) (float64, bool) {
+	f, ok := mf[family]
+	if !ok {
+		return 0, false
+	}
+next:
+	for _, m := range f.Metric {
+		labels := map[string]string{}
+		for _, l := range m.Label {
+			labels[l.GetName()] = l.GetValue()
+		}
+		for k, v := range want {
+			if labels[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+func binaries(t *testing.T, singbox string) (sb, exporter string) {
+	return testbin.Path(t, singbox), testbin.GoBuild(t, "./cmd/singbox_exporter", t.TempDir())
+}
+
+// socksClient returns an HTTP client that reaches through a SOCKS5 proxy,
+// with one TCP connection per request when fresh is set.
+func socksClient(proxyAddr string, fresh bool) *http.Client {
+	u := &url.URL{Scheme: "socks5", Host: proxyAddr}
+	return &http.Client{
+		Transport: &http.Transport{Proxy: http.ProxyURL(u), DisableKeepAlives: fresh},
+		Timeout:   2 * time.Minute,
+	}
+}
