@@ -54,14 +54,19 @@ func ParseLogLine(s string) (LogLine, bool) {
 	if !strings.HasPrefix(msg, "[") {
 		return l, false
 	}
-	// A user name may itself hold "] ", so look for the marker that follows it.
+	// A user name may itself hold "] ", and the destination after the marker
+	// is chosen by the client, so take whichever marker comes first.
+	end := -1
 	for _, marker := range []string{"] inbound connection to ", "] inbound packet connection to "} {
-		if i := strings.Index(msg, marker); i > 0 {
-			l.Kind, l.User = LogUser, msg[1:i]
-			return l, true
+		if i := strings.Index(msg, marker); i > 0 && (end < 0 || i < end) {
+			end = i
 		}
 	}
-	return l, false
+	if end < 0 {
+		return l, false
+	}
+	l.Kind, l.User = LogUser, msg[1:end]
+	return l, true
 }
 
 func cutConnectionPrefix(msg, what string) (string, bool) {

@@ -70,6 +70,7 @@ func Load(path string) (*File, error) {
 		return New(), fmt.Errorf("reading state: %w", err)
 	}
 	f := New()
+	f.Version = 0 // a file without a version is not ours
 	if err := json.Unmarshal(b, f); err != nil {
 		return New(), fmt.Errorf("state file %s is corrupt: %w", path, err)
 	}

@@ -47,7 +47,7 @@ func Body(conns, users int) []byte {
 				DestinationPort: "443", Host: fmt.Sprintf("cdn%d.example.com", i%97), DNSMode: "normal",
 			},
 			Upload: uint64(1000 + i), Download: uint64(50000 + 7*i),
-			Start:  time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Chains: []string{"direct"}, Rule: "final",
+			Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Chains: []string{"direct"}, Rule: "final",
 		}
 		up += list[i].Upload
 		down += list[i].Download

@@ -1,0 +1,46 @@
+# boxfleet: the exporter (and, as it lands, the controller), its tools and tests.
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
+BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+VPKG      := github.com/prometheus/common/version
+LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH) \
+             -X $(VPKG).BuildUser=$(USER) -X $(VPKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+
+.PHONY: all build tools test lint bench load fuzz run clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/singbox_exporter ./cmd/singbox_exporter
+
+# The real programs the tests run, built once into a git-ignored cache.
+tools:
+	bash tools/build.sh all
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# The one test command (README and .ci/run use it): lint, then every test,
+# integration tests with real sing-box included.
+test: lint tools
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./exporter/...
+
+load:
+	BOXFLEET_LOAD=1 $(GO) test -count=1 -run TestLoad -v ./exporter/e2e
+
+fuzz:
+	$(GO) test ./exporter/clashapi -run '^$$' -fuzz FuzzParseLogLine -fuzztime 30s
+	$(GO) test ./exporter/clashapi -run '^$$' -fuzz FuzzDecodeSnapshot -fuzztime 30s
+
+# A local node: sing-box on loopback with the exporter beside it.
+run: build tools
+	bash scripts/run-local.sh
+
+clean:
+	rm -rf bin
