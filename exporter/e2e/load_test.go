@@ -24,10 +24,12 @@ func TestLoad(t *testing.T) {
 	}
 	const conns, users, run = 10_000, 5_000, 60 * time.Second
 	bin := binaries2(t)
+	// Cleanups run last-in first-out: the exporters stop (and drop their
+	// log streams) before the servers wait for open requests to end.
 	srvDefault := clashapitest.NewServer(clashapitest.Body(conns, users))
-	defer srvDefault.Close()
+	t.Cleanup(srvDefault.Close)
 	srvNaive := clashapitest.NewServer(clashapitest.Body(conns, users))
-	defer srvNaive.Close()
+	t.Cleanup(srvNaive.Close)
 
 	start := func(url string, extra ...string) (*process, string) {
 		listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
