@@ -287,14 +287,17 @@ func (n *node) check(mf map[string]*dto.MetricFamily, tolerance float64) {
 	if users.up+users.down+unattributed != node {
 		t.Errorf("users %.0f + unattributed %.0f != node total %.0f", users.up+users.down, unattributed, node)
 	}
-	if node != truthSum {
+	// The origins count what their sockets accepted; a response's last
+	// segment can reach the kernel after the client already closed and
+	// never pass through sing-box, so allow a few of those.
+	if math.Abs(node-truthSum) > 4096 {
 		t.Errorf("node total %.0f != %.0f bytes that crossed", node, truthSum)
 	}
 }
 
-// pace is the pause between 64 KiB chunks of a long transfer: about 10 MB/s,
+// pace is the pause between 64 KiB chunks of a long transfer: about 6 MB/s,
 // so that, as over a real network, a long transfer spans several polls.
-const pace = 6 * time.Millisecond
+const pace = 10 * time.Millisecond
 
 // scenario moves traffic in phases: each user alone, both at once, across a
 // sing-box restart and across an exporter restart in the middle of a
