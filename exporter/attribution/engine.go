@@ -93,7 +93,6 @@ type birth struct {
 
 type tracked struct {
 	ConnState
-	last [2]uint64 // bytes seen in the latest interval, for tail weights
 }
 
 // Engine holds the attribution state of one node. It is safe for one
@@ -221,7 +220,7 @@ func (e *Engine) meterOpen(s *clashapi.Snapshot, r *Result) (map[key]bool, map[s
 		}
 		d := Traffic{sub(c.Upload, t.Up), sub(c.Download, t.Down)}
 		t.Up, t.Down = c.Upload, c.Download
-		t.last = [2]uint64{d.Up, d.Down}
+		t.Last = [2]uint64{d.Up, d.Down}
 		observed = observed.Add(d)
 		r.Inbounds[c.Inbound] = r.Inbounds[c.Inbound].Add(d)
 		if t.User == "" {
@@ -255,7 +254,7 @@ func (e *Engine) gone(open map[string]bool, r *Result) []candidate {
 		}
 		cands = append(cands, candidate{
 			Owner:  Owner{t.User, t.Inbound},
-			weight: [2]float64{tailWeight(t.last[up]), tailWeight(t.last[down])},
+			weight: [2]float64{tailWeight(t.Last[up]), tailWeight(t.Last[down])},
 		})
 	}
 	return cands

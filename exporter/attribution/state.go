@@ -9,6 +9,9 @@ type ConnState struct {
 	Up       uint64  `json:"up"`
 	Down     uint64  `json:"down"`
 	Pending  Traffic `json:"pending"` // metered bytes waiting for their user
+	// Last is what moved in the latest interval: the weight of the
+	// connection's unseen tail when it closes, after a restart too.
+	Last [2]uint64 `json:"last"`
 }
 
 // State is the part of the engine that must survive an exporter restart so

@@ -295,9 +295,9 @@ func (n *node) check(mf map[string]*dto.MetricFamily, tolerance float64) {
 	}
 }
 
-// pace is the pause between 64 KiB chunks of a long transfer: about 6 MB/s,
+// pace is the pause between 64 KiB chunks of a long transfer: about 10 MB/s,
 // so that, as over a real network, a long transfer spans several polls.
-const pace = 10 * time.Millisecond
+const pace = 6 * time.Millisecond
 
 // scenario moves traffic in phases: each user alone, both at once, across a
 // sing-box restart and across an exporter restart in the middle of a
