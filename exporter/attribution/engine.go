@@ -180,8 +180,8 @@ func (e *Engine) Apply(s *clashapi.Snapshot, requested time.Time) Result {
 	r.Node = Traffic{now.Up - e.total.Up, now.Down - e.total.Down}
 	e.total = now
 
-	seen, open, observed := e.meterOpen(s, &r)
-	cands := e.gone(open, &r)
+	seen, open, observed := e.meterOpen(s, requested, &r)
+	cands := e.gone(open, requested, &r)
 	cands = append(cands, e.unseenBirths(seen, requested)...)
 	e.pool[up] += int64(r.Node.Up) - int64(observed.Up)
 	e.pool[down] += int64(r.Node.Down) - int64(observed.Down)
@@ -205,7 +205,7 @@ func (e *Engine) baseline(s *clashapi.Snapshot, now Traffic) {
 
 // meterOpen credits the bytes each open connection moved since the previous
 // snapshot and returns the keys and ids it saw and the bytes it observed.
-func (e *Engine) meterOpen(s *clashapi.Snapshot, r *Result) (map[key]bool, map[string]bool, Traffic) {
+func (e *Engine) meterOpen(s *clashapi.Snapshot, now time.Time, r *Result) (map[key]bool, map[string]bool, Traffic) {
 	seen := make(map[key]bool, len(s.Connections))
 	ids := make(map[string]bool, len(s.Connections))
 	var observed Traffic
@@ -221,6 +221,10 @@ func (e *Engine) meterOpen(s *clashapi.Snapshot, r *Result) (map[key]bool, map[s
 		d := Traffic{sub(c.Upload, t.Up), sub(c.Download, t.Down)}
 		t.Up, t.Down = c.Upload, c.Download
 		t.Last = [2]uint64{d.Up, d.Down}
+		if !t.Seen.IsZero() {
+			t.Interval = now.Sub(t.Seen)
+		}
+		t.Seen = now
 		observed = observed.Add(d)
 		r.Inbounds[c.Inbound] = r.Inbounds[c.Inbound].Add(d)
 		if t.User == "" {
@@ -241,7 +245,7 @@ func (e *Engine) meterOpen(s *clashapi.Snapshot, r *Result) (map[key]bool, map[s
 
 // gone retires connections missing from the snapshot. Their last bytes are
 // in the remainder; each becomes a candidate weighted by its recent rate.
-func (e *Engine) gone(open map[string]bool, r *Result) []candidate {
+func (e *Engine) gone(open map[string]bool, now time.Time, r *Result) []candidate {
 	var cands []candidate
 	for id, t := range e.conns {
 		if open[id] {
@@ -254,14 +258,21 @@ func (e *Engine) gone(open map[string]bool, r *Result) []candidate {
 		}
 		cands = append(cands, candidate{
 			Owner:  Owner{t.User, t.Inbound},
-			weight: [2]float64{tailWeight(t.Last[up]), tailWeight(t.Last[down])},
+			weight: [2]float64{t.tailWeight(up, now), t.tailWeight(down, now)},
 		})
 	}
 	return cands
 }
 
-// A connection's unseen tail is on average half an interval of its rate.
-func tailWeight(last uint64) float64 { return float64(last)/2 + 1 }
+// A connection closed at some point after it was last seen; its unseen tail
+// is on average its latest rate over half the time since.
+func (t *tracked) tailWeight(dir int, now time.Time) float64 {
+	if t.Interval <= 0 {
+		return float64(t.Last[dir])/2 + 1
+	}
+	rate := float64(t.Last[dir]) / t.Interval.Seconds()
+	return rate*now.Sub(t.Seen).Seconds()/2 + 1
+}
 
 // unseenBirths returns, as candidates, logged connections that had time to
 // appear in a snapshot and never did: they opened and closed in between.

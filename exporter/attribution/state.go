@@ -1,5 +1,7 @@
 package attribution
 
+import "time"
+
 // ConnState is what is kept of one open connection.
 type ConnState struct {
 	User     string  `json:"user,omitempty"`
@@ -12,6 +14,10 @@ type ConnState struct {
 	// Last is what moved in the latest interval: the weight of the
 	// connection's unseen tail when it closes, after a restart too.
 	Last [2]uint64 `json:"last"`
+	// Seen is when the connection was last in a snapshot and Interval how
+	// long before that it had been seen: together they give its rate.
+	Seen     time.Time     `json:"seen"`
+	Interval time.Duration `json:"interval"`
 }
 
 // State is the part of the engine that must survive an exporter restart so
