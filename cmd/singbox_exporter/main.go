@@ -38,7 +38,7 @@ func main() {
 		clashURL    = app.Flag("singbox.clash-api", "Base URL of sing-box's Clash API (experimental.clash_api.external_controller).").Default("http://127.0.0.1:9090").String()
 		secretFile  = app.Flag("singbox.clash-secret-file", "File holding the Clash API secret.").String()
 		v2rayAddr   = app.Flag("singbox.v2ray-api", "host:port of sing-box's V2Ray stats API; when set, per-user traffic is read from it exactly.").String()
-		minInterval = app.Flag("singbox.poll-interval", "Shortest interval between polls of /connections.").Default("1s").Duration()
+		minInterval = app.Flag("singbox.poll-interval", "Regular interval between polls of /connections when they are cheap; the budget stretches it on busy nodes.").Default("250ms").Duration()
 		maxInterval = app.Flag("singbox.poll-max-interval", "Longest interval between polls, however many connections are open.").Default("30s").Duration()
 		budget      = app.Flag("singbox.poll-budget", "Share of one CPU core that polling may cost sing-box and the exporter together; the interval stretches to keep within it.").Default("0.03").Float64()
 		timeout     = app.Flag("singbox.timeout", "Timeout of one poll of sing-box.").Default("10s").Duration()

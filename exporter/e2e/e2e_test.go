@@ -303,7 +303,7 @@ const pace = 6 * time.Millisecond
 // sing-box restart and across an exporter restart in the middle of a
 // transfer. Short connections run at loopback speed and open and close
 // between polls; long transfers are paced.
-func scenario(t *testing.T, n *node) {
+func scenario(t *testing.T, n *node, together bool) {
 	alice, bob := n.users[0], n.users[1]
 	alice.short(t, 150, 20_000)
 	alice.download(t, 16<<20, pace)
@@ -318,13 +318,9 @@ func scenario(t *testing.T, n *node) {
 	waitTCP(t, n.clashAddr, 20*time.Second)
 	n.waitUp()
 
-	parallel(
-		func() { alice.short(t, 100, 20_000) },
-		func() { bob.short(t, 100, 7_000) },
-		func() { alice.download(t, 12<<20, pace) },
-		func() { bob.upload(t, 6<<20, pace) },
-		func() { bob.download(t, 4<<20, pace) },
-	)
+	if together {
+		bothAtOnce(t, alice, bob)
+	}
 
 	t.Log("restarting the exporter during a transfer")
 	parallel(
@@ -338,13 +334,38 @@ func scenario(t *testing.T, n *node) {
 	bob.short(t, 50, 7_000)
 }
 
+func bothAtOnce(t *testing.T, alice, bob *user) {
+	parallel(
+		func() { alice.short(t, 100, 20_000) },
+		func() { bob.short(t, 100, 7_000) },
+		func() { alice.download(t, 12<<20, pace) },
+		func() { bob.upload(t, 6<<20, pace) },
+		func() { bob.download(t, 4<<20, pace) },
+	)
+}
+
+// Each user alone, across both restarts: attribution is exact by design, so
+// the bound is tight.
 func TestClashAPIAttribution(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real sing-box processes")
 	}
 	n := startNode(t, "sing-box", false)
-	scenario(t, n)
+	scenario(t, n, false)
 	n.check(n.quiesce(), 0.01)
+}
+
+// Both users at once: bytes moved between polls by both are split by
+// estimate. Measured 0.03 % to 3.8 % per user across runs, so the error is
+// logged, and what is asserted is that it never exceeds what the exporter
+// declares as estimated.
+func TestClashAPIConcurrent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real sing-box processes")
+	}
+	n := startNode(t, "sing-box", false)
+	bothAtOnce(t, n.users[0], n.users[1])
+	n.checkDeclared(n.quiesce())
 }
 
 // TestClashAPIWorstCase has both users move everything at loopback speed at
@@ -363,7 +384,14 @@ func TestClashAPIWorstCase(t *testing.T) {
 		func() { alice.download(t, 20<<20, 0) },
 		func() { bob.upload(t, 8<<20, 0) },
 	)
-	mf := n.quiesce()
+	n.checkDeclared(n.quiesce())
+}
+
+// checkDeclared checks the sums and that every misplaced byte was declared
+// as estimated.
+func (n *node) checkDeclared(mf map[string]*dto.MetricFamily) {
+	t := n.t
+	t.Helper()
 	n.check(mf, math.Inf(1))
 	var misplaced float64
 	for _, u := range n.users {
@@ -373,7 +401,7 @@ func TestClashAPIWorstCase(t *testing.T) {
 		misplaced += math.Abs(gotUp-float64(up)) + math.Abs(gotDown-float64(down))
 	}
 	estimated := sumDirections(mf, "singbox_exporter_attribution_estimated_bytes_total", nil)
-	t.Logf("worst case: %.0f bytes misplaced, %.0f declared estimated", misplaced/2, estimated)
+	t.Logf("%.0f bytes misplaced, %.0f declared estimated", misplaced/2, estimated)
 	if misplaced/2 > estimated {
 		t.Errorf("%.0f bytes misplaced but only %.0f declared estimated", misplaced/2, estimated)
 	}
@@ -384,6 +412,6 @@ func TestV2RayAPIExact(t *testing.T) {
 		t.Skip("runs real sing-box processes")
 	}
 	n := startNode(t, "sing-box-v2ray", true)
-	scenario(t, n)
+	scenario(t, n, true)
 	n.check(n.quiesce(), 0)
 }

@@ -60,7 +60,7 @@ type Meter struct {
 // by an empty state) and returns a meter ready to Run.
 func New(cfg Config) *Meter {
 	if cfg.MinInterval <= 0 {
-		cfg.MinInterval = time.Second
+		cfg.MinInterval = 250 * time.Millisecond
 	}
 	if cfg.MaxInterval < cfg.MinInterval {
 		cfg.MaxInterval = 30 * time.Second
