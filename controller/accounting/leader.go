@@ -1,0 +1,88 @@
+package accounting
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/boxfleet/boxfleet/controller/store"
+)
+
+// Leader keeps the singleton lease and runs the accountant while it holds
+// it. Renewal runs on its own ticker so that a long cycle does not let the
+// lease lapse; the ledger commit re-checks the lease inside its
+// transaction, so a controller that lost it mid-cycle cannot write.
+type Leader struct {
+	Store    *store.Store
+	Acct     *Accountant
+	Log      *logrus.Logger
+	Holder   string
+	Interval time.Duration // between accounting cycles
+	TTL      time.Duration // a dead leader is replaced within this
+
+	held  atomic.Bool
+	gauge prometheus.Gauge
+}
+
+// Register adds boxfleet_leader to reg.
+func (l *Leader) Register(reg prometheus.Registerer) {
+	l.gauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "boxfleet_leader",
+		Help: "1 when this controller holds the lease for accounting and sweeps.",
+	})
+	reg.MustRegister(l.gauge)
+}
+
+// Run blocks until ctx ends, then releases the lease.
+func (l *Leader) Run(ctx context.Context) {
+	go l.renew(ctx)
+	t := time.NewTicker(l.Interval)
+	defer t.Stop()
+	for {
+		if l.held.Load() {
+			if err := l.Acct.Cycle(ctx); err != nil && ctx.Err() == nil {
+				l.Log.WithError(err).Warn("accounting cycle failed; retrying next interval")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := l.Store.ReleaseLease(rctx, LeaseName, l.Holder); err != nil {
+				l.Log.WithError(err).Warn("releasing the lease")
+			}
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (l *Leader) renew(ctx context.Context) {
+	t := time.NewTicker(l.TTL / 3)
+	defer t.Stop()
+	for {
+		held, err := l.Store.TryLease(ctx, LeaseName, l.Holder, l.TTL.Milliseconds())
+		if err != nil && ctx.Err() == nil {
+			l.Log.WithError(err).Warn("lease: database unreachable")
+			held = false
+		}
+		if held != l.held.Swap(held) {
+			l.Log.WithField("leader", held).Info("lease changed hands")
+		}
+		if l.gauge != nil {
+			l.gauge.Set(map[bool]float64{true: 1, false: 0}[held])
+		}
+		select {
+		case <-ctx.Done():
+			l.held.Store(false)
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// IsLeader reports whether this controller holds the lease now.
+func (l *Leader) IsLeader() bool { return l.held.Load() }

@@ -1,0 +1,96 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/boxfleet/boxfleet/controller/store"
+)
+
+// errorBody is the one shape every error response has, so that scripts can
+// branch on code without parsing prose.
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Field   string `json:"field,omitempty"`
+	} `json:"error"`
+}
+
+// Error codes, stable across releases.
+const (
+	codeBadRequest   = "bad_request"
+	codeInvalid      = "invalid"
+	codeUnauthorized = "unauthorized"
+	codeForbidden    = "forbidden"
+	codeNotFound     = "not_found"
+	codeConflict     = "conflict"
+	codeTooLarge     = "too_large"
+	codeInternal     = "internal"
+	codeUnavailable  = "unavailable"
+	codeRateLimited  = "rate_limited"
+)
+
+func writeError(w http.ResponseWriter, status int, code, msg, field string) {
+	var b errorBody
+	b.Error.Code, b.Error.Message, b.Error.Field = code, msg, field
+	writeJSON(w, status, b)
+}
+
+// fail maps store and decoding errors to status codes; anything unexpected
+// is logged and answered as a 500 without internals.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ve *store.ValidationError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &ve):
+		writeError(w, http.StatusBadRequest, codeInvalid, ve.Error(), ve.Field)
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, codeNotFound, "no such object", "")
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, codeConflict, "an object with that name already exists", "")
+	case errors.As(err, &mbe):
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, "request body too large", "")
+	case errors.Is(err, errBadBody):
+		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error(), "")
+	default:
+		a.log.WithFields(logrus.Fields{"path": r.URL.Path, "method": r.Method}).WithError(err).Error("request failed")
+		writeError(w, http.StatusInternalServerError, codeInternal, "internal error; see the controller's log", "")
+	}
+}
+
+var errBadBody = errors.New("malformed JSON body")
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// decode reads a JSON body of at most maxBody bytes into v; unknown fields
+// are errors, so that a typo never silently does nothing.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errBadBody, err)
+	}
+	if dec.More() {
+		return errBadBody
+	}
+	return nil
+}
+
+const maxBody = 1 << 20

@@ -1,0 +1,93 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/gorilla/mux"
+
+	"github.com/boxfleet/boxfleet/controller/store"
+)
+
+func (a *API) listPlans(w http.ResponseWriter, r *http.Request) {
+	ps, err := a.store.ListPlans(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if ps == nil {
+		ps = []*store.Plan{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"plans": ps})
+}
+
+func (a *API) getPlan(w http.ResponseWriter, r *http.Request) {
+	p, err := a.store.GetPlan(r.Context(), mux.Vars(r)["name"])
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// planBody is what PUT accepts: the plan's fields without its name (the
+// path names it) or timestamps.
+type planBody struct {
+	TrafficLimit    int64    `json:"traffic_limit_bytes"`
+	ResetStrategy   string   `json:"reset_strategy"`
+	DurationSeconds int64    `json:"duration_seconds"`
+	OnHoldSeconds   int64    `json:"on_hold_seconds"`
+	DeviceLimit     int64    `json:"device_limit"`
+	Groups          []string `json:"groups"`
+	Note            string   `json:"note"`
+}
+
+func (a *API) putPlan(w http.ResponseWriter, r *http.Request) {
+	var b planBody
+	if err := decode(w, r, &b); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	p, err := a.store.PutPlan(r.Context(), Caller(r), store.Plan{
+		Name: mux.Vars(r)["name"], TrafficLimit: b.TrafficLimit, ResetStrategy: b.ResetStrategy,
+		DurationSeconds: b.DurationSeconds, OnHoldSeconds: b.OnHoldSeconds, DeviceLimit: b.DeviceLimit,
+		Groups: b.Groups, Note: b.Note,
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (a *API) deletePlan(w http.ResponseWriter, r *http.Request) {
+	if err := a.store.DeletePlan(r.Context(), Caller(r), mux.Vars(r)["name"]); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.EventFilter{ObjectType: q.Get("object_type"), ObjectName: q.Get("object"), Action: q.Get("action"), Actor: q.Get("actor")}
+	var err error
+	if f.Limit, err = intParam(r, "limit", 100, 1000); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	before, err := intParam(r, "before", 0, 1<<62)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	f.Before = int64(before)
+	evs, err := a.store.Events(r.Context(), f)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if evs == nil {
+		evs = []*store.Event{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
+}

@@ -1,0 +1,183 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/boxfleet/boxfleet/controller/store"
+)
+
+type userPage struct {
+	Users  []*store.User `json:"users"`
+	Total  int           `json:"total"`
+	Limit  int           `json:"limit"`
+	Offset int           `json:"offset"`
+}
+
+func (a *API) listUsers(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.UserFilter{Status: q.Get("status"), Group: q.Get("group"), Plan: q.Get("plan"), Search: q.Get("search")}
+	if f.Status != "" && !slices.Contains(store.Statuses, f.Status) {
+		a.fail(w, r, &store.ValidationError{Field: "status", Reason: "unknown status"})
+		return
+	}
+	var err error
+	if f.Limit, err = intParam(r, "limit", 100, 1000); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if f.Offset, err = intParam(r, "offset", 0, 1<<31-1); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	users, total, err := a.store.ListUsers(r.Context(), f)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, userPage{Users: users, Total: total, Limit: f.Limit, Offset: f.Offset})
+}
+
+type createUserBody struct {
+	Name string `json:"name"`
+	Plan string `json:"plan,omitempty"`
+	store.UserSpec
+}
+
+func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
+	var b createUserBody
+	if err := decode(w, r, &b); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	u, err := a.store.CreateUser(r.Context(), Caller(r), b.Name, b.Plan, b.UserSpec)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, u)
+}
+
+func (a *API) getUser(w http.ResponseWriter, r *http.Request) {
+	u, err := a.store.GetUser(r.Context(), mux.Vars(r)["name"])
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+func (a *API) updateUser(w http.ResponseWriter, r *http.Request) {
+	var spec store.UserSpec
+	if err := decode(w, r, &spec); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	u, err := a.store.UpdateUser(r.Context(), Caller(r), mux.Vars(r)["name"], spec)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) {
+	if err := a.store.DeleteUser(r.Context(), Caller(r), mux.Vars(r)["name"]); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type reasonBody struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// readReason accepts an empty body as "no reason given".
+func readReason(w http.ResponseWriter, r *http.Request) (string, error) {
+	var b reasonBody
+	if r.ContentLength == 0 {
+		return "", nil
+	}
+	if err := decode(w, r, &b); err != nil {
+		return "", err
+	}
+	if len(b.Reason) > 255 {
+		return "", &store.ValidationError{Field: "reason", Reason: "longer than 255 bytes"}
+	}
+	return b.Reason, nil
+}
+
+func (a *API) suspendUser(w http.ResponseWriter, r *http.Request) {
+	reason, err := readReason(w, r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if reason == "" {
+		reason = "suspended by an admin"
+	}
+	// "admin:" marks a hand-made suspension, which no alert ever lifts.
+	u, err := a.store.SuspendUser(r.Context(), Caller(r), mux.Vars(r)["name"], "admin: "+reason)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+func (a *API) userAction(fn func(ctx context.Context, actor, name string) (*store.User, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, err := fn(r.Context(), Caller(r), mux.Vars(r)["name"])
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, u)
+	}
+}
+
+// userUsage returns the ledger per day and node; from/to are dates
+// (YYYY-MM-DD, UTC), defaulting to the last 31 days.
+func (a *API) userUsage(w http.ResponseWriter, r *http.Request) {
+	name := mux.Vars(r)["name"]
+	if _, err := a.store.GetUser(r.Context(), name); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	now := time.Now().UTC()
+	from, err := dateParam(r, "from", now.AddDate(0, 0, -30))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	to, err := dateParam(r, "to", now)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	rows, err := a.store.Usage(r.Context(), name, from, to)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if rows == nil {
+		rows = []store.UsageRow{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": name, "usage": rows})
+}
+
+func dateParam(r *http.Request, name string, def time.Time) (int, error) {
+	t := def
+	if s := r.URL.Query().Get(name); s != "" {
+		var err error
+		if t, err = time.Parse(time.DateOnly, s); err != nil {
+			return 0, &store.ValidationError{Field: name, Reason: "must be a date like 2026-01-31"}
+		}
+	}
+	return t.Year()*10000 + int(t.Month())*100 + t.Day(), nil
+}

@@ -1,0 +1,109 @@
+// Package collector exports the controller's view of users and nodes for
+// alert rules and dashboards. Like an exporter's collector it reads the
+// store at scrape time and builds const metrics, so the numbers are never
+// older than the scrape.
+package collector
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/boxfleet/boxfleet/controller/store"
+)
+
+var (
+	storeUp = prometheus.NewDesc("boxfleet_store_up",
+		"1 when the last scrape could read the database.", nil, nil)
+	used = prometheus.NewDesc("boxfleet_user_traffic_used_bytes",
+		"Traffic (upload + download) the user has used in the current period, from the ledger.", []string{"user"}, nil)
+	limit = prometheus.NewDesc("boxfleet_user_traffic_limit_bytes",
+		"Traffic limit for the current period; absent when unlimited.", []string{"user"}, nil)
+	expiry = prometheus.NewDesc("boxfleet_user_expiry_timestamp_seconds",
+		"When the user expires; absent when never.", []string{"user"}, nil)
+	devices = prometheus.NewDesc("boxfleet_user_device_limit",
+		"How many source IPs the user may use at once; absent when unlimited.", []string{"user"}, nil)
+	status = prometheus.NewDesc("boxfleet_user_status",
+		"1 for the user's current status (active, disabled, limited, expired, on_hold).", []string{"user", "status"}, nil)
+	users = prometheus.NewDesc("boxfleet_users",
+		"Number of users by status.", []string{"status"}, nil)
+	drained = prometheus.NewDesc("boxfleet_node_drained",
+		"1 when the node is left out of subscriptions.", []string{"node"}, nil)
+	lastSeen = prometheus.NewDesc("boxfleet_node_last_seen_timestamp_seconds",
+		"When the node's exporter last registered.", []string{"node"}, nil)
+)
+
+// Collector reads the store on every scrape.
+type Collector struct {
+	Store   *store.Store
+	Log     *logrus.Logger
+	Timeout time.Duration
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{storeUp, used, limit, expiry, devices, status, users, drained, lastSeen} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. A database outage yields
+// boxfleet_store_up 0 rather than a failed scrape, so the alert on it can
+// fire.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
+	defer cancel()
+	us, err := c.Store.AllUsers(ctx)
+	if err == nil {
+		var ns []*store.Node
+		if ns, err = c.Store.ListNodes(ctx); err == nil {
+			collectUsers(ch, us)
+			collectNodes(ch, ns)
+		}
+	}
+	up := 1.0
+	if err != nil {
+		c.Log.WithError(err).Warn("metrics: reading the store failed")
+		up = 0
+	}
+	ch <- prometheus.MustNewConstMetric(storeUp, prometheus.GaugeValue, up)
+}
+
+func collectUsers(ch chan<- prometheus.Metric, us []*store.User) {
+	counts := map[string]int{}
+	for _, s := range store.Statuses {
+		counts[s] = 0
+	}
+	for _, u := range us {
+		counts[u.Status]++
+		ch <- prometheus.MustNewConstMetric(used, prometheus.GaugeValue, float64(u.Used()), u.Name)
+		ch <- prometheus.MustNewConstMetric(status, prometheus.GaugeValue, 1, u.Name, u.Status)
+		if u.TrafficLimit > 0 {
+			ch <- prometheus.MustNewConstMetric(limit, prometheus.GaugeValue, float64(u.TrafficLimit), u.Name)
+		}
+		if u.ExpireAt != nil {
+			ch <- prometheus.MustNewConstMetric(expiry, prometheus.GaugeValue, float64(u.ExpireAt.Unix()), u.Name)
+		}
+		if u.DeviceLimit > 0 {
+			ch <- prometheus.MustNewConstMetric(devices, prometheus.GaugeValue, float64(u.DeviceLimit), u.Name)
+		}
+	}
+	for s, n := range counts {
+		ch <- prometheus.MustNewConstMetric(users, prometheus.GaugeValue, float64(n), s)
+	}
+}
+
+func collectNodes(ch chan<- prometheus.Metric, ns []*store.Node) {
+	for _, n := range ns {
+		d := 0.0
+		if n.Drained {
+			d = 1
+		}
+		ch <- prometheus.MustNewConstMetric(drained, prometheus.GaugeValue, d, n.Name)
+		if n.LastSeen != nil {
+			ch <- prometheus.MustNewConstMetric(lastSeen, prometheus.GaugeValue, float64(n.LastSeen.Unix()), n.Name)
+		}
+	}
+}

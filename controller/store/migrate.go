@@ -1,0 +1,218 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// migrations are applied in order, each once, recorded in schema_migrations.
+// Add new ones at the end; never edit one that has shipped. The text is
+// shared by both back ends: {{id}} becomes each dialect's auto-increment key.
+var migrations = []string{
+	1: `
+CREATE TABLE users (
+  id {{id}},
+  name VARCHAR(64) NOT NULL,
+  uuid CHAR(36) NOT NULL,
+  password VARCHAR(64) NOT NULL,
+  ss_key_16 VARCHAR(64) NOT NULL,
+  ss_key_32 VARCHAR(64) NOT NULL,
+  sub_token VARCHAR(64) NOT NULL,
+  status VARCHAR(16) NOT NULL,
+  status_reason VARCHAR(255) NOT NULL DEFAULT '',
+  traffic_limit BIGINT NOT NULL DEFAULT 0,
+  used_up BIGINT NOT NULL DEFAULT 0,
+  used_down BIGINT NOT NULL DEFAULT 0,
+  reset_strategy VARCHAR(16) NOT NULL DEFAULT 'no_reset',
+  period_start BIGINT NOT NULL DEFAULT 0,
+  expire_at BIGINT NOT NULL DEFAULT 0,
+  on_hold_seconds BIGINT NOT NULL DEFAULT 0,
+  first_used_at BIGINT NOT NULL DEFAULT 0,
+  device_limit BIGINT NOT NULL DEFAULT 0,
+  groups_csv VARCHAR(1024) NOT NULL DEFAULT '',
+  note VARCHAR(1024) NOT NULL DEFAULT '',
+  plan VARCHAR(64) NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  UNIQUE (name),
+  UNIQUE (sub_token)
+)`,
+	2: `
+CREATE TABLE plans (
+  id {{id}},
+  name VARCHAR(64) NOT NULL,
+  traffic_limit BIGINT NOT NULL DEFAULT 0,
+  reset_strategy VARCHAR(16) NOT NULL DEFAULT 'no_reset',
+  duration_seconds BIGINT NOT NULL DEFAULT 0,
+  on_hold_seconds BIGINT NOT NULL DEFAULT 0,
+  device_limit BIGINT NOT NULL DEFAULT 0,
+  groups_csv VARCHAR(1024) NOT NULL DEFAULT '',
+  note VARCHAR(1024) NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  UNIQUE (name)
+)`,
+	3: `
+CREATE TABLE nodes (
+  id {{id}},
+  name VARCHAR(64) NOT NULL,
+  token_hash CHAR(64) NOT NULL,
+  address VARCHAR(255) NOT NULL DEFAULT '',
+  exporter VARCHAR(255) NOT NULL DEFAULT '',
+  labels_json TEXT NOT NULL,
+  inbounds_json TEXT NOT NULL,
+  version VARCHAR(64) NOT NULL DEFAULT '',
+  drained INTEGER NOT NULL DEFAULT 0,
+  drain_reason VARCHAR(255) NOT NULL DEFAULT '',
+  drained_by VARCHAR(255) NOT NULL DEFAULT '',
+  last_seen BIGINT NOT NULL DEFAULT 0,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  UNIQUE (name),
+  UNIQUE (token_hash)
+)`,
+	4: `
+CREATE TABLE admin_tokens (
+  id {{id}},
+  name VARCHAR(64) NOT NULL,
+  token_hash CHAR(64) NOT NULL,
+  created_at BIGINT NOT NULL,
+  UNIQUE (token_hash)
+)`,
+	5: `
+CREATE TABLE events (
+  id {{id}},
+  at BIGINT NOT NULL,
+  actor VARCHAR(255) NOT NULL,
+  action VARCHAR(64) NOT NULL,
+  object_type VARCHAR(16) NOT NULL,
+  object_name VARCHAR(64) NOT NULL,
+  before_json TEXT NOT NULL,
+  after_json TEXT NOT NULL,
+  detail TEXT NOT NULL
+)`,
+	6: `CREATE INDEX events_object ON events (object_type, object_name, id)`,
+	7: `
+CREATE TABLE meta (
+  name VARCHAR(64) NOT NULL PRIMARY KEY,
+  value BIGINT NOT NULL
+)`,
+	8: `INSERT INTO meta (name, value) VALUES ('users_revision', 1)`,
+	9: `
+CREATE TABLE checkpoints (
+  node VARCHAR(64) NOT NULL,
+  user_name VARCHAR(64) NOT NULL,
+  direction VARCHAR(8) NOT NULL,
+  value BIGINT NOT NULL,
+  PRIMARY KEY (node, user_name, direction)
+)`,
+	10: `
+CREATE TABLE usage_daily (
+  user_name VARCHAR(64) NOT NULL,
+  node VARCHAR(64) NOT NULL,
+  day INTEGER NOT NULL,
+  upload BIGINT NOT NULL DEFAULT 0,
+  download BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (user_name, day, node)
+)`,
+	11: `
+CREATE TABLE leases (
+  name VARCHAR(64) NOT NULL PRIMARY KEY,
+  holder VARCHAR(255) NOT NULL,
+  expires_at_ms BIGINT NOT NULL
+)`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	conn, err := s.db.Connx(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// Several controllers may start together on one MySQL. MySQL commits DDL
+	// implicitly, so a transaction cannot make "create table + record version"
+	// atomic there; a named lock serialises the migrators instead, and each
+	// version is recorded only after its statement succeeded.
+	if s.dialect == mysqlDialect {
+		var got int
+		// The lock is per database: GET_LOCK names are server-wide.
+		if err := conn.GetContext(ctx, &got, `SELECT GET_LOCK(CONCAT('boxfleet_migrate.', DATABASE()), 60)`); err != nil || got != 1 {
+			return fmt.Errorf("waiting for the migration lock: %v", err)
+		}
+		defer conn.ExecContext(context.Background(), `SELECT RELEASE_LOCK(CONCAT('boxfleet_migrate.', DATABASE()))`)
+	}
+	if _, err := conn.ExecContext(ctx,
+		`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("migrations table: %w", err)
+	}
+	var done []int
+	if err := conn.SelectContext(ctx, &done, `SELECT version FROM schema_migrations`); err != nil {
+		return err
+	}
+	applied := map[int]bool{}
+	for _, v := range done {
+		applied[v] = true
+	}
+	if len(done) > 0 && maxInt(done) >= len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this binary knows (%d): upgrade boxfleet", maxInt(done), len(migrations)-1)
+	}
+	for v := 1; v < len(migrations); v++ {
+		if applied[v] {
+			continue
+		}
+		if err := s.applyMigration(ctx, conn, v); err != nil {
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) applyMigration(ctx context.Context, conn *sqlx.Conn, v int) error {
+	stmt := strings.ReplaceAll(migrations[v], "{{id}}", s.autoID())
+	if s.dialect == mysqlDialect && strings.HasPrefix(strings.TrimSpace(stmt), "CREATE TABLE") {
+		// Fix: without this, tables took the database's default collation,
+		// usually case-insensitive (utf8mb4_general_ci) or even latin1:
+		// "Alice" and "alice" collided on MySQL but not on SQLite, a
+		// subscription token matched in the wrong case, and checkpoints of
+		// two users differing in case merged. Binary collation compares
+		// like SQLite does.
+		stmt += " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+	}
+	tx, err := conn.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, stmt); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, s.now()); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func maxInt(xs []int) int {
+	m := 0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
+
+func (s *Store) autoID() string {
+	if s.dialect == mysqlDialect {
+		return "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY"
+	}
+	return "INTEGER PRIMARY KEY AUTOINCREMENT"
+}
+
+// SchemaVersion is the newest migration applied.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.db.GetContext(ctx, &v, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`)
+	return v, err
+}

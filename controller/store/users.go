@@ -1,0 +1,511 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/boxfleet/boxfleet/internal/sbconfig"
+)
+
+// User statuses. Only active and on_hold users are served by nodes.
+const (
+	StatusActive   = "active"
+	StatusDisabled = "disabled" // suspended by an admin or an alert; never lifted automatically unless the alert did it
+	StatusLimited  = "limited"  // over quota for the current period
+	StatusExpired  = "expired"
+	StatusOnHold   = "on_hold" // not used yet; the clock starts at first use
+)
+
+// Statuses lists every status, in the order metrics and docs show them.
+var Statuses = []string{StatusActive, StatusDisabled, StatusLimited, StatusExpired, StatusOnHold}
+
+// Reset strategies. Periods are calendar periods in UTC: a day starts at
+// 00:00, a week on Monday, a month on the 1st, a year on 1 January.
+var ResetStrategies = []string{"no_reset", "day", "week", "month", "year"}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$`)
+
+// ValidName reports whether s is a safe user, plan or node name: it ends up
+// in metric labels, file names of client profiles and URLs.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// User is a subscriber as the API shows it.
+type User struct {
+	Name          string               `json:"name"`
+	Credentials   sbconfig.Credentials `json:"credentials"`
+	SubToken      string               `json:"subscription_token"`
+	Status        string               `json:"status"`
+	StatusReason  string               `json:"status_reason,omitempty"`
+	TrafficLimit  int64                `json:"traffic_limit_bytes"`
+	UsedUp        int64                `json:"used_upload_bytes"`
+	UsedDown      int64                `json:"used_download_bytes"`
+	ResetStrategy string               `json:"reset_strategy"`
+	PeriodStart   time.Time            `json:"period_start"`
+	ExpireAt      *time.Time           `json:"expire_at,omitempty"`
+	OnHoldSeconds int64                `json:"on_hold_seconds,omitempty"`
+	FirstUsedAt   *time.Time           `json:"first_used_at,omitempty"`
+	DeviceLimit   int64                `json:"device_limit"`
+	Groups        []string             `json:"groups"`
+	Note          string               `json:"note"`
+	Plan          string               `json:"plan,omitempty"`
+	CreatedAt     time.Time            `json:"created_at"`
+	UpdatedAt     time.Time            `json:"updated_at"`
+}
+
+// Used is the traffic counted against the limit in the current period.
+func (u *User) Used() int64 { return u.UsedUp + u.UsedDown }
+
+// Served reports whether nodes should accept the user.
+func (u *User) Served() bool { return u.Status == StatusActive || u.Status == StatusOnHold }
+
+// MayUse reports whether the user may use a node in group; a user with no
+// groups may use every node.
+func (u *User) MayUse(group string) bool {
+	return len(u.Groups) == 0 || slices.Contains(u.Groups, group)
+}
+
+// redacted is the copy the audit log keeps: who changed what, without the
+// secrets that would let a reader of the log impersonate the user.
+func (u *User) redacted() *User {
+	c := *u
+	c.Credentials = sbconfig.Credentials{}
+	c.SubToken = ""
+	return &c
+}
+
+type userRow struct {
+	ID            int64  `db:"id"`
+	Name          string `db:"name"`
+	UUID          string `db:"uuid"`
+	Password      string `db:"password"`
+	SSKey16       string `db:"ss_key_16"`
+	SSKey32       string `db:"ss_key_32"`
+	SubToken      string `db:"sub_token"`
+	Status        string `db:"status"`
+	StatusReason  string `db:"status_reason"`
+	TrafficLimit  int64  `db:"traffic_limit"`
+	UsedUp        int64  `db:"used_up"`
+	UsedDown      int64  `db:"used_down"`
+	ResetStrategy string `db:"reset_strategy"`
+	PeriodStart   int64  `db:"period_start"`
+	ExpireAt      int64  `db:"expire_at"`
+	OnHoldSeconds int64  `db:"on_hold_seconds"`
+	FirstUsedAt   int64  `db:"first_used_at"`
+	DeviceLimit   int64  `db:"device_limit"`
+	Groups        string `db:"groups_csv"`
+	Note          string `db:"note"`
+	Plan          string `db:"plan"`
+	CreatedAt     int64  `db:"created_at"`
+	UpdatedAt     int64  `db:"updated_at"`
+}
+
+const userCols = `id, name, uuid, password, ss_key_16, ss_key_32, sub_token, status, status_reason,
+  traffic_limit, used_up, used_down, reset_strategy, period_start, expire_at, on_hold_seconds,
+  first_used_at, device_limit, groups_csv, note, plan, created_at, updated_at`
+
+func (r *userRow) user() *User {
+	return &User{
+		Name: r.Name,
+		Credentials: sbconfig.Credentials{
+			UUID: r.UUID, Password: r.Password, SSKey16: r.SSKey16, SSKey32: r.SSKey32,
+		},
+		SubToken:      r.SubToken,
+		Status:        r.Status,
+		StatusReason:  r.StatusReason,
+		TrafficLimit:  r.TrafficLimit,
+		UsedUp:        r.UsedUp,
+		UsedDown:      r.UsedDown,
+		ResetStrategy: r.ResetStrategy,
+		PeriodStart:   unix(r.PeriodStart),
+		ExpireAt:      optUnix(r.ExpireAt),
+		OnHoldSeconds: r.OnHoldSeconds,
+		FirstUsedAt:   optUnix(r.FirstUsedAt),
+		DeviceLimit:   r.DeviceLimit,
+		Groups:        splitCSV(r.Groups),
+		Note:          r.Note,
+		Plan:          r.Plan,
+		CreatedAt:     unix(r.CreatedAt),
+		UpdatedAt:     unix(r.UpdatedAt),
+	}
+}
+
+func unix(s int64) time.Time { return time.Unix(s, 0).UTC() }
+
+func optUnix(s int64) *time.Time {
+	if s == 0 {
+		return nil
+	}
+	t := unix(s)
+	return &t
+}
+
+func splitCSV(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, ",")
+}
+
+// UserSpec holds the settable fields of a user; nil leaves a field as it is
+// (or as the plan sets it, on create).
+type UserSpec struct {
+	TrafficLimit  *int64     `json:"traffic_limit_bytes,omitempty"`
+	ResetStrategy *string    `json:"reset_strategy,omitempty"`
+	ExpireAt      *time.Time `json:"expire_at,omitempty"` // the zero time clears the expiry
+	OnHoldSeconds *int64     `json:"on_hold_seconds,omitempty"`
+	DeviceLimit   *int64     `json:"device_limit,omitempty"`
+	Groups        *[]string  `json:"groups,omitempty"`
+	Note          *string    `json:"note,omitempty"`
+}
+
+func (sp *UserSpec) apply(r *userRow) error {
+	if sp.TrafficLimit != nil {
+		if *sp.TrafficLimit < 0 {
+			return invalid("traffic_limit_bytes", "must not be negative")
+		}
+		r.TrafficLimit = *sp.TrafficLimit
+	}
+	if sp.ResetStrategy != nil {
+		if !slices.Contains(ResetStrategies, *sp.ResetStrategy) {
+			return invalid("reset_strategy", "must be one of %s", strings.Join(ResetStrategies, ", "))
+		}
+		r.ResetStrategy = *sp.ResetStrategy
+	}
+	if sp.ExpireAt != nil {
+		r.ExpireAt = 0
+		if !sp.ExpireAt.IsZero() {
+			r.ExpireAt = sp.ExpireAt.Unix()
+		}
+	}
+	if sp.OnHoldSeconds != nil {
+		if *sp.OnHoldSeconds < 0 {
+			return invalid("on_hold_seconds", "must not be negative")
+		}
+		r.OnHoldSeconds = *sp.OnHoldSeconds
+	}
+	if sp.DeviceLimit != nil {
+		if *sp.DeviceLimit < 0 {
+			return invalid("device_limit", "must not be negative")
+		}
+		r.DeviceLimit = *sp.DeviceLimit
+	}
+	if sp.Groups != nil {
+		g, err := groupsCSV(*sp.Groups)
+		if err != nil {
+			return err
+		}
+		r.Groups = g
+	}
+	if sp.Note != nil {
+		if len(*sp.Note) > 1024 {
+			return invalid("note", "longer than 1024 bytes")
+		}
+		r.Note = *sp.Note
+	}
+	return nil
+}
+
+func groupsCSV(groups []string) (string, error) {
+	g := slices.Clone(groups)
+	slices.Sort(g)
+	g = slices.Compact(g)
+	for _, x := range g {
+		if !ValidName(x) {
+			return "", invalid("groups", "%q is not a valid group name", x)
+		}
+	}
+	s := strings.Join(g, ",")
+	if len(s) > 1024 {
+		return "", invalid("groups", "too many groups")
+	}
+	return s, nil
+}
+
+// NewToken returns a subscription token: 24 random bytes (192 bits),
+// URL-safe.
+func NewToken() string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// CreateUser adds a user from an optional plan and spec, with fresh
+// credentials and token.
+func (s *Store) CreateUser(ctx context.Context, actor, name, plan string, spec UserSpec) (*User, error) {
+	if !ValidName(name) {
+		return nil, invalid("name", "must match %s", nameRE)
+	}
+	now := s.now()
+	creds := sbconfig.NewCredentials()
+	r := &userRow{
+		Name: name, UUID: creds.UUID, Password: creds.Password, SSKey16: creds.SSKey16, SSKey32: creds.SSKey32,
+		SubToken: NewToken(), Status: StatusActive, ResetStrategy: "no_reset",
+		PeriodStart: now, CreatedAt: now, UpdatedAt: now,
+	}
+	var u *User
+	err := s.tx(ctx, func(tx *sqlx.Tx) error {
+		if plan != "" {
+			p, err := s.getPlan(ctx, tx, plan)
+			if err != nil {
+				if err == ErrNotFound {
+					return invalid("plan", "no plan named %q", plan)
+				}
+				return err
+			}
+			p.applyTo(r, now)
+		}
+		if err := spec.apply(r); err != nil {
+			return err
+		}
+		r.PeriodStart = periodStart(r.ResetStrategy, now)
+		r.Status = r.derivedStatus(now)
+		// Fix: TrimPrefix, not ReplaceAll, which also ate the "id, " inside
+		// "uuid, " and produced a column "uupassword".
+		res, err := tx.NamedExecContext(ctx, `INSERT INTO users (`+strings.TrimPrefix(userCols, "id, ")+`) VALUES (
+		  :name, :uuid, :password, :ss_key_16, :ss_key_32, :sub_token, :status, :status_reason,
+		  :traffic_limit, :used_up, :used_down, :reset_strategy, :period_start, :expire_at, :on_hold_seconds,
+		  :first_used_at, :device_limit, :groups_csv, :note, :plan, :created_at, :updated_at)`, r)
+		if err != nil {
+			if isDuplicate(err) {
+				return ErrConflict
+			}
+			return err
+		}
+		r.ID, _ = res.LastInsertId()
+		u = r.user()
+		return s.changed(ctx, tx, actor, "user.create", "user", name, nil, u.redacted(), "")
+	})
+	return u, err
+}
+
+// derivedStatus is the status the user's numbers imply. A user an admin or
+// an alert disabled stays disabled: only an explicit resume lifts that.
+func (r *userRow) derivedStatus(now int64) string {
+	switch {
+	case r.Status == StatusDisabled:
+		return StatusDisabled
+	case r.ExpireAt != 0 && r.ExpireAt <= now:
+		return StatusExpired
+	case r.TrafficLimit > 0 && r.UsedUp+r.UsedDown >= r.TrafficLimit:
+		return StatusLimited
+	case r.OnHoldSeconds > 0 && r.FirstUsedAt == 0 && r.ExpireAt == 0:
+		return StatusOnHold
+	}
+	return StatusActive
+}
+
+func (s *Store) getUserRow(ctx context.Context, q sqlx.QueryerContext, name string) (*userRow, error) {
+	var r userRow
+	query := `SELECT ` + userCols + ` FROM users WHERE name = ?`
+	if s.dialect == mysqlDialect {
+		if _, ok := q.(*sqlx.Tx); ok {
+			query += ` FOR UPDATE`
+		}
+	}
+	if err := sqlx.GetContext(ctx, q, &r, query, name); err != nil {
+		return nil, notFound(err)
+	}
+	return &r, nil
+}
+
+// GetUser returns one user by name.
+func (s *Store) GetUser(ctx context.Context, name string) (*User, error) {
+	r, err := s.getUserRow(ctx, s.db, name)
+	if err != nil {
+		return nil, err
+	}
+	return r.user(), nil
+}
+
+// UserByToken finds the owner of a subscription token.
+func (s *Store) UserByToken(ctx context.Context, token string) (*User, error) {
+	var r userRow
+	if err := s.db.GetContext(ctx, &r, `SELECT `+userCols+` FROM users WHERE sub_token = ?`, token); err != nil {
+		return nil, notFound(err)
+	}
+	return r.user(), nil
+}
+
+// UserFilter selects users for List; zero fields match everything.
+type UserFilter struct {
+	Status string
+	Group  string
+	Plan   string
+	Search string // substring of name or note
+	Limit  int
+	Offset int
+}
+
+// ListUsers returns one page of users ordered by name, and the number of
+// users matching the filter.
+func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*User, int, error) {
+	where, args := []string{"1=1"}, []any{}
+	if f.Status != "" {
+		where, args = append(where, "status = ?"), append(args, f.Status)
+	}
+	if f.Plan != "" {
+		where, args = append(where, "plan = ?"), append(args, f.Plan)
+	}
+	if f.Group != "" {
+		// A user with no groups may use every group. Fix: INSTR, not LIKE,
+		// whose case-insensitivity on SQLite matched "EU" for group "eu"
+		// where NodeUsers (MayUse) does not.
+		where = append(where, "(groups_csv = '' OR INSTR(CONCAT(',', groups_csv, ','), ?) > 0)")
+		args = append(args, ","+f.Group+",")
+	}
+	if f.Search != "" {
+		// Fix: an explicit ESCAPE: SQLite has no default LIKE escape
+		// character, so "\%" matched a backslash and then anything. Search
+		// ignores case on both back ends (MySQL columns compare binary).
+		where = append(where, "(LOWER(name) LIKE ? ESCAPE '!' OR LOWER(note) LIKE ? ESCAPE '!')")
+		p := "%" + escapeLike(strings.ToLower(f.Search)) + "%"
+		args = append(args, p, p)
+	}
+	cond := strings.Join(where, " AND ")
+	var total int
+	if err := s.db.GetContext(ctx, &total, `SELECT COUNT(*) FROM users WHERE `+cond, args...); err != nil {
+		return nil, 0, err
+	}
+	var rows []userRow
+	q := `SELECT ` + userCols + ` FROM users WHERE ` + cond + ` ORDER BY name LIMIT ? OFFSET ?`
+	if err := s.db.SelectContext(ctx, &rows, q, append(args, f.Limit, f.Offset)...); err != nil {
+		return nil, 0, err
+	}
+	out := make([]*User, len(rows))
+	for i := range rows {
+		out[i] = rows[i].user()
+	}
+	return out, total, nil
+}
+
+// escapeLike neutralises LIKE wildcards in user input for ESCAPE '!'. Not
+// backslash: it means different things inside MySQL and SQLite literals.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`!`, `!!`, `%`, `!%`, `_`, `!_`).Replace(s)
+}
+
+// AllUsers returns every user (for metrics and node user sets).
+func (s *Store) AllUsers(ctx context.Context) ([]*User, error) {
+	var rows []userRow
+	if err := s.db.SelectContext(ctx, &rows, `SELECT `+userCols+` FROM users ORDER BY name`); err != nil {
+		return nil, err
+	}
+	out := make([]*User, len(rows))
+	for i := range rows {
+		out[i] = rows[i].user()
+	}
+	return out, nil
+}
+
+// mutateUser loads a user for update, lets fn change it, writes it back,
+// bumps the user-set revision and records the event, all in one
+// transaction.
+func (s *Store) mutateUser(ctx context.Context, actor, action, name, detail string, fn func(r *userRow, now int64) error) (*User, error) {
+	var u *User
+	err := s.tx(ctx, func(tx *sqlx.Tx) error {
+		r, err := s.getUserRow(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		before := r.user()
+		now := s.now()
+		if err := fn(r, now); err != nil {
+			return err
+		}
+		r.UpdatedAt = now
+		if err := s.writeUser(ctx, tx, r); err != nil {
+			return err
+		}
+		u = r.user()
+		return s.changed(ctx, tx, actor, action, "user", name, before.redacted(), u.redacted(), detail)
+	})
+	return u, err
+}
+
+func (s *Store) writeUser(ctx context.Context, tx *sqlx.Tx, r *userRow) error {
+	_, err := tx.NamedExecContext(ctx, `UPDATE users SET uuid = :uuid, password = :password,
+	  ss_key_16 = :ss_key_16, ss_key_32 = :ss_key_32, sub_token = :sub_token, status = :status,
+	  status_reason = :status_reason, traffic_limit = :traffic_limit, used_up = :used_up,
+	  used_down = :used_down, reset_strategy = :reset_strategy, period_start = :period_start,
+	  expire_at = :expire_at, on_hold_seconds = :on_hold_seconds, first_used_at = :first_used_at,
+	  device_limit = :device_limit, groups_csv = :groups_csv, note = :note, plan = :plan,
+	  updated_at = :updated_at WHERE id = :id`, r)
+	return err
+}
+
+// UpdateUser applies spec and re-derives the status (a raised limit lifts
+// "limited", a new expiry lifts "expired").
+func (s *Store) UpdateUser(ctx context.Context, actor, name string, spec UserSpec) (*User, error) {
+	return s.mutateUser(ctx, actor, "user.update", name, "", func(r *userRow, now int64) error {
+		old := r.ResetStrategy
+		if err := spec.apply(r); err != nil {
+			return err
+		}
+		if r.ResetStrategy != old {
+			r.PeriodStart = periodStart(r.ResetStrategy, now)
+		}
+		r.Status = r.derivedStatus(now)
+		return nil
+	})
+}
+
+// SuspendUser disables a user; reason says who asked and why (admin, or the
+// alert that fired), and decides who may lift it.
+func (s *Store) SuspendUser(ctx context.Context, actor, name, reason string) (*User, error) {
+	return s.mutateUser(ctx, actor, "user.suspend", name, reason, func(r *userRow, now int64) error {
+		r.Status, r.StatusReason = StatusDisabled, reason
+		return nil
+	})
+}
+
+// ResumeUser lifts a suspension; the user comes back as whatever the
+// numbers say (active, limited, expired, on hold).
+func (s *Store) ResumeUser(ctx context.Context, actor, name string) (*User, error) {
+	return s.mutateUser(ctx, actor, "user.resume", name, "", func(r *userRow, now int64) error {
+		r.Status, r.StatusReason = StatusActive, ""
+		r.Status = r.derivedStatus(now)
+		return nil
+	})
+}
+
+// ResetUsage zeroes the current period's usage and starts a new period.
+func (s *Store) ResetUsage(ctx context.Context, actor, name string) (*User, error) {
+	return s.mutateUser(ctx, actor, "user.reset", name, "", func(r *userRow, now int64) error {
+		r.UsedUp, r.UsedDown = 0, 0
+		r.PeriodStart = periodStart(r.ResetStrategy, now)
+		r.Status = r.derivedStatus(now)
+		return nil
+	})
+}
+
+// RotateToken gives the user a new subscription token; the old one stops
+// working when the transaction commits.
+func (s *Store) RotateToken(ctx context.Context, actor, name string) (*User, error) {
+	return s.mutateUser(ctx, actor, "user.rotate_token", name, "", func(r *userRow, now int64) error {
+		r.SubToken = NewToken()
+		return nil
+	})
+}
+
+// DeleteUser removes a user; its ledger history stays.
+func (s *Store) DeleteUser(ctx context.Context, actor, name string) error {
+	return s.tx(ctx, func(tx *sqlx.Tx) error {
+		r, err := s.getUserRow(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, r.ID); err != nil {
+			return err
+		}
+		return s.changed(ctx, tx, actor, "user.delete", "user", name, r.user().redacted(), nil, "")
+	})
+}
