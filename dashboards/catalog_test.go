@@ -1,0 +1,197 @@
+package dashboards
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.yaml.in/yaml/v2"
+
+	"github.com/boxfleet/boxfleet/exporter/attribution"
+	"github.com/boxfleet/boxfleet/exporter/collector"
+	"github.com/boxfleet/boxfleet/exporter/meter"
+	"github.com/boxfleet/boxfleet/exporter/state"
+)
+
+// metric is what the lint knows about one series name.
+type metric struct {
+	source string
+	// kind is "counter" (only meaningful inside rate() and friends),
+	// "gauge" (meaningless inside them), or empty when not known.
+	kind string
+	// labels the series can carry, target labels included; nil when not
+	// known (recording rules, ALERTS), which skips the label checks.
+	labels map[string]bool
+}
+
+type catalog map[string]metric
+
+const (
+	counter = "counter"
+	gauge   = "gauge"
+)
+
+func (c catalog) add(source, name, kind string, labels ...string) {
+	var set map[string]bool
+	if labels != nil {
+		set = map[string]bool{}
+		for _, l := range labels {
+			set[l] = true
+		}
+	}
+	c[name] = metric{source: source, kind: kind, labels: set}
+}
+
+// Labels Prometheus attaches at scrape time. Node exporters and probes get
+// node from the controller's service discovery.
+var (
+	nodeTargetLabels       = []string{"instance", "job", "node"}
+	probeTargetLabels      = []string{"instance", "job", "node", "inbound", "protocol"}
+	controllerTargetLabels = []string{"instance", "job"}
+)
+
+func knownMetrics(t *testing.T) catalog {
+	t.Helper()
+	c := catalog{}
+	addExporter(t, c)
+	addAgent(c)
+	addController(c)
+	addRecordingRules(t, c)
+	// Blackbox exporter, tcp_connect module.
+	c.add("blackbox", "probe_success", gauge, probeTargetLabels...)
+	c.add("blackbox", "probe_duration_seconds", gauge, probeTargetLabels...)
+	c.add("prometheus", "up", gauge, probeTargetLabels...)
+	c.add("prometheus", "ALERTS", "")
+	return c
+}
+
+// addExporter takes the names, types and labels from the exporter's real
+// collector, fed with a view where every optional series is present.
+func addExporter(t *testing.T, c catalog) {
+	t.Helper()
+	view := meter.View{
+		Mode: "clash_api", Up: true, Version: "1.14.1", Memory: 1 << 20,
+		Connections: map[string]int{"tcp": 1, "udp": 1},
+		Counters: state.Counters{
+			Node:     attribution.Traffic{Up: 1, Down: 2},
+			Users:    map[string]attribution.Traffic{"alice": {Up: 1, Down: 2}},
+			Inbounds: map[string]attribution.Traffic{"vless-in": {Up: 1, Down: 2}},
+		},
+		Active:       map[string]attribution.Activity{"alice": {Connections: 1, SourceIPs: 1}},
+		PollInterval: time.Second,
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(collector.New(fixedView(view)))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gathering the exporter's metrics: %v", err)
+	}
+	for _, f := range families {
+		labels := append([]string{}, nodeTargetLabels...)
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				labels = append(labels, l.GetName())
+			}
+		}
+		addFamily(c, "exporter", f.GetName(), f.GetType(), labels)
+	}
+}
+
+type fixedView meter.View
+
+func (v fixedView) View() meter.View { return meter.View(v) }
+
+// addAgent lists the node agent's metrics (DESIGN.md), which live outside
+// the traffic collector.
+// TODO(lead): take these from the agent's collector once it has landed.
+func addAgent(c catalog) {
+	c.add("agent", "singbox_config_revision", gauge, nodeTargetLabels...)
+	c.add("agent", "singbox_config_apply_total", counter, append([]string{"result"}, nodeTargetLabels...)...)
+}
+
+// addController lists the controller's metrics as fixed in the contract.
+// TODO(lead): replace with the list the controller package exposes.
+func addController(c catalog) {
+	with := func(labels ...string) []string { return append(labels, controllerTargetLabels...) }
+	for name, labels := range map[string][]string{
+		"boxfleet_user_traffic_used_bytes":                   with("user"),
+		"boxfleet_user_traffic_limit_bytes":                  with("user"),
+		"boxfleet_user_expiry_timestamp_seconds":             with("user"),
+		"boxfleet_user_device_limit":                         with("user"),
+		"boxfleet_user_status":                               with("user", "status"),
+		"boxfleet_users":                                     with("status"),
+		"boxfleet_node_drained":                              with("node"),
+		"boxfleet_node_health_score":                         with("node"),
+		"boxfleet_node_last_seen_timestamp_seconds":          with("node"),
+		"boxfleet_accounting_last_success_timestamp_seconds": with(),
+		"boxfleet_leader":                                    with(),
+	} {
+		addFamily(c, "controller", name, dto.MetricType_GAUGE, labels)
+	}
+	for name, labels := range map[string][]string{
+		"boxfleet_actions_total":           with("action", "result"),
+		"boxfleet_webhook_alerts_total":    with("status", "result"),
+		"boxfleet_accounting_errors_total": with(),
+		"boxfleet_http_requests_total":     with("handler", "code"),
+	} {
+		addFamily(c, "controller", name, dto.MetricType_COUNTER, labels)
+	}
+	addFamily(c, "controller", "boxfleet_accounting_duration_seconds", dto.MetricType_HISTOGRAM, with())
+	addFamily(c, "controller", "boxfleet_http_request_duration_seconds", dto.MetricType_HISTOGRAM, with("handler"))
+}
+
+// addFamily adds the series names a family exposes: a histogram's buckets,
+// sum and count are all counters.
+func addFamily(c catalog, source, name string, typ dto.MetricType, labels []string) {
+	switch typ {
+	case dto.MetricType_HISTOGRAM:
+		c.add(source, name+"_bucket", counter, append([]string{"le"}, labels...)...)
+		c.add(source, name+"_sum", counter, labels...)
+		c.add(source, name+"_count", counter, labels...)
+	case dto.MetricType_SUMMARY:
+		c.add(source, name, gauge, append([]string{"quantile"}, labels...)...)
+		c.add(source, name+"_sum", counter, labels...)
+		c.add(source, name+"_count", counter, labels...)
+	case dto.MetricType_COUNTER:
+		c.add(source, name, counter, labels...)
+	default:
+		c.add(source, name, gauge, labels...)
+	}
+}
+
+// addRecordingRules reads the record names of alerts/*.yml at test time, so
+// a dashboard may use a rule only once the rule exists.
+func addRecordingRules(t *testing.T, c catalog) {
+	t.Helper()
+	var files []string
+	for _, pattern := range []string{"../alerts/*.yml", "../alerts/*.yaml"} {
+		m, _ := filepath.Glob(pattern)
+		files = append(files, m...)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Groups []struct {
+				Rules []struct {
+					Record string `yaml:"record"`
+				} `yaml:"rules"`
+			} `yaml:"groups"`
+		}
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, g := range doc.Groups {
+			for _, r := range g.Rules {
+				if r.Record != "" {
+					c.add("rule "+filepath.Base(f), r.Record, "")
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,66 @@
+package dashboards
+
+// Usage, limit and forecast come from the controller's ledger view, which
+// every controller of an HA pair exports alike: max() keeps one copy.
+const (
+	userUsed  = `max(boxfleet_user_traffic_used_bytes{user="$user"})`
+	userLimit = `max(boxfleet_user_traffic_limit_bytes{user="$user"} > 0)`
+	// The forecast extrapolates the last 6 h of usage a day ahead.
+	userUsedIn24h = `max(predict_linear(boxfleet_user_traffic_used_bytes{user="$user"}[6h], 86400))`
+)
+
+func userDetail() Dashboard {
+	user := queryVar("user", "User", "label_values(boxfleet_user_status, user)", false)
+	node := queryVar("node", "Node", "label_values(singbox_up, node)", true)
+	return newDashboard("boxfleet-user", "boxfleet / User detail",
+		"One user: status, quota and its forecast, traffic per node, devices.",
+		[]Variable{user, node},
+		section{"Status", [][]Panel{{
+			stat("Status", unitNone, "The user's current status in the controller.",
+				q(`max by (status) (boxfleet_user_status{user="$user"}) == 1`, "{{status}}")).withText(),
+			stat("Used this period", unitBytes, "Upload plus download this billing period, from the controller's ledger.",
+				q(userUsed, "")),
+			stat("Limit", unitBytes, "Traffic limit of the period.",
+				q(userLimit, "")).withNoValue("unlimited"),
+			stat("Quota used", unitRatio, "Used share of the limit.",
+				q(userUsed+` / `+userLimit, "")).withRange(0, 1).withNoValue("unlimited"),
+			stat("Quota runs out in", unitSeconds, "At the rate of the last 6 h, time until the limit is reached.",
+				q(`(`+userLimit+` - `+userUsed+`) / (max(deriv(boxfleet_user_traffic_used_bytes{user="$user"}[6h])) > 0)`, "")).withNoValue("not at this rate"),
+			stat("Expires in", unitSeconds, "Time until the user's subscription expires.",
+				q(`max(boxfleet_user_expiry_timestamp_seconds{user="$user"}) - time()`, "")).withNoValue("never"),
+			stat("Source IPs now", unitCount, "Distinct client IPs connected now on the selected nodes.",
+				q(`sum(singbox_user_source_ips{user="$user",node=~"$node"}) or vector(0)`, "")),
+		}}},
+		section{"Quota", [][]Panel{{
+			timeseries("Quota burn-down", unitBytes,
+				"Bytes left of the limit now, and what will be left in 24 h if the last 6 h's pace holds. A forecast below zero means the user will be limited within a day.",
+				q(userLimit+` - `+userUsed, "left now"),
+				q(userLimit+` - `+userUsedIn24h, "left in 24 h (forecast)"),
+			),
+			timeseries("Usage this period", unitBytes, "Ledger usage against the limit.",
+				q(userUsed, "used"),
+				q(userLimit, "limit")),
+		}}},
+		section{"Traffic", [][]Panel{
+			{
+				timeseries("Traffic by node", unitRate, "Where the user's bytes go.",
+					q(`sum by (node) (rate(singbox_user_traffic_bytes_total{user="$user",node=~"$node"}[$__rate_interval]))`, "{{node}}")),
+				timeseries("Traffic by direction", unitRate, "Upload and download over the selected nodes.",
+					q(`sum by (direction) (rate(singbox_user_traffic_bytes_total{user="$user",node=~"$node"}[$__rate_interval]))`, "{{direction}}")),
+				table("Bytes per node in range", unitBytes, "Bytes the user moved per node in the time range.",
+					instant(`sum by (node) (increase(singbox_user_traffic_bytes_total{user="$user",node=~"$node"}[$__range]))`)),
+			},
+		}},
+		section{"Devices", [][]Panel{{
+			timeseries("Source IPs", unitCount, "Distinct client IPs connected per node, against the device limit.",
+				q(`sum by (node) (singbox_user_source_ips{user="$user",node=~"$node"})`, "{{node}}"),
+				q(`max(boxfleet_user_device_limit{user="$user"})`, "device limit")),
+			timeseries("Connections", unitCount, "Open connections per node.",
+				q(`sum by (node) (singbox_user_connections{user="$user",node=~"$node"})`, "{{node}}")),
+		}}},
+		section{"History", [][]Panel{{
+			stateTimeline("Status history", "Which status the user had, over time.",
+				q(`max by (status) (boxfleet_user_status{user="$user"})`, "{{status}}")),
+		}}},
+	)
+}
