@@ -70,9 +70,9 @@ func (a *API) Router() *mux.Router { return a.router }
 type Access int
 
 const (
-	Public Access = iota // /sub/, health checks
-	Admin                // admin bearer tokens
-	NodeOwn              // the token of the node named in the path
+	Public  Access = iota // /sub/, health checks
+	Admin                 // admin bearer tokens
+	NodeOwn               // the token of the node named in the path
 )
 
 // Handle registers a route with its access rule and instrumentation.

@@ -17,8 +17,10 @@ type Event struct {
 	Action     string          `db:"action" json:"action"`
 	ObjectType string          `db:"object_type" json:"object_type"`
 	ObjectName string          `db:"object_name" json:"object_name"`
-	Before     json.RawMessage `db:"before_json" json:"before,omitempty"`
-	After      json.RawMessage `db:"after_json" json:"after,omitempty"`
+	Before     json.RawMessage `db:"-" json:"before,omitempty"`
+	After      json.RawMessage `db:"-" json:"after,omitempty"`
+	BeforeText string          `db:"before_json" json:"-"`
+	AfterText  string          `db:"after_json" json:"-"`
 	Detail     string          `db:"detail" json:"detail,omitempty"`
 }
 
@@ -92,18 +94,18 @@ func (s *Store) Events(ctx context.Context, f EventFilter) ([]*Event, error) {
 		add("id < ?", f.Before)
 	}
 	q += " ORDER BY id DESC LIMIT ?"
-	args = append(args, f.Limit)
+	args = append(args, noLimit(f.Limit))
 	var rows []*Event
 	if err := s.db.SelectContext(ctx, &rows, q, args...); err != nil {
 		return nil, err
 	}
 	for _, e := range rows {
 		e.At = unix(e.AtUnix)
-		if len(e.Before) == 0 {
-			e.Before = nil
+		if e.BeforeText != "" {
+			e.Before = json.RawMessage(e.BeforeText)
 		}
-		if len(e.After) == 0 {
-			e.After = nil
+		if e.AfterText != "" {
+			e.After = json.RawMessage(e.AfterText)
 		}
 	}
 	return rows, nil

@@ -1,0 +1,154 @@
+// Package server wires the controller together for `boxfleet serve`: store,
+// admin token, API, metrics, and the singleton loops under the lease.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/sirupsen/logrus"
+
+	"github.com/boxfleet/boxfleet/controller/accounting"
+	"github.com/boxfleet/boxfleet/controller/api"
+	"github.com/boxfleet/boxfleet/controller/collector"
+	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/internal/logging"
+)
+
+// Config is what `boxfleet serve` flags set.
+type Config struct {
+	DataDir            string
+	DSN                string
+	DSNFile            string
+	AdminTokenFile     string
+	PrometheusURL      string
+	AccountingInterval time.Duration
+	LeaseTTL           time.Duration
+	ID                 string
+	Web                *web.FlagConfig
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, c Config, log *logrus.Logger) error {
+	dsn, err := c.dsn()
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, dsn, c.DataDir)
+	if err != nil {
+		return fmt.Errorf("opening the store: %w", err)
+	}
+	defer st.Close()
+	tokenFile := c.AdminTokenFile
+	if tokenFile == "" {
+		tokenFile = filepath.Join(c.DataDir, "admin.token")
+	}
+	token, created, err := EnsureTokenFile(tokenFile)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.WithField("file", tokenFile).Info("created a new admin token")
+	}
+	if err := st.EnsureAdminToken(ctx, "file:"+filepath.Base(tokenFile), token); err != nil {
+		return fmt.Errorf("registering the admin token: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("boxfleet"),
+		&collector.Collector{Store: st, Log: log, Timeout: 10 * time.Second},
+	)
+	a := api.New(api.Options{Store: st, Log: log, Registry: reg})
+
+	acct, err := accounting.New(st, c.PrometheusURL, c.ID, log, reg)
+	if err != nil {
+		return err
+	}
+	leader := &accounting.Leader{Store: st, Acct: acct, Log: log, Holder: c.ID, Interval: c.AccountingInterval, TTL: c.LeaseTTL}
+	leader.Register(reg)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	loops := make(chan struct{})
+	go func() { leader.Run(ctx); close(loops) }()
+
+	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- web.ListenAndServe(srv, c.Web, logging.Slog(log)) }()
+	log.WithFields(logrus.Fields{"store": st.Backend(), "id": c.ID, "prometheus": c.PrometheusURL}).Info("boxfleet controller started")
+
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	srv.Shutdown(sctx)
+	<-loops
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (c Config) dsn() (string, error) {
+	if c.DSNFile == "" {
+		return c.DSN, nil
+	}
+	b, err := os.ReadFile(c.DSNFile)
+	if err != nil {
+		return "", fmt.Errorf("--db.dsn-file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// EnsureTokenFile reads the admin token from path, creating the file with a
+// fresh random token (mode 0600) when it does not exist.
+func EnsureTokenFile(path string) (token string, created bool, err error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		token = strings.TrimSpace(string(b))
+		if len(token) < 16 {
+			return "", false, fmt.Errorf("admin token in %s is shorter than 16 characters", path)
+		}
+		return token, false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", false, fmt.Errorf("reading the admin token: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", false, err
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", false, err
+	}
+	token = base64.RawURLEncoding.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) { // another process won the race
+			return EnsureTokenFile(path)
+		}
+		return "", false, err
+	}
+	defer f.Close()
+	if _, err := f.WriteString(token + "\n"); err != nil {
+		return "", false, err
+	}
+	return token, true, f.Sync()
+}
