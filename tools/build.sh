@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds the real programs the tests run (sing-box today; Prometheus and
-# Alertmanager join as their modules are added) into a cache directory that
-# git ignores, and skips whatever is already there. Each tool lives in its own
-# module under tools/ so that its dependency graph never touches ours.
+# Builds the real programs the tests run (sing-box, Prometheus, promtool,
+# Alertmanager, amtool, blackbox_exporter) into a cache directory that git
+# ignores, and skips whatever is already there. Each tool lives in its own
+# module under tools/ so that its dependency graph never touches ours, and
+# the binary's name carries the version so a bump never reuses a stale build.
 #
-#   tools/build.sh [sing-box|sing-box-v2ray|all]
+#   tools/build.sh [sing-box|sing-box-v2ray|prometheus|promtool|alertmanager|amtool|blackbox_exporter|all]
 #
 # BOXFLEET_TOOLS_DIR overrides the cache (default: .cache/tools in the repo).
 set -euo pipefail
@@ -35,6 +36,56 @@ build_singbox() { # name extra-tags
   echo "$out"
 }
 
+mod_version() { # tools-subdir module-path
+  (cd "$root/tools/$1" && go list -m -f '{{.Version}}' "$2")
+}
+
+# Prometheus tags v3.MM.P are published to Go as v0.3MM.P (the module has no
+# /v3 suffix); the binaries should report the release they really are.
+prometheus_release() {
+  local v=${1#v0.}
+  echo "3.$((10#${v%%.*} - 300)).${v#*.}"
+}
+
+build_go_tool() { # name tools-subdir package version
+  local out="$dir/$1-$4"
+  [ -x "$out" ] && { echo "$out"; return; }
+  echo "building $1 $4 into $dir" >&2
+  (cd "$root/tools/$2" && go build -trimpath \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$4" \
+    -o "$out.tmp" "$3")
+  mv "$out.tmp" "$out"
+  echo "$out"
+}
+
+# Headless: without the builtinassets tag the server has no web UI, which
+# the tests and the demo (Grafana is the UI) never need.
+build_prometheus() { # prometheus|promtool
+  local m=github.com/prometheus/prometheus
+  build_go_tool "$1" prometheus "$m/cmd/$1" "$(prometheus_release "$(mod_version prometheus $m)")"
+}
+
+# The Alertmanager server comes from v0.31.x: from v0.32 on its module embeds
+# a web UI that is not in the module zip, so it no longer builds from the
+# proxy. amtool has no such problem and tracks the current release.
+build_alertmanager() {
+  local m=github.com/prometheus/alertmanager v
+  v=$(mod_version alertmanager $m)
+  build_go_tool alertmanager alertmanager $m/cmd/alertmanager "${v#v}"
+}
+
+build_amtool() {
+  local m=github.com/prometheus/alertmanager v
+  v=$(mod_version amtool $m)
+  build_go_tool amtool amtool $m/cmd/amtool "${v#v}"
+}
+
+build_blackbox() {
+  local m=github.com/prometheus/blackbox_exporter v
+  v=$(mod_version blackbox $m)
+  build_go_tool blackbox_exporter blackbox $m "${v#v}"
+}
+
 # One build at a time: go test runs packages in parallel and each may ask.
 exec 9>"$dir/.lock"
 flock 9
@@ -42,9 +93,18 @@ flock 9
 case "${1:-all}" in
   sing-box) build_singbox sing-box "" ;;
   sing-box-v2ray) build_singbox sing-box-v2ray ",with_v2ray_api" ;;
+  prometheus | promtool) build_prometheus "$1" ;;
+  alertmanager) build_alertmanager ;;
+  amtool) build_amtool ;;
+  blackbox_exporter) build_blackbox ;;
   all)
     build_singbox sing-box ""
     build_singbox sing-box-v2ray ",with_v2ray_api"
+    build_prometheus prometheus
+    build_prometheus promtool
+    build_alertmanager
+    build_amtool
+    build_blackbox
     ;;
   *) echo "unknown tool: $1" >&2; exit 2 ;;
 esac
