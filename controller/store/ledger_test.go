@@ -20,8 +20,12 @@ func commit(t *testing.T, s *store.Store, node string, samples ...store.Sample) 
 	return res
 }
 
-func up(user string, v int64) store.Sample   { return store.Sample{User: user, Direction: "upload", Value: v} }
-func down(user string, v int64) store.Sample { return store.Sample{User: user, Direction: "download", Value: v} }
+func up(user string, v int64) store.Sample {
+	return store.Sample{User: user, Direction: "upload", Value: v}
+}
+func down(user string, v int64) store.Sample {
+	return store.Sample{User: user, Direction: "download", Value: v}
+}
 
 func assertTotals(t *testing.T, s *store.Store, user string, wantUp, wantDown int64) {
 	t.Helper()
