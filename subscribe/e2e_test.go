@@ -194,6 +194,17 @@ func TestSingBoxOlderClients(t *testing.T) {
 				t.Fatal(err)
 			}
 			runClient(t, bin, r, f, c.shape)
+			// The newest shape must not load here, or tailoring would be moot.
+			var newest bytes.Buffer
+			if err := r.Render(&newest, Client{Format: FormatSingBox, SingBox: Version113}, f.profile); err != nil {
+				t.Fatal(err)
+			}
+			if c.shape == Version111 {
+				cmd := exec.Command(bin, "check", "-c", writeFile(t, t.TempDir(), "newest.json", newest.Bytes()))
+				if out, err := cmd.CombinedOutput(); err == nil {
+					t.Errorf("sing-box %s accepted the 1.13 profile shape; the 1.11 branch is not needed?\n%s", c.release, out)
+				}
+			}
 		})
 	}
 }
