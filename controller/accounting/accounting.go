@@ -25,7 +25,10 @@ import (
 // singleton loops.
 const LeaseName = "singletons"
 
-const metric = "singbox_user_traffic_bytes_total"
+const (
+	metric      = "singbox_user_traffic_bytes_total"
+	epochMetric = "singbox_exporter_counters_start_timestamp_seconds"
+)
 
 // Accountant reads Prometheus and writes the ledger.
 type Accountant struct {
@@ -136,13 +139,20 @@ func (a *Accountant) nodes(ctx context.Context) ([]string, error) {
 }
 
 func (a *Accountant) commitNode(ctx context.Context, node string) error {
-	v, err := a.query(ctx, metric+`{node=`+strconv.Quote(node)+`}`)
+	// One query for counters and their epoch, so both come from the same
+	// evaluation.
+	v, err := a.query(ctx, `{__name__=~"`+metric+`|`+epochMetric+`",node=`+strconv.Quote(node)+`}`)
 	if err != nil {
 		return err
 	}
 	samples := make([]store.Sample, 0, len(v))
+	var epoch int64
 	for _, s := range v {
 		val := float64(s.Value)
+		if s.Metric[model.MetricNameLabel] == epochMetric {
+			epoch = int64(val)
+			continue
+		}
 		if math.IsNaN(val) || val < 0 || val > 1<<62 {
 			continue
 		}
@@ -153,7 +163,7 @@ func (a *Accountant) commitNode(ctx context.Context, node string) error {
 	if a.BeforeCommit != nil {
 		a.BeforeCommit(node)
 	}
-	res, err := a.Store.CommitNode(ctx, LeaseName, a.Holder, node, samples, time.Now())
+	res, err := a.Store.CommitNode(ctx, LeaseName, a.Holder, node, epoch, samples, time.Now())
 	if err != nil {
 		return err
 	}

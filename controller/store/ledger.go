@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -35,9 +36,12 @@ type delta struct{ up, down int64 }
 // and the users' current period) in the same transaction as the new
 // checkpoints: a crash anywhere either applies a delta once or not at all.
 // A value below its checkpoint is a counter reset (the exporter lost its
-// state), and then the whole value is new traffic. When lease is set, the
-// commit happens only while holder still owns it.
-func (s *Store) CommitNode(ctx context.Context, lease, holder, node string, samples []Sample, at time.Time) (CommitResult, error) {
+// state), and then the whole value is new traffic. epoch is when the
+// exporter's counters started (0 when unknown): when it differs from the
+// one stored, every checkpoint of the node is void, which also catches
+// series that vanished with the state and came back above their old value.
+// When lease is set, the commit happens only while holder still owns it.
+func (s *Store) CommitNode(ctx context.Context, lease, holder, node string, epoch int64, samples []Sample, at time.Time) (CommitResult, error) {
 	var res CommitResult
 	err := s.tx(ctx, func(tx *sqlx.Tx) error {
 		if lease != "" {
@@ -49,9 +53,20 @@ func (s *Store) CommitNode(ctx context.Context, lease, holder, node string, samp
 		if err != nil {
 			return err
 		}
+		res = CommitResult{Series: len(samples)}
+		newEpoch, err := s.swapEpoch(ctx, tx, node, epoch)
+		if err != nil {
+			return err
+		}
+		if newEpoch && len(old) > 0 {
+			res.Resets = len(old)
+			old = map[string]int64{}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM checkpoints WHERE node = ?`, node); err != nil {
+				return err
+			}
+		}
 		var changed []Sample
 		deltas := map[string]*delta{}
-		res = CommitResult{Series: len(samples)}
 		for _, smp := range samples {
 			key := smp.User + "\x00" + smp.Direction
 			prev, seen := old[key]
@@ -89,6 +104,27 @@ func (s *Store) CommitNode(ctx context.Context, lease, holder, node string, samp
 		return s.addPeriodUsage(ctx, tx, at.Unix(), deltas)
 	})
 	return res, err
+}
+
+// swapEpoch stores the node's counter epoch and reports whether it replaced
+// a different one.
+func (s *Store) swapEpoch(ctx context.Context, tx *sqlx.Tx, node string, epoch int64) (bool, error) {
+	if epoch == 0 {
+		return false, nil
+	}
+	var cur int64
+	err := tx.QueryRowxContext(ctx, `SELECT since FROM node_epochs WHERE node = ?`, node).Scan(&cur)
+	switch {
+	case err == nil && cur == epoch:
+		return false, nil
+	case err == nil:
+		_, err = tx.ExecContext(ctx, `UPDATE node_epochs SET since = ? WHERE node = ?`, epoch, node)
+		return true, err
+	case errors.Is(err, sql.ErrNoRows):
+		_, err = tx.ExecContext(ctx, `INSERT INTO node_epochs (node, since) VALUES (?, ?)`, node, epoch)
+		return false, err
+	}
+	return false, err
 }
 
 func (s *Store) checkpoints(ctx context.Context, tx *sqlx.Tx, node string) (map[string]int64, error) {

@@ -124,6 +124,11 @@ CREATE TABLE leases (
   holder VARCHAR(255) NOT NULL,
   expires_at_ms BIGINT NOT NULL
 )`,
+	12: `
+CREATE TABLE node_epochs (
+  node VARCHAR(64) NOT NULL PRIMARY KEY,
+  since BIGINT NOT NULL
+)`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -40,8 +40,9 @@ var (
 	logLinesDesc     = desc("singbox_exporter_log_lines_total", "Log lines read from sing-box.")
 	logErrorsDesc    = desc("singbox_exporter_log_stream_errors_total", "Times the log stream broke.")
 	unownedDesc      = desc("singbox_exporter_unowned_connections", "Open connections whose user is not known (log level above info, or lines missed).")
+	sinceDesc        = desc("singbox_exporter_counters_start_timestamp_seconds", "When the per-user and node counters started from zero; changes only when the state file is lost.")
 	restartsDesc     = desc("singbox_exporter_singbox_restarts_total", "sing-box restarts noticed by counters starting again.")
-	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc}
+	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc}
 )
 
 // Collector is a prometheus.Collector over a Source.
@@ -76,6 +77,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	gauge(upDesc, boolFloat(v.Up))
+	gauge(sinceDesc, float64(v.Counters.Since.Unix()))
 	if v.Version != "" {
 		gauge(infoDesc, 1, v.Version)
 	}

@@ -19,6 +19,10 @@ const version = 1
 
 // Counters are the monotonic totals the exporter exposes.
 type Counters struct {
+	// Since is when these counters started from zero. It changes only when
+	// the state is lost, so the controller can tell a reset from a series
+	// that merely went missing for a while.
+	Since        time.Time                      `json:"since"`
 	Node         attribution.Traffic            `json:"node"`
 	Users        map[string]attribution.Traffic `json:"users"`
 	Inbounds     map[string]attribution.Traffic `json:"inbounds"`
@@ -53,7 +57,7 @@ type File struct {
 
 // New returns an empty state.
 func New() *File {
-	return &File{Version: version, Counters: Counters{Users: map[string]attribution.Traffic{}, Inbounds: map[string]attribution.Traffic{}}}
+	return &File{Version: version, Counters: Counters{Since: time.Now().UTC().Truncate(time.Second), Users: map[string]attribution.Traffic{}, Inbounds: map[string]attribution.Traffic{}}}
 }
 
 // ErrNotExist is returned by Load when there is no state file yet.
@@ -76,6 +80,9 @@ func Load(path string) (*File, error) {
 	}
 	if f.Version != version {
 		return New(), fmt.Errorf("state file %s has version %d, want %d", path, f.Version, version)
+	}
+	if f.Counters.Since.IsZero() { // written before the field existed: start the epoch now, once
+		f.Counters.Since = time.Now().UTC().Truncate(time.Second)
 	}
 	if f.Counters.Users == nil {
 		f.Counters.Users = map[string]attribution.Traffic{}
