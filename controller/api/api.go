@@ -281,3 +281,14 @@ func intParam(r *http.Request, name string, def, maxV int) (int, error) {
 	}
 	return min(n, maxV), nil
 }
+
+// limitParam reads a page size between 1 and maxV. Fix: it used intParam,
+// which took 0, and the store reads a zero limit as "no limit", so limit=0
+// bypassed the cap and listed everything.
+func limitParam(r *http.Request, def, maxV int) (int, error) {
+	n, err := intParam(r, "limit", def, maxV)
+	if err == nil && n == 0 {
+		err = &store.ValidationError{Field: "limit", Reason: "must be at least 1"}
+	}
+	return n, err
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/sirupsen/logrus"
@@ -87,8 +88,10 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return fmt.Errorf("%w: %v", errBadBody, err)
 	}
-	if dec.More() {
-		return errBadBody
+	// Fix: dec.More() reported no more input for a stray "}" or "]" after
+	// the object, so `{"name":"x"}}` was accepted; only EOF may follow.
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: data after the JSON object", errBadBody)
 	}
 	return nil
 }

@@ -71,7 +71,7 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := store.EventFilter{ObjectType: q.Get("object_type"), ObjectName: q.Get("object"), Action: q.Get("action"), Actor: q.Get("actor")}
 	var err error
-	if f.Limit, err = intParam(r, "limit", 100, 1000); err != nil {
+	if f.Limit, err = limitParam(r, 100, 1000); err != nil {
 		a.fail(w, r, err)
 		return
 	}

@@ -26,7 +26,7 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var err error
-	if f.Limit, err = intParam(r, "limit", 100, 1000); err != nil {
+	if f.Limit, err = limitParam(r, 100, 1000); err != nil {
 		a.fail(w, r, err)
 		return
 	}
