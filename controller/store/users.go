@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -377,7 +378,7 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*User, int, erro
 	}
 	var rows []userRow
 	q := `SELECT ` + userCols + ` FROM users WHERE ` + cond + ` ORDER BY name LIMIT ? OFFSET ?`
-	if err := s.db.SelectContext(ctx, &rows, q, append(args, f.Limit, f.Offset)...); err != nil {
+	if err := s.db.SelectContext(ctx, &rows, q, append(args, noLimit(f.Limit), f.Offset)...); err != nil {
 		return nil, 0, err
 	}
 	out := make([]*User, len(rows))
@@ -385,6 +386,15 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*User, int, erro
 		out[i] = rows[i].user()
 	}
 	return out, total, nil
+}
+
+// noLimit makes a zero limit mean "all", as the filters' zero values do.
+// Fix: it used to be passed on as LIMIT 0, which returns nothing.
+func noLimit(n int) int {
+	if n <= 0 {
+		return math.MaxInt32
+	}
+	return n
 }
 
 // escapeLike neutralises LIKE wildcards in user input for ESCAPE '!'. Not
