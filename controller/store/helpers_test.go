@@ -152,7 +152,7 @@ func events(t *testing.T, s *store.Store, f store.EventFilter) []*store.Event {
 // counters up and down.
 func use(t *testing.T, s *store.Store, node, user string, up, down int64) {
 	t.Helper()
-	_, err := s.CommitNode(bg, "", "", node, []store.Sample{
+	_, err := s.CommitNode(bg, "", "", node, 0, []store.Sample{
 		{User: user, Direction: "upload", Value: up},
 		{User: user, Direction: "download", Value: down},
 	}, s.Now())

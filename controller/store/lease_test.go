@@ -105,7 +105,7 @@ func TestCommitNodeFencedByLease(t *testing.T) {
 		createUser(t, s, "alice", store.UserSpec{OnHoldSeconds: ptr[int64](60)})
 		samples := []store.Sample{up("alice", 10), down("alice", 20), up("ghost", 5)}
 		commitAs := func(holder string) error {
-			_, err := s.CommitNode(bg, "accounting", holder, "n1", samples, clk.now())
+			_, err := s.CommitNode(bg, "accounting", holder, "n1", 7, samples, clk.now())
 			return err
 		}
 

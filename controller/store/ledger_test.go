@@ -13,7 +13,7 @@ import (
 
 func commit(t *testing.T, s *store.Store, node string, samples ...store.Sample) store.CommitResult {
 	t.Helper()
-	res, err := s.CommitNode(bg, "", "", node, samples, s.Now())
+	res, err := s.CommitNode(bg, "", "", node, 0, samples, s.Now())
 	if err != nil {
 		t.Fatalf("commit %s: %v", node, err)
 	}
@@ -177,6 +177,51 @@ func TestCommitNodeExactOverManyCycles(t *testing.T) {
 			if got := getUser(t, s, u); got.UsedUp != truth[u][0] || got.UsedDown != truth[u][1] {
 				t.Errorf("period usage of %s: %d/%d, want %d/%d", u, got.UsedUp, got.UsedDown, truth[u][0], truth[u][1])
 			}
+		}
+	})
+}
+
+func commitEpoch(t *testing.T, s *store.Store, node string, epoch int64, samples ...store.Sample) store.CommitResult {
+	t.Helper()
+	res, err := s.CommitNode(bg, "", "", node, epoch, samples, s.Now())
+	if err != nil {
+		t.Fatalf("commit %s: %v", node, err)
+	}
+	return res
+}
+
+// A new counter epoch (the exporter started counting afresh) voids the
+// node's checkpoints, even for a series that comes back above its old
+// value, which no value comparison could detect.
+func TestCommitNodeEpoch(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		setClock(s, date(2025, 11, 5, 12, 0, 0))
+		commitEpoch(t, s, "n1", 1000, up("a", 100), up("b", 50))
+		commitEpoch(t, s, "n2", 1000, up("a", 7))
+		res := commitEpoch(t, s, "n1", 1000, up("a", 120), up("b", 50))
+		if res.Bytes != 20 || res.Resets != 0 {
+			t.Errorf("same epoch: %+v", res)
+		}
+		// The exporter restarted without its state; by the time of the
+		// commit a has moved 130 bytes, more than its old value.
+		res = commitEpoch(t, s, "n1", 2000, up("a", 130))
+		if res.Bytes != 130 || res.Resets != 2 {
+			t.Errorf("new epoch: %+v, want 130 bytes and both old checkpoints void", res)
+		}
+		assertTotals(t, s, "a", 257, 0)
+		// b vanished with the old state; when it returns it is all new.
+		res = commitEpoch(t, s, "n1", 2000, up("a", 130), up("b", 60))
+		if res.Bytes != 60 {
+			t.Errorf("series returning after a new epoch: %+v", res)
+		}
+		assertTotals(t, s, "b", 110, 0)
+		// An unknown epoch keeps the checkpoints, and the other node's
+		// epoch is its own.
+		if res := commitEpoch(t, s, "n1", 0, up("a", 131)); res.Bytes != 1 || res.Resets != 0 {
+			t.Errorf("unknown epoch: %+v", res)
+		}
+		if res := commitEpoch(t, s, "n2", 1000, up("a", 9)); res.Bytes != 2 || res.Resets != 0 {
+			t.Errorf("other node: %+v", res)
 		}
 	})
 }

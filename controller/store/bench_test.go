@@ -1,0 +1,85 @@
+package store_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/controller/store/storetest"
+)
+
+const (
+	benchUsers = 5000
+	benchNodes = 200
+)
+
+// BenchmarkCommitNode commits one node's counters for 5,000 users in both
+// directions, cycling over 200 nodes as an accounting cycle does. One op is
+// one node: an accounting cycle over 1,000,000 series is 200 ops, so the
+// 10 s budget is 50 ms per op.
+func BenchmarkCommitNode(b *testing.B) {
+	backends := map[string]func(testing.TB) *store.Store{"sqlite": storetest.SQLite, "mysql": storetest.MySQL}
+	for _, backend := range []string{"sqlite", "mysql"} {
+		for _, active := range []int{100, 10, 0} {
+			b.Run(fmt.Sprintf("%s/active=%d%%", backend, active), func(b *testing.B) {
+				s := backends[backend](b)
+				s.Now = func() time.Time { return date(2025, 6, 1, 12, 0, 0) }
+				insertBenchUsers(b, s)
+				benchCommits(b, s, active)
+			})
+		}
+	}
+}
+
+// benchCommits first gives every node its checkpoints, then measures
+// commits in which active percent of the users moved traffic.
+func benchCommits(b *testing.B, s *store.Store, active int) {
+	samples := make([]store.Sample, 0, 2*benchUsers)
+	for u := range benchUsers {
+		name := fmt.Sprintf("user%05d", u)
+		samples = append(samples, store.Sample{User: name, Direction: "upload"}, store.Sample{User: name, Direction: "download"})
+	}
+	commitAll := func(node int) {
+		if _, err := s.CommitNode(bg, "", "", fmt.Sprintf("node%03d", node), 1, samples, s.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for n := range benchNodes {
+		commitAll(n)
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		for j := range samples {
+			if active > 0 && (j/2)%100 < active {
+				samples[j].Value += 1000
+			}
+		}
+		commitAll(i % benchNodes)
+	}
+	b.ReportMetric(float64(len(samples))*float64(b.N)/b.Elapsed().Seconds(), "series/s")
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*benchNodes, "s/cycle")
+}
+
+// insertBenchUsers adds users in bulk: creating them one by one would
+// measure the setup, not the ledger.
+func insertBenchUsers(b *testing.B, s *store.Store) {
+	const cols = 13
+	const chunk = 400
+	for start := 0; start < benchUsers; start += chunk {
+		var rows []string
+		var args []any
+		for u := start; u < min(start+chunk, benchUsers); u++ {
+			rows = append(rows, "("+strings.TrimSuffix(strings.Repeat("?,", cols), ",")+")")
+			name := fmt.Sprintf("user%05d", u)
+			args = append(args, name, fmt.Sprintf("00000000-0000-4000-8000-%012d", u), name, name, name, name,
+				store.StatusActive, int64(100)<<30, "month", 0, "", 0, 0)
+		}
+		_, err := s.DB().Exec(`INSERT INTO users (name, uuid, password, ss_key_16, ss_key_32, sub_token,
+		  status, traffic_limit, reset_strategy, period_start, groups_csv, created_at, updated_at) VALUES `+strings.Join(rows, ","), args...)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
