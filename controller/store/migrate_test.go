@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -99,5 +101,20 @@ func TestConcurrentOpenMySQL(t *testing.T) {
 	var n2 int
 	if err := s.DB().Get(&n2, `SELECT COUNT(*) FROM meta WHERE name = 'users_revision'`); err != nil || n2 != 1 {
 		t.Errorf("users_revision seeded %d times (%v)", n2, err)
+	}
+}
+
+// The data directory is the operator's: any name the file system allows
+// must work, including characters that mean something in a URI.
+func TestSQLiteDataDirWithURICharacters(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data 100% ?#x")
+	s, err := store.Open(bg, "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	createUser(t, s, "alice", store.UserSpec{})
+	if _, err := os.Stat(filepath.Join(dir, "boxfleet.db")); err != nil {
+		t.Errorf("database not where asked: %v", err)
 	}
 }

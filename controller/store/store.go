@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,7 +81,9 @@ func openSQLite(path string) (*Store, error) {
 	// WAL lets readers run beside the writer; immediate transactions take the
 	// write lock up front so two writers queue on busy_timeout instead of
 	// failing when a read lock cannot be upgraded.
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+	// Fix: the path is escaped: SQLite decodes a "file:" URI, so a data
+	// directory with "%", "?" or "#" in its name failed to open.
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
 		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
 	db, err := sqlx.Open("sqlite", dsn)
 	if err != nil {
