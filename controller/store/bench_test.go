@@ -23,7 +23,7 @@ func BenchmarkCommitNode(b *testing.B) {
 	backends := map[string]func(testing.TB) *store.Store{"sqlite": storetest.SQLite, "mysql": storetest.MySQL}
 	for _, backend := range []string{"sqlite", "mysql"} {
 		for _, active := range []int{100, 10, 0} {
-			b.Run(fmt.Sprintf("%s/active=%d%%", backend, active), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/active=%dpct", backend, active), func(b *testing.B) {
 				s := backends[backend](b)
 				s.Now = func() time.Time { return date(2025, 6, 1, 12, 0, 0) }
 				insertBenchUsers(b, s)
