@@ -37,6 +37,7 @@ func main() {
 	serve.Flag("accounting.interval", "How often traffic is read from Prometheus into the ledger, and quotas and expiries are swept.").Default("1m").DurationVar(&c.AccountingInterval)
 	serve.Flag("lease.ttl", "How long the accounting lease lasts without renewal: another controller takes over within this after the leader dies.").Default("15s").DurationVar(&c.LeaseTTL)
 	serve.Flag("controller.id", "This controller's identity in the lease (several controllers on one MySQL).").Default(fmt.Sprintf("%s-%d", host, os.Getpid())).StringVar(&c.ID)
+	serve.Flag("testing.commit-delay", "Pause before each ledger commit (fault-injection for tests).").Hidden().DurationVar(&c.CommitDelay)
 	c.Web = kingpinflag.AddFlags(serve, ":8080")
 
 	cmd, err := app.Parse(os.Args[1:])

@@ -37,7 +37,10 @@ type Config struct {
 	AccountingInterval time.Duration
 	LeaseTTL           time.Duration
 	ID                 string
-	Web                *web.FlagConfig
+	// CommitDelay pauses before each node's ledger commit: fault injection
+	// for tests that kill a controller mid-cycle (hidden flag).
+	CommitDelay time.Duration
+	Web         *web.FlagConfig
 }
 
 // Run serves until ctx ends.
@@ -77,6 +80,9 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 	acct, err := accounting.New(st, c.PrometheusURL, c.ID, log, reg)
 	if err != nil {
 		return err
+	}
+	if c.CommitDelay > 0 {
+		acct.BeforeCommit = func(string) { time.Sleep(c.CommitDelay) }
 	}
 	leader := &accounting.Leader{Store: st, Acct: acct, Log: log, Holder: c.ID, Interval: c.AccountingInterval, TTL: c.LeaseTTL}
 	leader.Register(reg)

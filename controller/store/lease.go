@@ -71,3 +71,14 @@ func (s *Store) checkLease(ctx context.Context, tx *sqlx.Tx, name, holder string
 	}
 	return nil
 }
+
+// LeaseHolder returns who holds the named lease and until when (Unix ms).
+func (s *Store) LeaseHolder(ctx context.Context, name string) (string, int64, error) {
+	var holder string
+	var exp int64
+	err := s.db.QueryRowxContext(ctx, `SELECT holder, expires_at_ms FROM leases WHERE name = ?`, name).Scan(&holder, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", 0, nil
+	}
+	return holder, exp, err
+}
