@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	stdlog "log"
 	"math/big"
 	"net"
 	"net/http"
@@ -46,7 +47,11 @@ func startFleet(t *testing.T, bin string) *e2eFleet {
 	t.Helper()
 	dir := t.TempDir()
 	certFile, keyFile := writeSelfSigned(t, dir)
-	target := httptest.NewTLSServer(http.NotFoundHandler()) // REALITY handshake target
+	// REALITY handshake target. The REALITY server closes these handshakes
+	// half-way by design, which the target would log as errors.
+	target := httptest.NewUnstartedServer(http.NotFoundHandler())
+	target.Config.ErrorLog = stdlog.New(io.Discard, "", 0)
+	target.StartTLS()
 	t.Cleanup(target.Close)
 	targetPort := target.Listener.Addr().(*net.TCPAddr).Port
 
