@@ -31,5 +31,7 @@ put boxfleet_admin_token "$(random)"
 put grafana_admin_password "$(random)"
 # Alertmanager's Telegram receiver; replace with the token @BotFather gave.
 put telegram_bot_token "replace-with-your-telegram-bot-token"
+# The chat (a number; negative for groups) the bot posts alerts to.
+put telegram_chat_id "0"
 # The demo node's token: `boxfleet node add` prints it (see README).
 put boxfleet_node_token "replace-with-the-token-of-boxfleet-node-add"
