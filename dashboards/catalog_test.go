@@ -10,6 +10,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v2"
 
+	"github.com/boxfleet/boxfleet/exporter/agent"
 	"github.com/boxfleet/boxfleet/exporter/attribution"
 	"github.com/boxfleet/boxfleet/exporter/collector"
 	"github.com/boxfleet/boxfleet/exporter/meter"
@@ -57,7 +58,7 @@ func knownMetrics(t *testing.T) catalog {
 	t.Helper()
 	c := catalog{}
 	addExporter(t, c)
-	addAgent(c)
+	addAgent(t, c)
 	addController(c)
 	addRecordingRules(t, c)
 	// Blackbox exporter, tcp_connect module.
@@ -85,9 +86,16 @@ func addExporter(t *testing.T, c catalog) {
 	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(collector.New(fixedView(view)))
+	addGathered(t, c, "exporter", reg)
+}
+
+// addGathered adds what a node-side registry exposes, with the labels its
+// series carry plus the target labels Prometheus adds.
+func addGathered(t *testing.T, c catalog, source string, reg prometheus.Gatherer) {
+	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
-		t.Fatalf("gathering the exporter's metrics: %v", err)
+		t.Fatalf("gathering the %s's metrics: %v", source, err)
 	}
 	for _, f := range families {
 		labels := append([]string{}, nodeTargetLabels...)
@@ -96,7 +104,7 @@ func addExporter(t *testing.T, c catalog) {
 				labels = append(labels, l.GetName())
 			}
 		}
-		addFamily(c, "exporter", f.GetName(), f.GetType(), labels)
+		addFamily(c, source, f.GetName(), f.GetType(), labels)
 	}
 }
 
@@ -104,12 +112,26 @@ type fixedView meter.View
 
 func (v fixedView) View() meter.View { return meter.View(v) }
 
-// addAgent lists the node agent's metrics (DESIGN.md), which live outside
-// the traffic collector.
-// TODO(lead): take these from the agent's collector once it has landed.
-func addAgent(c catalog) {
-	c.add("agent", "singbox_config_revision", gauge, nodeTargetLabels...)
-	c.add("agent", "singbox_config_apply_total", counter, append([]string{"result"}, nodeTargetLabels...)...)
+// addAgent takes the node agent's metrics from a real agent, which
+// registers them when it is built.
+func addAgent(t *testing.T, c catalog) {
+	t.Helper()
+	dir := t.TempDir()
+	config := filepath.Join(dir, "config.json")
+	err := os.WriteFile(config, []byte(`{"inbounds": [{"type": "shadowsocks", "tag": "ss", "listen_port": 8388,
+		"method": "2022-blake3-aes-128-gcm", "password": "AAAAAAAAAAAAAAAAAAAAAA==", "users": []}]}`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	_, err = agent.New(agent.Config{
+		ControllerURL: "http://127.0.0.1:1", NodeName: "n", NodeAddress: "n.example",
+		ConfigPath: config, PIDFile: filepath.Join(dir, "pid"), Registerer: reg,
+	})
+	if err != nil {
+		t.Fatalf("building an agent to read its metrics: %v", err)
+	}
+	addGathered(t, c, "agent", reg)
 }
 
 // addController lists the controller's metrics as fixed in the contract.
