@@ -88,17 +88,21 @@ type userFlags struct {
 	devices                                      *int64
 	groups                                       *[]string
 	setGroups                                    bool
+	// Fix: "set to zero or empty" was indistinguishable from "left out",
+	// so --devices 0 could not lift a device limit nor --note "" clear a
+	// note on update.
+	setDevices, setNote bool
 }
 
 func addUserFlags(cmd *kingpin.CmdClause, plan bool) *userFlags {
 	f := &userFlags{
-		limit:   cmd.Flag("limit", "Traffic limit per period, e.g. 100GiB (0 = unlimited).").String(),
-		reset:   cmd.Flag("reset", "When usage resets: no_reset, day, week, month (calendar, UTC) or year.").Enum(store.ResetStrategies...),
-		onHold:  cmd.Flag("on-hold", "Start on hold: the period, e.g. 30d, begins at first use.").String(),
-		devices: cmd.Flag("devices", "How many source IPs at once (0 = unlimited).").Int64(),
-		groups:  cmd.Flag("group", "Node group the user may use (repeatable; none = all).").Strings(),
-		note:    cmd.Flag("note", "Free text.").String(),
+		limit:  cmd.Flag("limit", "Traffic limit per period, e.g. 100GiB (0 = unlimited).").String(),
+		reset:  cmd.Flag("reset", "When usage resets: no_reset, day, week, month (calendar, UTC) or year.").Enum(store.ResetStrategies...),
+		onHold: cmd.Flag("on-hold", "Start on hold: the period, e.g. 30d, begins at first use.").String(),
+		groups: cmd.Flag("group", "Node group the user may use (repeatable; none = all).").Strings(),
 	}
+	f.devices = cmd.Flag("devices", "How many source IPs at once (0 = unlimited).").IsSetByUser(&f.setDevices).Int64()
+	f.note = cmd.Flag("note", "Free text.").IsSetByUser(&f.setNote).String()
 	if plan {
 		f.duration = cmd.Flag("duration", "How long a user made from the plan lasts, e.g. 30d.").String()
 	} else {
@@ -137,14 +141,14 @@ func (f *userFlags) spec(cmd *kingpin.CmdClause, now time.Time) (store.UserSpec,
 		}
 		sp.OnHoldSeconds = &n
 	}
-	if *f.devices != 0 {
+	if f.setDevices {
 		sp.DeviceLimit = f.devices
 	}
 	if len(*f.groups) > 0 || f.setGroups {
 		g := append([]string{}, *f.groups...)
 		sp.Groups = &g
 	}
-	if *f.note != "" {
+	if f.setNote {
 		sp.Note = f.note
 	}
 	return sp, nil

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,14 @@ func ParseBytes(s string) (int64, error) {
 	if f, unit, ok := splitFloat(s); ok {
 		mult, err := units.ParseStrictBytes("1" + unit)
 		if err == nil {
-			return int64(f * float64(mult)), nil
+			// Fix: converting an out-of-range float to int64 gave a
+			// negative limit for 8EiB and up, and a fraction of a byte
+			// became 0, which means unlimited.
+			v := f * float64(mult)
+			if v >= math.MaxInt64 || (v < 1 && f > 0) {
+				return 0, fmt.Errorf("%q is out of range", s)
+			}
+			return int64(v), nil
 		}
 	}
 	n, err := units.ParseStrictBytes(s)
@@ -67,8 +75,7 @@ func ParseDuration(s string) (int64, error) {
 	return int64(time.Duration(d) / time.Second), nil
 }
 
-// HumanBytes prints a size in IEC units, "∞" for unlimited when zero is
-// meant so.
+// HumanBytes prints a size in IEC units with one decimal.
 func HumanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {
@@ -79,5 +86,11 @@ func HumanBytes(n int64) string {
 		div *= unit
 		exp++
 	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	v := float64(n) / float64(div)
+	// Fix: just under the next unit, rounding printed "1024.0 KiB".
+	if v >= unit-0.05 && exp < 5 {
+		v /= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[exp])
 }
