@@ -36,7 +36,7 @@ func TestParseBytes(t *testing.T) {
 	}
 	for _, in := range []string{
 		"", "GiB", "-5", "-5GiB", "1.5", "1.2.3GiB", "100 GiB", "100gib", "1K", "1Ki", "1e3GB",
-		"9223372036854775808", // one past int64
+		"9223372036854775808",            // one past int64
 		"8EiB", "10EiB", "99999999999TB", // would wrap to a negative limit
 		"0.1B", // a fraction of a byte is not 0, which means unlimited
 	} {
