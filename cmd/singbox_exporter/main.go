@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 	"github.com/sirupsen/logrus"
 
+	"github.com/boxfleet/boxfleet/exporter/agent"
 	"github.com/boxfleet/boxfleet/exporter/clashapi"
 	"github.com/boxfleet/boxfleet/exporter/collector"
 	"github.com/boxfleet/boxfleet/exporter/meter"
@@ -44,6 +45,7 @@ func main() {
 		timeout     = app.Flag("singbox.timeout", "Timeout of one poll of sing-box.").Default("10s").Duration()
 		statePath   = app.Flag("state.path", "File that keeps counters across restarts. Empty keeps nothing.").Default("singbox_exporter.state.json").String()
 	)
+	agentFlags := addAgentFlags(app)
 	toolkitFlags := kingpinflag.AddFlags(app, ":9550")
 	logConfig := logging.AddFlags(app)
 	app.Version(version.Print("singbox_exporter"))
@@ -54,7 +56,7 @@ func main() {
 	if err := run(log, options{
 		metricsPath: *metricsPath, maxRequests: *maxRequests, clashURL: *clashURL, secretFile: *secretFile,
 		v2rayAddr: *v2rayAddr, minInterval: *minInterval, maxInterval: *maxInterval, budget: *budget,
-		timeout: *timeout, statePath: *statePath, toolkit: toolkitFlags,
+		timeout: *timeout, statePath: *statePath, toolkit: toolkitFlags, agent: agentFlags,
 	}); err != nil {
 		log.WithError(err).Error("singbox_exporter failed")
 		os.Exit(1)
@@ -67,6 +69,7 @@ type options struct {
 	minInterval, maxInterval, timeout                       time.Duration
 	budget                                                  float64
 	toolkit                                                 *web.FlagConfig
+	agent                                                   *agentFlags
 }
 
 func run(log *logrus.Logger, o options) error {
@@ -101,10 +104,21 @@ func run(log *logrus.Logger, o options) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 
+	var nodeAgent *agent.Agent
+	if o.agent.controllerURL != "" {
+		nodeAgent, err = o.agent.build(clash, o.statePath, *o.toolkit.WebListenAddresses, reg, log)
+		if err != nil {
+			return err
+		}
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	done := make(chan struct{})
 	go func() { m.Run(ctx); close(done) }()
+	if nodeAgent != nil {
+		go nodeAgent.Run(ctx)
+	}
 
 	srv := &http.Server{Handler: routes(reg, o), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

@@ -1,0 +1,56 @@
+package agent
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Results of singbox_config_apply_total.
+const (
+	resultSuccess      = "success"
+	resultCheckFailed  = "check_failed"
+	resultReloadFailed = "reload_failed"
+)
+
+type metrics struct {
+	revision         prometheus.Gauge
+	applies          *prometheus.CounterVec
+	lastSync         prometheus.Gauge
+	lastRegistration prometheus.Gauge
+	controllerErrors *prometheus.CounterVec
+	reloadDuration   prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		revision: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "singbox_config_revision",
+			Help: "Revision of the user set the sing-box config now holds.",
+		}),
+		applies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "singbox_config_apply_total",
+			Help: "Attempts to apply a changed user set to sing-box, by result.",
+		}, []string{"result"}),
+		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "singbox_exporter_agent_last_sync_timestamp_seconds",
+			Help: "When the controller last answered a user-set request.",
+		}),
+		lastRegistration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "singbox_exporter_agent_last_registration_timestamp_seconds",
+			Help: "When the node last registered with the controller.",
+		}),
+		controllerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "singbox_exporter_agent_controller_errors_total",
+			Help: "Failed requests to the controller, by request.",
+		}, []string{"request"}),
+		reloadDuration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "singbox_exporter_agent_reload_duration_seconds",
+			Help: "Time from asking sing-box to reload until it served again, for the last reload.",
+		}),
+	}
+	for _, r := range []string{resultSuccess, resultCheckFailed, resultReloadFailed} {
+		m.applies.WithLabelValues(r)
+	}
+	for _, r := range []string{"register", "users"} {
+		m.controllerErrors.WithLabelValues(r)
+	}
+	reg.MustRegister(m.revision, m.applies, m.lastSync, m.lastRegistration, m.controllerErrors, m.reloadDuration)
+	return m
+}
