@@ -33,9 +33,15 @@ var hostile = []string{
 	"<script>alert(1)</script>",
 }
 
-// valid turns s into what a parser must read back: invalid UTF-8 becomes
-// U+FFFD in every format.
-func valid(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+// valid turns s into what a parser must read back: each invalid UTF-8 byte
+// becomes U+FFFD in every format.
+func valid(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		b.WriteRune(r)
+	}
+	return b.String()
+}
 
 func hostileProfile(s string) *Profile {
 	p := fixtureProfile()

@@ -21,7 +21,7 @@ func appendMihomoProxies(proxies, names []byte, p *Profile) ([]byte, []byte) {
 			names = append(names, ", "...)
 		}
 		first = false
-		names = esc.YAML(names, e.name)
+		names = e.appendYAMLName(names)
 		proxies = appendMihomoProxy(proxies, e, c)
 	})
 	return proxies, names
@@ -69,7 +69,7 @@ var mihomoTypes = map[string]string{
 func appendMihomoProxy(b []byte, e *endpoint, c *sbconfig.Credentials) []byte {
 	in := e.in
 	b = append(b, "  - name: "...)
-	b = esc.YAML(b, e.name)
+	b = e.appendYAMLName(b)
 	b = append(b, '\n')
 	b = yamlRaw(b, "type", mihomoTypes[in.Type])
 	b = yamlStr(b, "server", e.node.Address)

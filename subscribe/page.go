@@ -29,11 +29,13 @@ type page struct {
 type importButton struct {
 	Client string
 	Href   htmltemplate.URL
+	QR     htmltemplate.HTML // the same deep link, for a phone's camera
 }
 
+// shareLink has no QR code: a QR code per server made a 150-server page
+// weigh 1.7 MB and take 25 ms; the subscription's own QR code imports them all.
 type shareLink struct {
 	Name, URI string
-	QR        htmltemplate.HTML
 }
 
 var pageFuncs = htmltemplate.FuncMap{}
@@ -68,7 +70,7 @@ func newPage(p *Profile) *page {
 	p.endpoints(func(e *endpoint, c *sbconfig.Credentials) {
 		l := e.link(c)
 		uri := l.String()
-		pg.Links = append(pg.Links, shareLink{Name: e.name, URI: uri, QR: qrSVG(uri)})
+		pg.Links = append(pg.Links, shareLink{Name: e.name(), URI: uri})
 	})
 	return pg
 }
@@ -79,16 +81,20 @@ func newPage(p *Profile) *page {
 func importButtons(sub, title string) []importButton {
 	u := string(esc.URI(nil, sub))
 	t := string(esc.URI(nil, title))
-	return []importButton{
-		{"sing-box (SFA, SFI, SFM)", htmltemplate.URL("sing-box://import-remote-profile?url=" + u + "#" + t)},
-		{"Clash Verge, FlClash, mihomo", htmltemplate.URL("clash://install-config?url=" + u + "&name=" + t)},
-		{"Hiddify", htmltemplate.URL("hiddify://import/" + sub + "#" + t)},
-		{"Karing", htmltemplate.URL("karing://install-config?url=" + u + "&name=" + t)},
-		{"v2rayNG", htmltemplate.URL("v2rayng://install-config?url=" + u + "#" + t)},
-		{"Streisand", htmltemplate.URL("streisand://import/" + sub + "#" + t)},
-		{"Shadowrocket", htmltemplate.URL("sub://" + base64.URLEncoding.EncodeToString([]byte(sub)) + "#" + t)},
-		{"Happ", htmltemplate.URL("happ://add/" + sub)},
+	buttons := []importButton{
+		{Client: "sing-box (SFA, SFI, SFM)", Href: htmltemplate.URL("sing-box://import-remote-profile?url=" + u + "#" + t)},
+		{Client: "Clash Verge, FlClash, mihomo", Href: htmltemplate.URL("clash://install-config?url=" + u + "&name=" + t)},
+		{Client: "Hiddify", Href: htmltemplate.URL("hiddify://import/" + sub + "#" + t)},
+		{Client: "Karing", Href: htmltemplate.URL("karing://install-config?url=" + u + "&name=" + t)},
+		{Client: "v2rayNG", Href: htmltemplate.URL("v2rayng://install-config?url=" + u + "#" + t)},
+		{Client: "Streisand", Href: htmltemplate.URL("streisand://import/" + sub + "#" + t)},
+		{Client: "Shadowrocket", Href: htmltemplate.URL("sub://" + base64.URLEncoding.EncodeToString([]byte(sub)) + "#" + t)},
+		{Client: "Happ", Href: htmltemplate.URL("happ://add/" + sub)},
 	}
+	for i := range buttons {
+		buttons[i].QR = qrSVG(string(buttons[i].Href))
+	}
+	return buttons
 }
 
 func humanBytes(n int64) string {

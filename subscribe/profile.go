@@ -3,6 +3,8 @@ package subscribe
 import (
 	"time"
 
+	"github.com/boxfleet/boxfleet/subscribe/internal/esc"
+
 	"github.com/boxfleet/boxfleet/internal/sbconfig"
 	"github.com/boxfleet/boxfleet/subscribe/links"
 )
@@ -97,10 +99,52 @@ func supported(typ string) bool {
 
 // endpoint is one node inbound with the user's secrets filled in: the unit
 // every format lists.
+//
+// Its name, "node tag", is the display name and the sing-box tag. Node names
+// are unique in the fleet and tags unique within a node, so names are unique;
+// the space keeps them apart from group names (proxy, auto, PROXY, ...). The
+// name is written piece by piece (appendJSONName and friends) rather than
+// concatenated, which would cost an allocation per entry.
 type endpoint struct {
-	name string // display name and sing-box tag: "node tag"
 	node *Node
 	in   *sbconfig.Inbound
+	tag  string // "" for the placeholder, whose name is the node name alone
+}
+
+func (e *endpoint) name() string {
+	if e.tag == "" {
+		return e.node.Name
+	}
+	return e.node.Name + " " + e.tag
+}
+
+func (e *endpoint) appendJSONName(b []byte) []byte {
+	b = append(b, '"')
+	b = esc.JSONPart(b, e.node.Name)
+	if e.tag != "" {
+		b = append(b, ' ')
+		b = esc.JSONPart(b, e.tag)
+	}
+	return append(b, '"')
+}
+
+func (e *endpoint) appendYAMLName(b []byte) []byte {
+	b = append(b, '"')
+	b = esc.YAMLPart(b, e.node.Name)
+	if e.tag != "" {
+		b = append(b, ' ')
+		b = esc.YAMLPart(b, e.tag)
+	}
+	return append(b, '"')
+}
+
+func (e *endpoint) appendURIName(b []byte) []byte {
+	b = esc.URI(b, e.node.Name)
+	if e.tag != "" {
+		b = append(b, "%20"...)
+		b = esc.URI(b, e.tag)
+	}
+	return b
 }
 
 // placeholderNode is what a user who gets no nodes sees: one entry named
@@ -114,10 +158,11 @@ const placeholderUUID = "00000000-0000-0000-0000-000000000000"
 func (p *Profile) endpoints(fn func(e *endpoint, c *sbconfig.Credentials)) {
 	if reason := p.Reason(); reason != "" {
 		n := Node{Name: reason, Address: "127.0.0.1"}
-		fn(&endpoint{name: reason, node: &n, in: &placeholderInbound},
+		fn(&endpoint{node: &n, in: &placeholderInbound},
 			&sbconfig.Credentials{UUID: placeholderUUID})
 		return
 	}
+	var e endpoint // one for all entries: fn must not keep it
 	for i := range p.Nodes {
 		n := &p.Nodes[i]
 		for j := range n.Inbounds {
@@ -125,20 +170,13 @@ func (p *Profile) endpoints(fn func(e *endpoint, c *sbconfig.Credentials)) {
 			if !supported(in.Type) {
 				continue
 			}
-			fn(&endpoint{name: endpointName(n, in), node: n, in: in}, &p.Credentials)
+			e = endpoint{node: n, in: in, tag: in.Tag}
+			if e.tag == "" {
+				e.tag = in.Type
+			}
+			fn(&e, &p.Credentials)
 		}
 	}
-}
-
-// endpointName joins node name and inbound tag with a space. Node names are
-// unique in the fleet and tags unique within a node, so names are unique; the
-// space keeps them apart from group names (proxy, auto, PROXY, ...).
-func endpointName(n *Node, in *sbconfig.Inbound) string {
-	tag := in.Tag
-	if tag == "" {
-		tag = in.Type
-	}
-	return n.Name + " " + tag
 }
 
 // password is the secret an inbound type authenticates with.
@@ -155,8 +193,17 @@ func password(in *sbconfig.Inbound, c *sbconfig.Credentials) string {
 
 // link maps an endpoint onto the parameters of its share link.
 func (e *endpoint) link(c *sbconfig.Credentials) links.Link {
+	l := e.linkNoName(c)
+	l.Name = e.name()
+	return l
+}
+
+var alpnH3 = []string{"h3"}
+
+// linkNoName is link without the name, which appendLinks writes itself.
+func (e *endpoint) linkNoName(c *sbconfig.Credentials) links.Link {
 	in := e.in
-	l := links.Link{Protocol: in.Type, Name: e.name, Host: e.node.Address, Port: in.Port}
+	l := links.Link{Protocol: in.Type, Host: e.node.Address, Port: in.Port}
 	switch in.Type {
 	case sbconfig.TypeVLESS, sbconfig.TypeVMess:
 		l.UUID = c.UUID
@@ -178,7 +225,7 @@ func (e *endpoint) link(c *sbconfig.Credentials) links.Link {
 		l.Security = "tls"
 		l.CongestionControl = in.CongestionControl
 		l.UDPRelayMode = "native"
-		l.ALPN = []string{"h3"}
+		l.ALPN = alpnH3
 	}
 	if t := in.TLS; t != nil {
 		l.SNI, l.Insecure = t.ServerName, t.Insecure

@@ -194,8 +194,15 @@ func (r *Renderer) Render(w io.Writer, c Client, p *Profile) error {
 // appendLinks writes one share link a line, in rank order.
 func appendLinks(dst []byte, p *Profile) []byte {
 	p.endpoints(func(e *endpoint, c *sbconfig.Credentials) {
-		l := e.link(c)
-		dst = links.Append(dst, &l)
+		if e.in.Type == sbconfig.TypeVMess {
+			l := e.link(c) // the name is inside the base64 JSON
+			dst = links.Append(dst, &l)
+		} else {
+			l := e.linkNoName(c)
+			dst = links.Append(dst, &l)
+			dst = append(dst, '#')
+			dst = e.appendURIName(dst)
+		}
 		dst = append(dst, '\n')
 	})
 	return dst

@@ -286,13 +286,14 @@ func TestPage(t *testing.T) {
 		"75.0 GiB", "100.0 GiB", `aria-valuenow="75"`, "2030-01-02 03:04 UTC", ">active<",
 		`href="sing-box://import-remote-profile?url=https%3A%2F%2Fsub.example.com%2Fsub%2Ftok3n#boxfleet"`,
 		`href="clash://install-config?url=https%3A%2F%2Fsub.example.com%2Fsub%2Ftok3n&amp;name=boxfleet"`,
+		"de-1 vless-reality", "vless://" + fixtureCreds.UUID + "@203.0.113.10:443?",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
-	// One QR code for the subscription and one per server, all inline.
-	if n := strings.Count(page, "<svg "); n != 1+len(fixtureInbounds()) {
+	// One QR code for the subscription and one per import button, all inline.
+	if n := strings.Count(page, "<svg "); n != 1+len(importButtons("x", "y")) {
 		t.Errorf("%d inline QR codes", n)
 	}
 	for _, external := range []string{"<script src", "<link ", "<img ", "url(http", "@import"} {

@@ -22,7 +22,7 @@ func appendSingBoxOutbounds(outs, tags []byte, p *Profile, v Version) ([]byte, [
 			tags = append(tags, ", "...)
 		}
 		first = false
-		tags = esc.JSON(tags, e.name)
+		tags = e.appendJSONName(tags)
 		outs = appendSingBoxOutbound(outs, e, c, v)
 	})
 	return outs, tags
@@ -59,7 +59,8 @@ func appendSingBoxOutbound(b []byte, e *endpoint, c *sbconfig.Credentials, v Ver
 	in := e.in
 	b = append(b, `{"type":`...)
 	b = esc.JSON(b, in.Type)
-	b = jsonStr(b, "tag", e.name)
+	b = append(b, `,"tag":`...)
+	b = e.appendJSONName(b)
 	b = jsonStr(b, "server", e.node.Address)
 	b = jsonInt(b, "server_port", int64(in.Port))
 	switch in.Type {

@@ -154,7 +154,8 @@ func appendTUIC(dst []byte, l *Link) []byte {
 // appendVMess writes v2rayN's "version 2" JSON, base64-encoded. Numbers are
 // written as strings, as v2rayN does; importers accept both.
 func appendVMess(dst []byte, l *Link) []byte {
-	var j []byte
+	var arr [512]byte
+	j := arr[:0]
 	j = append(j, `{"v":"2","ps":`...)
 	j = esc.JSON(j, l.Name)
 	j = append(j, `,"add":`...)

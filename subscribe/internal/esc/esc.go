@@ -34,6 +34,13 @@ func Unreserved(c byte) bool {
 // a document, never embedded in HTML.
 func JSON(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	dst = JSONPart(dst, s)
+	return append(dst, '"')
+}
+
+// JSONPart writes s escaped as JSON but without quotes, for strings built
+// from pieces without concatenating them first.
+func JSONPart(dst []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -56,7 +63,7 @@ func JSON(dst []byte, s string) []byte {
 		}
 		i += n
 	}
-	return append(dst, '"')
+	return dst
 }
 
 // YAML writes s as a double-quoted YAML scalar. Quoting every value that
@@ -66,6 +73,12 @@ func JSON(dst []byte, s string) []byte {
 // U+2028, U+2029, U+FEFF) need escapes.
 func YAML(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	dst = YAMLPart(dst, s)
+	return append(dst, '"')
+}
+
+// YAMLPart writes s escaped for a double-quoted YAML scalar, without quotes.
+func YAMLPart(dst []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -91,5 +104,5 @@ func YAML(dst []byte, s string) []byte {
 		}
 		i += n
 	}
-	return append(dst, '"')
+	return dst
 }
