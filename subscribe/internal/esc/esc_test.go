@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"net/url"
 	"strings"
-	"unicode/utf8"
 	"testing"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
