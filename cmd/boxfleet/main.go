@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/boxfleet/boxfleet/controller/actions"
 	"github.com/boxfleet/boxfleet/controller/cli"
 	"github.com/boxfleet/boxfleet/controller/server"
 	"github.com/boxfleet/boxfleet/internal/logging"
@@ -37,6 +38,20 @@ func main() {
 	serve.Flag("accounting.interval", "How often traffic is read from Prometheus into the ledger, and quotas and expiries are swept.").Default("1m").DurationVar(&c.AccountingInterval)
 	serve.Flag("lease.ttl", "How long the accounting lease lasts without renewal: another controller takes over within this after the leader dies.").Default("15s").DurationVar(&c.LeaseTTL)
 	serve.Flag("controller.id", "This controller's identity in the lease (several controllers on one MySQL).").Default(fmt.Sprintf("%s-%d", host, os.Getpid())).StringVar(&c.ID)
+	serve.Flag("health.query", "PromQL giving each node a score in 0..1 (label node); empty uses the built-in one, documented in the README.").StringVar(&c.HealthQuery)
+	serve.Flag("health.interval", "How often node scores are read from Prometheus.").Default("30s").DurationVar(&c.HealthInterval)
+	serve.Flag("actions.dry-run", "Record what alert actions would do without doing it.").BoolVar(&c.Actions.DryRun)
+	rate := serve.Flag("actions.rate-limit", "At most this many alert actions of any kind, as N/window.").Default("30/1m").String()
+	suspendRate := serve.Flag("actions.suspend-rate-limit", "At most this many users suspended by alerts, as N/window.").Default("20/1m").String()
+	drainRate := serve.Flag("actions.drain-rate-limit", "At most this many nodes drained by alerts, as N/window.").Default("3/10m").String()
+	serve.Flag("actions.max-drained-ratio", "Alerts never drain more than this share of a node group (and never its last healthy node).").Default("0.5").Float64Var(&c.Actions.MaxDrainedRatio)
+	serve.Flag("sub.title", "Profile title clients show; default: the user's name.").StringVar(&c.SubTitle)
+	serve.Flag("sub.support-url", "support-url header: where users ask for help.").StringVar(&c.SubSupportURL)
+	serve.Flag("sub.web-page-url", "profile-web-page-url header; default: the subscription page itself.").StringVar(&c.SubWebPageURL)
+	serve.Flag("sub.update-interval", "profile-update-interval: how often clients refresh.").Default("12h").DurationVar(&c.SubUpdateInterval)
+	serve.Flag("sub.templates-dir", "Directory of templates overriding the built-in ones by file name.").StringVar(&c.SubTemplates)
+	serve.Flag("sub.misses-per-minute", "Unknown tokens one IP may try per minute before it is refused (429) for the rest of the minute; 0 disables.").Default("10").IntVar(&c.SubMissesPerMinute)
+	serve.Flag("web.external-url", "Public base URL of the controller, for subscription links; default: from each request's Host.").StringVar(&c.ExternalURL)
 	serve.Flag("testing.commit-delay", "Pause before each ledger commit (fault-injection for tests).").Hidden().DurationVar(&c.CommitDelay)
 	c.Web = kingpinflag.AddFlags(serve, ":8080")
 
@@ -50,6 +65,16 @@ func main() {
 	}
 	if c.LeaseTTL < 3*time.Second {
 		app.Fatalf("--lease.ttl must be at least 3s")
+	}
+	for _, r := range []struct {
+		flag string
+		dst  *actions.Rate
+		val  string
+	}{{"actions.rate-limit", &c.Actions.Rate, *rate}, {"actions.suspend-rate-limit", &c.Actions.SuspendRate, *suspendRate}, {"actions.drain-rate-limit", &c.Actions.DrainRate, *drainRate}} {
+		var err error
+		if *r.dst, err = actions.ParseRate(r.val); err != nil {
+			app.Fatalf("--%s: %v", r.flag, err)
+		}
 	}
 	log := logging.New(logConfig)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -35,6 +35,10 @@ type Options struct {
 	Store    *store.Store
 	Log      *logrus.Logger
 	Registry *prometheus.Registry // /metrics serves it; request metrics are registered on it
+	// Alerts handles Alertmanager's webhook (package actions); nil answers 503.
+	Alerts http.Handler
+	// Sub configures subscriptions; nil answers 404 to every token.
+	Sub *SubOptions
 }
 
 // New builds the router.
@@ -56,6 +60,14 @@ func New(o Options) *API {
 	}
 	o.Registry.MustRegister(a.requests, a.duration)
 	a.routes()
+	alerts := o.Alerts
+	if alerts == nil {
+		alerts = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusServiceUnavailable, codeUnavailable, "alert actions are not configured", "")
+		})
+	}
+	a.Handle("alerts.webhook", http.MethodPost, "/api/v1/alerts", Admin, alerts.ServeHTTP)
+	a.enableSubscriptions(o.Sub)
 	return a
 }
 

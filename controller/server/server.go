@@ -21,10 +21,13 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/boxfleet/boxfleet/controller/accounting"
+	"github.com/boxfleet/boxfleet/controller/actions"
 	"github.com/boxfleet/boxfleet/controller/api"
 	"github.com/boxfleet/boxfleet/controller/collector"
+	"github.com/boxfleet/boxfleet/controller/health"
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/internal/logging"
+	"github.com/boxfleet/boxfleet/subscribe"
 )
 
 // Config is what `boxfleet serve` flags set.
@@ -37,6 +40,15 @@ type Config struct {
 	AccountingInterval time.Duration
 	LeaseTTL           time.Duration
 	ID                 string
+
+	HealthQuery    string
+	HealthInterval time.Duration
+
+	Actions actions.Config
+
+	SubTitle, SubSupportURL, SubWebPageURL, ExternalURL, SubTemplates string
+	SubUpdateInterval                                                 time.Duration
+	SubMissesPerMinute                                                int
 	// CommitDelay pauses before each node's ledger commit: fault injection
 	// for tests that kill a controller mid-cycle (hidden flag).
 	CommitDelay time.Duration
@@ -75,12 +87,21 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 		versioncollector.NewCollector("boxfleet"),
 		&collector.Collector{Store: st, Log: log, Timeout: 10 * time.Second},
 	)
-	a := api.New(api.Options{Store: st, Log: log, Registry: reg})
-
 	acct, err := accounting.New(st, c.PrometheusURL, c.ID, log, reg)
 	if err != nil {
 		return err
 	}
+	ranker := health.New(acct.Prom, c.HealthQuery, log, reg)
+	actor := actions.New(st, acct.Prom, ranker, log, c.Actions, reg)
+	renderer, err := subscribe.New(c.SubTemplates)
+	if err != nil {
+		return fmt.Errorf("--sub.templates-dir: %w", err)
+	}
+	a := api.New(api.Options{Store: st, Log: log, Registry: reg, Alerts: actor, Sub: &api.SubOptions{
+		Renderer: renderer, Ranker: ranker, Title: c.SubTitle, SupportURL: c.SubSupportURL,
+		WebPageURL: c.SubWebPageURL, UpdateInterval: c.SubUpdateInterval, ExternalURL: c.ExternalURL,
+		MissesPerMinute: c.SubMissesPerMinute,
+	}})
 	if c.CommitDelay > 0 {
 		acct.BeforeCommit = func(string) { time.Sleep(c.CommitDelay) }
 	}
@@ -91,6 +112,7 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 	defer cancel()
 	loops := make(chan struct{})
 	go func() { leader.Run(ctx); close(loops) }()
+	go ranker.Run(ctx, c.HealthInterval)
 
 	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)

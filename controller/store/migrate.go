@@ -129,6 +129,19 @@ CREATE TABLE node_epochs (
   node VARCHAR(64) NOT NULL PRIMARY KEY,
   since BIGINT NOT NULL
 )`,
+	13: `
+CREATE TABLE alert_actions (
+  fingerprint VARCHAR(64) NOT NULL,
+  starts_at BIGINT NOT NULL,
+  action VARCHAR(32) NOT NULL,
+  target VARCHAR(64) NOT NULL,
+  alertname VARCHAR(255) NOT NULL,
+  state VARCHAR(16) NOT NULL,
+  applied INTEGER NOT NULL DEFAULT 0,
+  result VARCHAR(16) NOT NULL,
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (fingerprint, starts_at, action, target)
+)`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

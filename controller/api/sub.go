@@ -1,0 +1,210 @@
+package api
+
+import (
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/subscribe"
+)
+
+// SubOptions configure GET /sub/{token}.
+type SubOptions struct {
+	Renderer *subscribe.Renderer
+	// Ranker orders node names best first; nil keeps name order.
+	Ranker interface{ Sort([]string) }
+	Title, SupportURL, WebPageURL string
+	UpdateInterval                time.Duration
+	// ExternalURL is the controller's public base URL, for the links a
+	// subscription page shows; empty uses the request's Host.
+	ExternalURL string
+	// MissesPerMinute is how many unknown tokens one IP may try per minute
+	// before all its subscription requests get 429 for the rest of it.
+	MissesPerMinute int
+}
+
+type subHandler struct {
+	a     *API
+	o     SubOptions
+	nodes nodeCache
+
+	mu     sync.Mutex
+	misses map[string]*limiter
+}
+
+func (a *API) enableSubscriptions(o *SubOptions) {
+	if o == nil {
+		a.Handle("sub", http.MethodGet, "/sub/{token}", Public, func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotFound, codeNotFound, "no such subscription", "")
+		})
+		return
+	}
+	h := &subHandler{a: a, o: *o, misses: map[string]*limiter{}}
+	h.nodes.store = a.store
+	a.Handle("sub", http.MethodGet, "/sub/{token}", Public, h.serve)
+}
+
+func (h *subHandler) serve(w http.ResponseWriter, r *http.Request) {
+	ip := clientIP(r)
+	if h.blocked(ip) {
+		w.Header().Set("Retry-After", "60")
+		writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many unknown tokens from this address; wait a minute", "")
+		return
+	}
+	tok := mux.Vars(r)["token"]
+	u, err := h.a.store.UserByToken(r.Context(), tok)
+	if err == store.ErrNotFound {
+		h.miss(ip)
+		// The same answer whether the token never existed or was rotated.
+		writeError(w, http.StatusNotFound, codeNotFound, "no such subscription", "")
+		return
+	}
+	if err != nil {
+		h.a.fail(w, r, err)
+		return
+	}
+	nodes, err := h.nodes.get(r)
+	if err != nil {
+		h.a.fail(w, r, err)
+		return
+	}
+	p := h.profile(r, u, nodes)
+	w.Header().Set("Cache-Control", "no-store")
+	h.o.Renderer.Serve(w, r, p)
+}
+
+func (h *subHandler) profile(r *http.Request, u *store.User, nodes []*store.Node) *subscribe.Profile {
+	p := &subscribe.Profile{
+		User: u.Name, Credentials: u.Credentials, Status: u.Status,
+		Upload: u.UsedUp, Download: u.UsedDown, Total: u.TrafficLimit,
+		Title: h.o.Title, SupportURL: h.o.SupportURL, WebPageURL: h.o.WebPageURL,
+		UpdateInterval: h.o.UpdateInterval, SubURL: h.baseURL(r) + "/sub/" + u.SubToken,
+	}
+	if u.ExpireAt != nil {
+		p.Expire = *u.ExpireAt
+	}
+	byName := map[string]*store.Node{}
+	var names []string
+	for _, n := range nodes {
+		if n.Drained || n.Address == "" || !u.MayUse(n.Group()) {
+			continue
+		}
+		byName[n.Name] = n
+		names = append(names, n.Name)
+	}
+	if h.o.Ranker != nil {
+		h.o.Ranker.Sort(names)
+	}
+	for _, name := range names {
+		n := byName[name]
+		p.Nodes = append(p.Nodes, subscribe.Node{Name: n.Name, Address: n.Address, Labels: n.Labels, Inbounds: n.Inbounds})
+	}
+	return p
+}
+
+func (h *subHandler) baseURL(r *http.Request) string {
+	if h.o.ExternalURL != "" {
+		return strings.TrimSuffix(h.o.ExternalURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (h *subHandler) limiterFor(ip string) *limiter {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l := h.misses[ip]
+	if l == nil {
+		if len(h.misses) > 100_000 { // bound memory under a spray of addresses
+			h.misses = map[string]*limiter{}
+		}
+		l = &limiter{n: h.o.MissesPerMinute, window: time.Minute}
+		h.misses[ip] = l
+	}
+	return l
+}
+
+func (h *subHandler) blocked(ip string) bool {
+	if h.o.MissesPerMinute <= 0 {
+		return false
+	}
+	return h.limiterFor(ip).full(time.Now())
+}
+
+func (h *subHandler) miss(ip string) {
+	if h.o.MissesPerMinute > 0 {
+		h.limiterFor(ip).add(time.Now())
+	}
+}
+
+// limiter counts events in a sliding window.
+type limiter struct {
+	mu     sync.Mutex
+	n      int
+	window time.Duration
+	at     []time.Time
+}
+
+func (l *limiter) trim(now time.Time) {
+	i := 0
+	for i < len(l.at) && now.Sub(l.at[i]) >= l.window {
+		i++
+	}
+	l.at = l.at[i:]
+}
+
+func (l *limiter) full(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.trim(now)
+	return len(l.at) >= l.n
+}
+
+func (l *limiter) add(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.trim(now)
+	l.at = append(l.at, now)
+}
+
+// nodeCache keeps the node list for a second: every subscription request
+// needs it, and it changes rarely.
+type nodeCache struct {
+	store *store.Store
+	mu    sync.Mutex
+	at    time.Time
+	nodes []*store.Node
+}
+
+func (c *nodeCache) get(r *http.Request) ([]*store.Node, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) < time.Second {
+		return c.nodes, nil
+	}
+	ns, err := c.store.ListNodes(r.Context())
+	if err != nil {
+		if c.nodes != nil {
+			return c.nodes, nil // a database blip: serve the last list
+		}
+		return nil, err
+	}
+	c.nodes, c.at = ns, time.Now()
+	return ns, nil
+}
