@@ -17,7 +17,7 @@ import (
 type SubOptions struct {
 	Renderer *subscribe.Renderer
 	// Ranker orders node names best first; nil keeps name order.
-	Ranker interface{ Sort([]string) }
+	Ranker                        interface{ Sort([]string) }
 	Title, SupportURL, WebPageURL string
 	UpdateInterval                time.Duration
 	// ExternalURL is the controller's public base URL, for the links a
