@@ -87,7 +87,7 @@ type userFlags struct {
 	limit, expire, reset, onHold, note, duration *string
 	devices                                      *int64
 	groups                                       *[]string
-	setGroups                                    bool
+	noGroups                                     *bool
 	// Fix: "set to zero or empty" was indistinguishable from "left out",
 	// so --devices 0 could not lift a device limit nor --note "" clear a
 	// note on update.
@@ -108,10 +108,10 @@ func addUserFlags(cmd *kingpin.CmdClause, plan bool) *userFlags {
 	} else {
 		f.expire = cmd.Flag("expire", "Expiry: 30d from now, a date (2026-12-31) or never.").String()
 	}
-	cmd.Flag("no-groups", "Allow every node group.").Action(func(*kingpin.ParseContext) error {
-		f.setGroups = true
-		return nil
-	}).Bool()
+	// Fix: this was a flag action, and kingpin runs the command's action
+	// before the actions of flags that follow it, so --no-groups did
+	// nothing. Flag values are all set before any action runs.
+	f.noGroups = cmd.Flag("no-groups", "Allow every node group.").Bool()
 	return f
 }
 
@@ -144,7 +144,7 @@ func (f *userFlags) spec(cmd *kingpin.CmdClause, now time.Time) (store.UserSpec,
 	if f.setDevices {
 		sp.DeviceLimit = f.devices
 	}
-	if len(*f.groups) > 0 || f.setGroups {
+	if len(*f.groups) > 0 || *f.noGroups {
 		g := append([]string{}, *f.groups...)
 		sp.Groups = &g
 	}
