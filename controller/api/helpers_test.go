@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/boxfleet/boxfleet/subscribe"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -46,7 +47,11 @@ func newEnv(t *testing.T, s *store.Store) *env {
 	// The collector is what `boxfleet serve` registers beside the API; with
 	// it /metrics here shows what Prometheus would scrape.
 	reg.MustRegister(&collector.Collector{Store: s, Log: log, Timeout: 5 * time.Second})
-	a := api.New(api.Options{Store: s, Log: log, Registry: reg})
+	renderer, err := subscribe.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := api.New(api.Options{Store: s, Log: log, Registry: reg, Sub: &api.SubOptions{Renderer: renderer, MissesPerMinute: 10}})
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
 	return &env{t: t, api: a, store: s, url: srv.URL, reg: reg, logs: logs}
