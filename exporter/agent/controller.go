@@ -41,7 +41,14 @@ func (c *controller) token() (string, error) {
 }
 
 func (c *controller) do(ctx context.Context, method, path string, query url.Values, body []byte, header http.Header) (*http.Response, error) {
-	u := c.base.JoinPath("api", "v1", "nodes", c.node, path)
+	// The node name is one path segment, whatever it holds.
+	u := *c.base
+	u.Path = strings.TrimSuffix(c.base.Path, "/") + "/api/v1/nodes/" + c.node
+	u.RawPath = strings.TrimSuffix(c.base.EscapedPath(), "/") + "/api/v1/nodes/" + url.PathEscape(c.node)
+	if path != "" {
+		u.Path += "/" + path
+		u.RawPath += "/" + path
+	}
 	u.RawQuery = query.Encode()
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
 	if err != nil {

@@ -164,7 +164,9 @@ var (
 		UUID: "66666666-7777-4888-9999-000000000000", Password: "bob-pw", SSKey16: "cXJzdHV2d3h5ejAxMjM0NQ=="}}
 )
 
-func startAgentNode(t *testing.T, ctl *fakeController) *agentNode {
+// startAgentNode starts the node; extra flags go to the exporter, given a
+// function of the config and pid file paths.
+func startAgentNode(t *testing.T, ctl *fakeController, extra ...func(config, pidFile string) string) *agentNode {
 	sbBin := testbin.Path(t, "sing-box")
 	exporterBin := testbin.GoBuild(t, "./cmd/singbox_exporter", t.TempDir())
 	dir := t.TempDir()
@@ -239,6 +241,9 @@ func startAgentNode(t *testing.T, ctl *fakeController) *agentNode {
 		"--singbox.pid-file=" + pidFile,
 		"--singbox.reload-min-interval=1s",
 		"--log.level=debug",
+	}
+	for _, e := range extra {
+		n.args = append(n.args, e(n.config, pidFile))
 	}
 	n.exporter = startProcess(t, exporterBin, n.args...)
 	n.metricsURL = "http://" + listen + "/metrics"
@@ -408,6 +413,34 @@ func TestAgentAppliesUserSets(t *testing.T) {
 	if got := n.metric("singbox_config_apply_total", map[string]string{"result": "success"}); got != 0 {
 		t.Errorf("restarted exporter reloaded sing-box %v times for an unchanged set", got)
 	}
+}
+
+// TestAgentRestoresAfterFailedReload uses a reload command that refuses any
+// config naming bob, standing in for a sing-box that does not come back:
+// the agent puts the previous file back, reloads that, and sing-box goes on
+// serving the previous set.
+func TestAgentRestoresAfterFailedReload(t *testing.T) {
+	ctl := newFakeController(t)
+	ctl.setUsers(1, agentAlice)
+	n := startAgentNode(t, ctl, func(config, pidFile string) string {
+		return fmt.Sprintf(`--singbox.reload-command=if grep -q '"name":"bob"' %s; then echo refused; exit 1; fi; kill -HUP "$(cat %s)"`, config, pidFile)
+	})
+	n.waitMetric("singbox_config_revision", nil, equals(1), "set A applied")
+	good, _ := os.ReadFile(n.config)
+
+	ctl.setUsers(2, agentAlice, agentBob)
+	n.waitMetric("singbox_config_apply_total", map[string]string{"result": "reload_failed"}, atLeast(1), "failed reload reported")
+	if now, _ := os.ReadFile(n.config); !bytes.Equal(now, good) {
+		t.Errorf("previous config not restored:\n%s", now)
+	}
+	if bak, _ := os.ReadFile(n.config + ".bak"); !bytes.Equal(bak, good) {
+		t.Errorf("backup holds something else than the previous good file:\n%s", bak)
+	}
+	if got := n.metric("singbox_config_revision", nil); got != 1 {
+		t.Errorf("revision %v after a failed reload, want 1", got)
+	}
+	n.mustServe("alice")
+	n.mustRefuse("bob")
 }
 
 // TestReloadInterruption measures how long a sing-box reload keeps a node
