@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -299,6 +300,39 @@ func TestPage(t *testing.T) {
 	for _, external := range []string{"<script src", "<link ", "<img ", "url(http", "@import"} {
 		if strings.Contains(page, external) {
 			t.Errorf("page loads an external asset: %q", external)
+		}
+	}
+}
+
+// TestConcurrentRenders: pooled buffers never leak one response into another.
+func TestConcurrentRenders(t *testing.T) {
+	r := newRenderer(t)
+	a, b := fixtureProfile(), benchProfile()
+	b.User, b.Credentials.UUID = "bob", "11111111-2222-4333-8444-555555555555"
+	want := map[*Profile][]byte{}
+	for _, p := range []*Profile{a, b} {
+		want[p] = render(t, r, Client{Format: FormatSingBox}, p)
+	}
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			p := a
+			if i%2 == 1 {
+				p = b
+			}
+			for range 50 {
+				var buf bytes.Buffer
+				if err := r.Render(&buf, Client{Format: FormatSingBox}, p); err != nil || !bytes.Equal(buf.Bytes(), want[p]) {
+					errs <- fmt.Errorf("render for %s differs (%v)", p.User, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }
