@@ -273,7 +273,7 @@ func readToken(t *testing.T, path string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// lines finds the table row that starts with key and returns its fields.
+// row finds the table row that starts with key and returns its fields.
 func row(t *testing.T, table, key string) []string {
 	t.Helper()
 	for _, l := range strings.Split(table, "\n") {

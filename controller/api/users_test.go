@@ -103,6 +103,9 @@ func TestBodyValidation(t *testing.T) {
 		if page.Total != 1 {
 			t.Fatalf("refused requests left %d users, want 1", page.Total)
 		}
+		// White space after the body is not garbage (curl -d @file adds a
+		// newline).
+		e.admin("POST", "/api/v1/users", "{\"name\":\"nl\"}\n\t \r\n", http.StatusCreated, nil)
 		u, err := e.store.GetUser(t.Context(), "alice")
 		if err != nil {
 			t.Fatal(err)
