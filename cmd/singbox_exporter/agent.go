@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -46,7 +47,9 @@ func addAgentFlags(app *kingpin.Application) *agentFlags {
 	return f
 }
 
-func (f *agentFlags) build(clash *clashapi.Client, statePath string, listen []string, reg prometheus.Registerer, log *logrus.Logger) (*agent.Agent, error) {
+// build makes the agent. beforeReload is the meter's Poll: a reload restarts
+// sing-box's counters, so the bytes since the last poll must be read first.
+func (f *agentFlags) build(clash *clashapi.Client, statePath string, listen []string, reg prometheus.Registerer, log *logrus.Logger, beforeReload func(context.Context)) (*agent.Agent, error) {
 	exporter := f.exporterAddress
 	if exporter == "" && len(listen) > 0 {
 		_, port, err := net.SplitHostPort(listen[0])
@@ -78,6 +81,7 @@ func (f *agentFlags) build(clash *clashapi.Client, statePath string, listen []st
 		MinReloadInterval: f.reloadMinInterval,
 		ReloadTimeout:     f.reloadTimeout,
 		Heartbeat:         f.heart,
+		BeforeReload:      beforeReload,
 		StatePath:         statePath,
 		Clash:             clash,
 		Registerer:        reg,

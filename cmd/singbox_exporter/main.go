@@ -106,7 +106,8 @@ func run(log *logrus.Logger, o options) error {
 
 	var nodeAgent *agent.Agent
 	if o.agent.controllerURL != "" {
-		nodeAgent, err = o.agent.build(clash, o.statePath, *o.toolkit.WebListenAddresses, reg, log)
+		nodeAgent, err = o.agent.build(clash, o.statePath, *o.toolkit.WebListenAddresses, reg, log,
+			func(ctx context.Context) { m.Poll(ctx) })
 		if err != nil {
 			return err
 		}

@@ -45,7 +45,11 @@ type Config struct {
 type Meter struct {
 	cfg    Config
 	engine *attribution.Engine
-	file   *state.File // owned by the poll loop
+	file   *state.File // owned by whoever holds pollMu
+
+	// pollMu serialises polls: the loop's own and those the agent asks for
+	// just before a reload.
+	pollMu sync.Mutex
 
 	mu   sync.RWMutex
 	view View

@@ -50,6 +50,8 @@ func (m *Meter) View() View {
 // long reading and metering the snapshot took: the CPU cost that polling
 // puts on sing-box and the exporter, which the budget is about.
 func (m *Meter) Poll(ctx context.Context) (took time.Duration) {
+	m.pollMu.Lock()
+	defer m.pollMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
