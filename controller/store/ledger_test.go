@@ -76,8 +76,8 @@ func TestCommitNodeDeltas(t *testing.T) {
 		// Another node has checkpoints of its own.
 		commit(t, s, "n2", up("alice", 1000))
 		assertTotals(t, s, "alice", 1185, 260)
-		if u := getUser(t, s, "alice"); u.UsedUp != 1185 || u.UsedDown != 260 {
-			t.Errorf("period usage %d/%d, want 1185/260", u.UsedUp, u.UsedDown)
+		if u := getUser(t, s, "alice"); u.UsedUp != 1185 || u.UsedDown != 260 || u.ExpireAt != nil {
+			t.Errorf("period usage %d/%d, want 1185/260; expiry %v, want none", u.UsedUp, u.UsedDown, u.ExpireAt)
 		}
 		rows, err := s.Usage(bg, "alice", 20251105, 20251105)
 		if err != nil || len(rows) != 2 || rows[0].Node != "n1" || rows[0].Upload != 185 || rows[1].Node != "n2" || rows[1].Upload != 1000 {
