@@ -172,8 +172,16 @@ func (a *Actor) fire(ctx context.Context, key store.AlertKey, al Alert) Outcome 
 		a.Log.WithFields(logrus.Fields{"action": action, "target": key.Target, "alertname": al.Labels["alertname"]}).Warn("action refused: " + msg)
 		return Outcome{Result: resultRefuse, Retry: retry}
 	}
-	now := time.Now()
-	if !a.global.allow(now) || !a.limiterFor(action).allow(now) {
+	// Fix: the drain guards come before the rate limit. Checked after it,
+	// every retry while Prometheus was unreachable used up a drain slot
+	// (3 per 10 minutes by default), so drains stayed blocked after
+	// Prometheus came back.
+	if action == DrainNode {
+		if why, retry, ok := a.mayDrain(ctx, key.Target, al); !ok {
+			return refuse(retry, "%s", why)
+		}
+	}
+	if !take(time.Now(), a.global, a.limiterFor(action)) {
 		return refuse(true, "rate limit reached")
 	}
 	if a.Config.DryRun {
@@ -187,9 +195,6 @@ func (a *Actor) fire(ctx context.Context, key store.AlertKey, al Alert) Outcome 
 	case SuspendUser:
 		_, changed, err = a.Store.SuspendIfActive(ctx, actorFor(al), key.Target, actorFor(al))
 	case DrainNode:
-		if why, retry, ok := a.mayDrain(ctx, key.Target, al); !ok {
-			return refuse(retry, "%s", why)
-		}
 		_, changed, err = a.Store.SetDrained(ctx, actorFor(al), key.Target, true, al.Labels["alertname"])
 	}
 	if errors.Is(err, store.ErrNotFound) {
