@@ -10,6 +10,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v2"
 
+	"github.com/boxfleet/boxfleet/controller/server"
 	"github.com/boxfleet/boxfleet/exporter/agent"
 	"github.com/boxfleet/boxfleet/exporter/attribution"
 	"github.com/boxfleet/boxfleet/exporter/collector"
@@ -134,35 +135,13 @@ func addAgent(t *testing.T, c catalog) {
 	addGathered(t, c, "agent", reg)
 }
 
-// addController lists the controller's metrics as fixed in the contract.
-// TODO(lead): replace with the list the controller package exposes.
+// addController takes the controller's metrics from server.Metrics, which
+// the controller's own test keeps equal to what it really exposes.
 func addController(c catalog) {
-	with := func(labels ...string) []string { return append(labels, controllerTargetLabels...) }
-	for name, labels := range map[string][]string{
-		"boxfleet_user_traffic_used_bytes":                   with("user"),
-		"boxfleet_user_traffic_limit_bytes":                  with("user"),
-		"boxfleet_user_expiry_timestamp_seconds":             with("user"),
-		"boxfleet_user_device_limit":                         with("user"),
-		"boxfleet_user_status":                               with("user", "status"),
-		"boxfleet_users":                                     with("status"),
-		"boxfleet_node_drained":                              with("node"),
-		"boxfleet_node_health_score":                         with("node"),
-		"boxfleet_node_last_seen_timestamp_seconds":          with("node"),
-		"boxfleet_accounting_last_success_timestamp_seconds": with(),
-		"boxfleet_leader":                                    with(),
-	} {
-		addFamily(c, "controller", name, dto.MetricType_GAUGE, labels)
+	types := map[string]dto.MetricType{"gauge": dto.MetricType_GAUGE, "counter": dto.MetricType_COUNTER, "histogram": dto.MetricType_HISTOGRAM}
+	for _, m := range server.Metrics {
+		addFamily(c, "controller", m.Name, types[m.Type], append(append([]string{}, m.Labels...), controllerTargetLabels...))
 	}
-	for name, labels := range map[string][]string{
-		"boxfleet_actions_total":           with("action", "result"),
-		"boxfleet_webhook_alerts_total":    with("status", "result"),
-		"boxfleet_accounting_errors_total": with(),
-		"boxfleet_http_requests_total":     with("handler", "code"),
-	} {
-		addFamily(c, "controller", name, dto.MetricType_COUNTER, labels)
-	}
-	addFamily(c, "controller", "boxfleet_accounting_duration_seconds", dto.MetricType_HISTOGRAM, with())
-	addFamily(c, "controller", "boxfleet_http_request_duration_seconds", dto.MetricType_HISTOGRAM, with("handler"))
 }
 
 // addFamily adds the series names a family exposes: a histogram's buckets,

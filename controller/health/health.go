@@ -149,3 +149,11 @@ func (r *Ranker) Sort(names []string) {
 		return names[i] < names[j]
 	})
 }
+
+// Set replaces the scores, as a refresh would; tests use it to stand in
+// for Prometheus.
+func (r *Ranker) Set(scores map[string]float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.scores = scores
+}

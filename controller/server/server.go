@@ -55,6 +55,46 @@ type Config struct {
 	Web         *web.FlagConfig
 }
 
+// Controller is the wired controller without its listener and loops.
+type Controller struct {
+	Registry *prometheus.Registry
+	API      *api.API
+	Leader   *accounting.Leader
+	Ranker   *health.Ranker
+	Actor    *actions.Actor
+}
+
+// Build wires the controller's parts around an open store.
+func Build(st *store.Store, c Config, log *logrus.Logger) (*Controller, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("boxfleet"),
+		&collector.Collector{Store: st, Log: log, Timeout: 10 * time.Second},
+	)
+	acct, err := accounting.New(st, c.PrometheusURL, c.ID, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	ranker := health.New(acct.Prom, c.HealthQuery, log, reg)
+	actor := actions.New(st, acct.Prom, ranker, log, c.Actions, reg)
+	renderer, err := subscribe.New(c.SubTemplates)
+	if err != nil {
+		return nil, fmt.Errorf("--sub.templates-dir: %w", err)
+	}
+	a := api.New(api.Options{Store: st, Log: log, Registry: reg, Alerts: actor, Sub: &api.SubOptions{
+		Renderer: renderer, Ranker: ranker, Title: c.SubTitle, SupportURL: c.SubSupportURL,
+		WebPageURL: c.SubWebPageURL, UpdateInterval: c.SubUpdateInterval, ExternalURL: c.ExternalURL,
+		MissesPerMinute: c.SubMissesPerMinute,
+	}})
+	if c.CommitDelay > 0 {
+		acct.BeforeCommit = func(string) { time.Sleep(c.CommitDelay) }
+	}
+	leader := &accounting.Leader{Store: st, Acct: acct, Log: log, Holder: c.ID, Interval: c.AccountingInterval, TTL: c.LeaseTTL}
+	leader.Register(reg)
+	return &Controller{Registry: reg, API: a, Leader: leader, Ranker: ranker, Actor: actor}, nil
+}
+
 // Run serves until ctx ends.
 func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 	dsn, err := c.dsn()
@@ -81,32 +121,11 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 		return fmt.Errorf("registering the admin token: %w", err)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		versioncollector.NewCollector("boxfleet"),
-		&collector.Collector{Store: st, Log: log, Timeout: 10 * time.Second},
-	)
-	acct, err := accounting.New(st, c.PrometheusURL, c.ID, log, reg)
+	ctl, err := Build(st, c, log)
 	if err != nil {
 		return err
 	}
-	ranker := health.New(acct.Prom, c.HealthQuery, log, reg)
-	actor := actions.New(st, acct.Prom, ranker, log, c.Actions, reg)
-	renderer, err := subscribe.New(c.SubTemplates)
-	if err != nil {
-		return fmt.Errorf("--sub.templates-dir: %w", err)
-	}
-	a := api.New(api.Options{Store: st, Log: log, Registry: reg, Alerts: actor, Sub: &api.SubOptions{
-		Renderer: renderer, Ranker: ranker, Title: c.SubTitle, SupportURL: c.SubSupportURL,
-		WebPageURL: c.SubWebPageURL, UpdateInterval: c.SubUpdateInterval, ExternalURL: c.ExternalURL,
-		MissesPerMinute: c.SubMissesPerMinute,
-	}})
-	if c.CommitDelay > 0 {
-		acct.BeforeCommit = func(string) { time.Sleep(c.CommitDelay) }
-	}
-	leader := &accounting.Leader{Store: st, Acct: acct, Log: log, Holder: c.ID, Interval: c.AccountingInterval, TTL: c.LeaseTTL}
-	leader.Register(reg)
+	leader, ranker := ctl.Leader, ctl.Ranker
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -114,7 +133,7 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 	go func() { leader.Run(ctx); close(loops) }()
 	go ranker.Run(ctx, c.HealthInterval)
 
-	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: ctl.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(srv, c.Web, logging.Slog(log)) }()
 	log.WithFields(logrus.Fields{"store": st.Backend(), "id": c.ID, "prometheus": c.PrometheusURL}).Info("boxfleet controller started")

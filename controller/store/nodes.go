@@ -198,7 +198,6 @@ func (s *Store) RegisterNode(ctx context.Context, name string, reg sbconfig.Regi
 	if len(reg.Address) > 255 || len(reg.Exporter) > 255 || len(reg.Version) > 64 {
 		return nil, invalid("address", "address, exporter or version too long")
 	}
-	lb, _ := json.Marshal(nonNil(reg.Labels))
 	if reg.Inbounds == nil {
 		reg.Inbounds = []sbconfig.Inbound{}
 	}
@@ -214,6 +213,14 @@ func (s *Store) RegisterNode(ctx context.Context, name string, reg sbconfig.Regi
 		}
 		before := r.node()
 		now := s.now()
+		// Reported labels add to and override the ones the admin gave at
+		// `node add`; an exporter started without --node.label must not
+		// silently move the node out of its group.
+		labels := maps.Clone(before.Labels)
+		for k, v := range reg.Labels {
+			labels[k] = v
+		}
+		lb, _ := json.Marshal(labels)
 		changed := r.Address != reg.Address || r.Exporter != reg.Exporter || r.Labels != string(lb) ||
 			r.Inbounds != string(ib) || r.Version != reg.Version
 		r.Address, r.Exporter, r.Labels, r.Inbounds, r.Version, r.LastSeen = reg.Address, reg.Exporter, string(lb), string(ib), reg.Version, now
