@@ -1,4 +1,4 @@
-# boxfleet: the exporter (and, as it lands, the controller), its tools and tests.
+# boxfleet: the controller, the node exporter, their tools and tests.
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -8,12 +8,13 @@ VPKG      := github.com/prometheus/common/version
 LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH) \
              -X $(VPKG).BuildUser=$(USER) -X $(VPKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 
-.PHONY: all build tools test lint bench load fuzz run clean
+.PHONY: all build tools test lint bench load fuzz run demo node clean
 
 all: build
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/singbox_exporter ./cmd/singbox_exporter
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/boxfleet ./cmd/boxfleet
 
 # The real programs the tests run, built once into a git-ignored cache.
 tools:
@@ -30,17 +31,25 @@ test: lint tools
 	$(GO) test -count=1 -p 1 -timeout 20m ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./exporter/...
+	$(GO) test -run '^$$' -bench . -benchmem ./exporter/... ./controller/... ./subscribe/...
 
 load:
-	BOXFLEET_LOAD=1 $(GO) test -count=1 -run TestLoad -v ./exporter/e2e
+	BOXFLEET_LOAD=1 $(GO) test -count=1 -run 'TestLoad|Load' -v ./exporter/e2e ./controller/...
 
 fuzz:
 	$(GO) test ./exporter/clashapi -run '^$$' -fuzz FuzzParseLogLine -fuzztime 30s
 	$(GO) test ./exporter/clashapi -run '^$$' -fuzz FuzzDecodeSnapshot -fuzztime 30s
 
-# A local node: sing-box on loopback with the exporter beside it.
-run: build tools
+# The whole loop on loopback (README's first command): controller on SQLite,
+# two sing-box nodes with their exporters, Prometheus, Alertmanager,
+# blackbox. Ctrl-C stops everything.
+demo:
+	bash scripts/demo.sh
+
+run: demo
+
+# One local node only: sing-box with the exporter beside it.
+node: build tools
 	bash scripts/run-local.sh
 
 clean:
