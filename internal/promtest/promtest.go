@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -89,7 +90,9 @@ func (tg *Target) serve(w http.ResponseWriter, r *http.Request) {
 	sort.Strings(keys)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	for _, k := range keys {
-		fmt.Fprintf(w, "%s %.0f\n", k, tg.samples[k])
+		// Shortest exact form: integers print as integers, and fractions
+		// (latencies, ratios) are not rounded away.
+		fmt.Fprintf(w, "%s %s\n", k, strconv.FormatFloat(tg.samples[k], 'f', -1, 64))
 	}
 }
 
@@ -111,11 +114,27 @@ type StaticTarget struct {
 // Start runs Prometheus scraping targets every interval.
 func Start(t testing.TB, interval time.Duration, targets ...StaticTarget) *Server {
 	t.Helper()
+	return StartWithRules(t, interval, "", targets...)
+}
+
+// StartWithRules is Start with a rule file (its YAML text; "" for none)
+// evaluated every interval, for code that reads what real rule evaluation
+// produces, such as the ALERTS series.
+func StartWithRules(t testing.TB, interval time.Duration, rules string, targets ...StaticTarget) *Server {
+	t.Helper()
 	bin := testbin.Path(t, "prometheus")
 	dir := t.TempDir()
 	var sc strings.Builder
-	fmt.Fprintf(&sc, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\nscrape_configs:\n  - job_name: test\n    static_configs:\n",
-		model.Duration(interval), model.Duration(interval))
+	fmt.Fprintf(&sc, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  evaluation_interval: %s\n",
+		model.Duration(interval), model.Duration(interval), model.Duration(interval))
+	if rules != "" {
+		rf := filepath.Join(dir, "rules.yml")
+		if err := os.WriteFile(rf, []byte(rules), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&sc, "rule_files: [%q]\n", rf)
+	}
+	sc.WriteString("scrape_configs:\n  - job_name: test\n    static_configs:\n")
 	for _, tg := range targets {
 		fmt.Fprintf(&sc, "      - targets: [%q]\n        labels: {", tg.Addr)
 		first := true
