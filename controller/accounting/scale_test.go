@@ -1,0 +1,226 @@
+package accounting
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/controller/store/storetest"
+	"github.com/boxfleet/boxfleet/internal/promtest"
+	"github.com/boxfleet/boxfleet/internal/testbin"
+)
+
+// TestScale measures accounting cycles at the issue's size (100,000 users,
+// 200 nodes, 1,000,000 series by default: 2,500 users per node, both
+// directions) against a real Prometheus, first in this process, then in the
+// real `boxfleet serve` whose memory it reads from /proc. Three cycles run
+// on a fresh ledger: every series new, every series changed (the worst
+// case), nothing changed. After each, the ledger and every user's period
+// usage must equal the true traffic. Timings are logged, not asserted: the
+// machine is shared. Run with:
+//
+//	BOXFLEET_SCALE=1 go test ./controller/accounting -run TestScale -v -timeout 60m
+func TestScale(t *testing.T) {
+	sc := scaleFromEnv(t)
+	t.Logf("scale: %d users, %d nodes x %d users x %d directions = %d series, scraped every %s",
+		sc.users, sc.nodes, sc.perNode, sc.dirs, sc.series(), sc.scrape)
+	f := newScaleFleet(t, sc)
+	f.publish(t, 1)
+	storetest.EachDB(t, func(t *testing.T, db storetest.DB) {
+		t.Run("in-process", func(t *testing.T) { scaleInProcess(t, f, db) })
+	})
+	if os.Getenv("BOXFLEET_SCALE_SERVE") == "0" {
+		return
+	}
+	bin := testbin.GoBuild(t, "./cmd/boxfleet", t.TempDir())
+	t.Run("serve/sqlite", func(t *testing.T) { scaleServe(t, f, bin, storetest.NewSQLiteDB(t)) })
+	t.Run("serve/mysql", func(t *testing.T) { scaleServe(t, f, bin, storetest.NewMySQLDB(t)) })
+}
+
+var cycleNames = [3]string{"every series new", "every series changed", "nothing changed"}
+
+func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
+	ctx := context.Background()
+	s := db.Open(t)
+	raw := rawDB(t, db)
+	insertUsers(t, raw, f.sc.users)
+	a, err := New(s, f.prom.URL, "scale", quietLog(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lease outlives the slowest cycle: nothing renews it here.
+	if ok, err := s.TryLease(ctx, LeaseName, "scale", time.Hour.Milliseconds()); err != nil || !ok {
+		t.Fatalf("lease: %v %v", ok, err)
+	}
+	for i, name := range cycleNames {
+		if i == 1 {
+			f.publish(t, f.gen+1)
+		}
+		start := time.Now()
+		if err := a.Cycle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		logCycle(t, db.Backend+" in-process", f.sc.series(), name, time.Since(start))
+		checkLedger(t, raw, f.truth(f.gen))
+	}
+}
+
+func logCycle(t *testing.T, where string, series int, name string, d time.Duration) {
+	t.Helper()
+	verdict := "within the 10 s target"
+	if d > 10*time.Second {
+		verdict = "OVER the 10 s target"
+	}
+	t.Logf("%s: cycle over %d series, %s: %.2f s (%s)", where, series, name, d.Seconds(), verdict)
+}
+
+// scaleServe runs the real controller against the fleet with cycles far
+// enough apart that each one sees a whole generation, and reads its cycle
+// durations and bytes from /metrics and its peak memory from /proc.
+func scaleServe(t *testing.T, f *scaleFleet, bin string, db storetest.DB) {
+	dataDir := db.Dir
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	st, err := store.Open(context.Background(), db.DSN, dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insertUsers(t, rawDB(t, storetest.DB{Backend: db.Backend, DSN: db.DSN, Dir: dataDir}), f.sc.users)
+	st.Close()
+
+	interval := 60 * time.Second
+	if v := os.Getenv("BOXFLEET_SCALE_INTERVAL"); v != "" {
+		if interval, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := promtest.FreeAddr(t)
+	args := []string{"serve", "--data.dir=" + dataDir, "--prometheus.url=" + f.prom.URL, "--web.listen-address=" + addr,
+		"--accounting.interval=" + interval.String(), "--controller.id=scale", "--log.level=warn"}
+	if db.DSN != "" {
+		args = append(args, "--db.dsn="+db.DSN)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	m := &serveMetrics{t: t, url: "http://" + addr + "/metrics", tokenFile: filepath.Join(dataDir, "admin.token")}
+
+	var prevSum, prevBytes float64
+	for i, name := range cycleNames {
+		if i == 1 {
+			f.publish(t, f.gen+1)
+		}
+		got := m.waitCycles(i+1, 3*interval)
+		logCycle(t, db.Backend+" boxfleet serve", f.sc.series(), name, time.Duration((got["boxfleet_accounting_duration_seconds_sum"]-prevSum)*float64(time.Second)))
+		prevSum = got["boxfleet_accounting_duration_seconds_sum"]
+		// A cycle that saw half a generation would leave bytes for the next
+		// one, and its time would not be the worst case.
+		if want := float64(sum(f.truth(f.gen))); got["boxfleet_accounting_bytes_total"] != want {
+			t.Errorf("after cycle %d the controller added %.0f bytes in all, want %.0f", i+1, got["boxfleet_accounting_bytes_total"], want)
+		}
+		if d := got["boxfleet_accounting_bytes_total"] - prevBytes; i == 2 && d != 0 {
+			t.Errorf("the cycle with nothing changed added %.0f bytes", d)
+		}
+		prevBytes = got["boxfleet_accounting_bytes_total"]
+	}
+	hwm, rss := procMemory(t, cmd.Process.Pid)
+	verdict := "within the 300 MiB target"
+	if hwm > 300<<20 {
+		verdict = "OVER the 300 MiB target"
+	}
+	t.Logf("%s boxfleet serve: peak RSS (VmHWM) %.0f MiB, RSS now %.0f MiB (%s)", db.Backend, float64(hwm)/(1<<20), float64(rss)/(1<<20), verdict)
+	checkLedger(t, rawDB(t, storetest.DB{Backend: db.Backend, DSN: db.DSN, Dir: dataDir}), f.truth(f.gen))
+}
+
+type serveMetrics struct {
+	t         *testing.T
+	url       string
+	tokenFile string
+}
+
+// waitCycles polls /metrics until n accounting cycles have completed and
+// returns the accounting metrics then.
+func (m *serveMetrics) waitCycles(n int, timeout time.Duration) map[string]float64 {
+	m.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		got, err := m.scrape()
+		if err == nil && got["boxfleet_accounting_errors_total"] > 0 {
+			m.t.Fatalf("an accounting cycle failed: %v", got)
+		}
+		if err == nil && got["boxfleet_accounting_duration_seconds_count"] >= float64(n) {
+			if got["boxfleet_accounting_duration_seconds_count"] > float64(n) {
+				m.t.Fatalf("missed a cycle: %v cycles done, waiting for %d", got["boxfleet_accounting_duration_seconds_count"], n)
+			}
+			return got
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	m.t.Fatalf("boxfleet serve did not finish accounting cycle %d within %s", n, timeout)
+	return nil
+}
+
+func (m *serveMetrics) scrape() (map[string]float64, error) {
+	tok, err := os.ReadFile(m.tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	req, _ := http.NewRequest("GET", m.url, nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, resp.Body)
+		return nil, fmt.Errorf("/metrics: %s", resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !strings.HasPrefix(name, "boxfleet_accounting_") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(val, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out, sc.Err()
+}
+
+// procMemory returns the process's peak and current resident set in bytes.
+func procMemory(t *testing.T, pid int) (hwm, rss int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmHWM":
+			hwm = kb << 10
+		case "VmRSS":
+			rss = kb << 10
+		}
+	}
+	return hwm, rss
+}
