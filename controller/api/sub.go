@@ -3,6 +3,7 @@ package api
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,9 @@ type SubOptions struct {
 	// MissesPerMinute is how many unknown tokens one IP may try per minute
 	// before all its subscription requests get 429 for the rest of it.
 	MissesPerMinute int
+	// Now is the miss limiter's clock; nil is time.Now. Tests move it
+	// rather than wait out the minute.
+	Now func() time.Time
 }
 
 type subHandler struct {
@@ -45,12 +49,15 @@ func (a *API) enableSubscriptions(o *SubOptions) {
 		return
 	}
 	h := &subHandler{a: a, o: *o, misses: map[string]*limiter{}}
+	if h.o.Now == nil {
+		h.o.Now = time.Now
+	}
 	h.nodes.store = a.store
 	a.Handle("sub", http.MethodGet, "/sub/{token}", Public, h.serve)
 }
 
 func (h *subHandler) serve(w http.ResponseWriter, r *http.Request) {
-	ip := clientIP(r)
+	ip := limitKey(clientIP(r))
 	if h.blocked(ip) {
 		w.Header().Set("Retry-After", "60")
 		writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many unknown tokens from this address; wait a minute", "")
@@ -126,6 +133,18 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
+// limitKey is the unit the miss limit counts: an IPv4 address, or the /64
+// of an IPv6 one. Fix: counted per IPv6 address, the limit did nothing, as
+// any client picks fresh addresses from its /64 at will.
+func limitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4() || a.Is4In6() {
+		return ip
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}
+
 func (h *subHandler) limiterFor(ip string) *limiter {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -144,12 +163,12 @@ func (h *subHandler) blocked(ip string) bool {
 	if h.o.MissesPerMinute <= 0 {
 		return false
 	}
-	return h.limiterFor(ip).full(time.Now())
+	return h.limiterFor(ip).full(h.o.Now())
 }
 
 func (h *subHandler) miss(ip string) {
 	if h.o.MissesPerMinute > 0 {
-		h.limiterFor(ip).add(time.Now())
+		h.limiterFor(ip).add(h.o.Now())
 	}
 }
 
