@@ -363,3 +363,31 @@ func TestSubFormats(t *testing.T) {
 		}
 	}
 }
+
+// Clients pick IPv6 addresses from their /64 at will, so the miss limit
+// counts the /64.
+func TestSubMissLimitIPv6(t *testing.T) {
+	e, _ := newSubEnv(t, storetest.SQLite(t), api.SubOptions{MissesPerMinute: 3})
+	u := e.createUser("alice", nil)
+	get := func(from, token string) int {
+		req := httptest.NewRequest(http.MethodGet, "/sub/"+token, nil)
+		req.RemoteAddr = from
+		w := httptest.NewRecorder()
+		e.api.ServeHTTP(w, req)
+		return w.Code
+	}
+	for i := range 3 {
+		if code := get(fmt.Sprintf("[2001:db8:0:7::%x]:40000", i+1), store.NewToken()); code != http.StatusNotFound {
+			t.Fatalf("miss %d: %d", i, code)
+		}
+	}
+	if code := get("[2001:db8:0:7:ffff:1:2:3]:40000", u.SubToken); code != http.StatusTooManyRequests {
+		t.Errorf("fresh address in the same /64: %d, want 429", code)
+	}
+	if code := get("[2001:db8:0:8::1]:40000", u.SubToken); code != http.StatusOK {
+		t.Errorf("another /64: %d, want 200", code)
+	}
+	if code := get("192.0.2.7:40000", u.SubToken); code != http.StatusOK {
+		t.Errorf("IPv4 client: %d, want 200", code)
+	}
+}
