@@ -308,18 +308,29 @@ func (s *Store) NodeUsers(ctx context.Context, name string) (sbconfig.NodeUsers,
 	if err != nil {
 		return out, err
 	}
-	var rows []userRow
-	if err := s.db.SelectContext(ctx, &rows, `SELECT `+userCols+` FROM users WHERE status IN (?, ?) ORDER BY name`,
-		StatusActive, StatusOnHold); err != nil {
+	// Fix (speed): the group is filtered in SQL, as ListUsers does, and only
+	// the columns a node needs are read. Reading every served user of the
+	// fleet and filtering in Go took 600 ms for a 5,000-user node among
+	// 100,000 users; the target is 50 ms. A node without a group serves
+	// only users without groups, as User.MayUse says.
+	var rows []struct {
+		Name     string `db:"name"`
+		UUID     string `db:"uuid"`
+		Password string `db:"password"`
+		SSKey16  string `db:"ss_key_16"`
+		SSKey32  string `db:"ss_key_32"`
+	}
+	if err := s.db.SelectContext(ctx, &rows, `SELECT name, uuid, password, ss_key_16, ss_key_32 FROM users
+	  WHERE status IN (?, ?) AND (groups_csv = '' OR INSTR(CONCAT(',', groups_csv, ','), ?) > 0) ORDER BY name`,
+		StatusActive, StatusOnHold, ","+n.Group()+","); err != nil {
 		return out, err
 	}
 	out.Revision = rev
-	out.Users = make([]sbconfig.User, 0, len(rows))
-	for i := range rows {
-		u := rows[i].user()
-		if u.MayUse(n.Group()) {
-			out.Users = append(out.Users, sbconfig.User{Name: u.Name, Credentials: u.Credentials})
-		}
+	out.Users = make([]sbconfig.User, len(rows))
+	for i, r := range rows {
+		out.Users[i] = sbconfig.User{Name: r.Name, Credentials: sbconfig.Credentials{
+			UUID: r.UUID, Password: r.Password, SSKey16: r.SSKey16, SSKey32: r.SSKey32,
+		}}
 	}
 	return out, nil
 }
