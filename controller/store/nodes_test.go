@@ -195,6 +195,7 @@ func TestNodeUsers(t *testing.T) {
 		clk := setClock(s, date(2025, 9, 1, 0, 0, 0))
 		createNode(t, s, "fra-1", map[string]string{"group": "eu"})
 		createNode(t, s, "nyc-1", map[string]string{"group": "us"})
+		createNode(t, s, "any-1", map[string]string{"region": "eu"})
 		want := map[string]sbconfig.Credentials{}
 		add := func(name string, spec store.UserSpec) {
 			want[name] = createUser(t, s, name, spec).Credentials
@@ -218,6 +219,8 @@ func TestNodeUsers(t *testing.T) {
 		for node, names := range map[string][]string{
 			"fra-1": {"anyone", "both", "waiting", "zed"},
 			"nyc-1": {"anyone", "both", "us-only", "waiting"},
+			// A node outside every group serves the users bound to none.
+			"any-1": {"anyone", "waiting"},
 		} {
 			nu, err := s.NodeUsers(bg, node)
 			if err != nil {
