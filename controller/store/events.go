@@ -46,9 +46,20 @@ func (s *Store) appendEvent(ctx context.Context, tx *sqlx.Tx, actor, action, typ
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO events (at, actor, action, object_type, object_name, before_json, after_json, detail)
-	  VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, s.now(), actor, action, typ, name, b, a, detail)
-	return err
+	at := s.now()
+	res, err := tx.ExecContext(ctx, `INSERT INTO events (at, actor, action, object_type, object_name, before_json, after_json, detail)
+	  VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, at, actor, action, typ, name, b, a, detail)
+	if err != nil {
+		return err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	// Deliveries commit with the event or not at all: a hook never hears
+	// of a change that was rolled back, nor misses one that was made.
+	return s.enqueueHooks(ctx, tx, &Event{ID: id, AtUnix: at, Actor: actor, Action: action,
+		ObjectType: typ, ObjectName: name, BeforeText: b, AfterText: a, Detail: detail})
 }
 
 // RecordEvent appends an event that changes nothing else (an action that

@@ -142,6 +142,37 @@ CREATE TABLE alert_actions (
   updated_at BIGINT NOT NULL,
   PRIMARY KEY (fingerprint, starts_at, action, target)
 )`,
+	14: `
+CREATE TABLE hooks (
+  id {{id}},
+  name VARCHAR(64) NOT NULL,
+  url VARCHAR(1024) NOT NULL,
+  secret VARCHAR(255) NOT NULL,
+  events_csv VARCHAR(1024) NOT NULL,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  UNIQUE (name)
+)`,
+	// MEDIUMTEXT: a body holds an event's before and after, each up to a
+	// TEXT; MySQL's TEXT would refuse the sum, and with it the change that
+	// raised the event. SQLite reads the name as TEXT.
+	15: `
+CREATE TABLE hook_deliveries (
+  id {{id}},
+  hook_name VARCHAR(64) NOT NULL,
+  event_id BIGINT NOT NULL,
+  action VARCHAR(64) NOT NULL,
+  body MEDIUMTEXT NOT NULL,
+  status VARCHAR(16) NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at BIGINT NOT NULL,
+  last_status INTEGER NOT NULL DEFAULT 0,
+  last_error VARCHAR(255) NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+)`,
+	16: `CREATE INDEX hook_deliveries_due ON hook_deliveries (status, next_attempt_at)`,
+	17: `CREATE INDEX hook_deliveries_hook ON hook_deliveries (hook_name, id)`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
