@@ -120,3 +120,27 @@ func BenchmarkNodeUsers(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSweepPeriodReset is the first sweep of a month: all 5,000 users
+// on a monthly strategy start a new period. One op is the whole sweep.
+func BenchmarkSweepPeriodReset(b *testing.B) {
+	backends := map[string]func(testing.TB) *store.Store{"sqlite": storetest.SQLite, "mysql": storetest.MySQL}
+	for _, backend := range []string{"sqlite", "mysql"} {
+		b.Run(backend, func(b *testing.B) {
+			s := backends[backend](b)
+			insertBenchUsers(b, s, benchUsers, func(int) string { return "" })
+			month := date(2025, 1, 1, 0, 0, 0)
+			for b.Loop() {
+				month = month.AddDate(0, 1, 0)
+				s.Now = func() time.Time { return month }
+				ch, err := s.Sweep(bg, "sweep")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(ch) != benchUsers {
+					b.Fatalf("%d users reset, want %d", len(ch), benchUsers)
+				}
+			}
+		})
+	}
+}
