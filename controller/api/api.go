@@ -133,6 +133,12 @@ func (a *API) routes() {
 	a.Handle("nodes.register", http.MethodPut, "/api/v1/nodes/{name}", NodeOwn, a.registerNode)
 	a.Handle("nodes.users", http.MethodGet, "/api/v1/nodes/{name}/users", NodeOwn, a.nodeUsers)
 
+	a.Handle("hooks.list", http.MethodGet, "/api/v1/hooks", Admin, a.listHooks)
+	a.Handle("hooks.get", http.MethodGet, "/api/v1/hooks/{name}", Admin, a.getHook)
+	a.Handle("hooks.put", http.MethodPut, "/api/v1/hooks/{name}", Admin, a.putHook)
+	a.Handle("hooks.delete", http.MethodDelete, "/api/v1/hooks/{name}", Admin, a.deleteHook)
+	a.Handle("hooks.deliveries", http.MethodGet, "/api/v1/hooks/{name}/deliveries", Admin, a.hookDeliveries)
+
 	a.Handle("events.list", http.MethodGet, "/api/v1/events", Admin, a.listEvents)
 	a.Handle("sd.exporters", http.MethodGet, "/api/v1/sd", Admin, a.sdExporters)
 	a.Handle("sd.probes", http.MethodGet, "/api/v1/sd/probes", Admin, a.sdProbes)
