@@ -36,6 +36,7 @@ func Register(app *kingpin.Application) *CLI {
 	c.userCommands(app.Command("user", "Manage users."))
 	c.planCommands(app.Command("plan", "Manage plans (templates for new users)."))
 	c.nodeCommands(app.Command("node", "Manage nodes."))
+	c.hookCommands(app.Command("hook", "Manage outgoing hooks (HTTP POSTs of audit-log events)."))
 	ev := app.Command("events", "Show the audit log, newest first.")
 	object := ev.Flag("object", "Only events about this user, plan or node.").String()
 	limit := ev.Flag("limit", "How many events.").Default("50").Int()
