@@ -25,6 +25,7 @@ import (
 	"github.com/boxfleet/boxfleet/controller/api"
 	"github.com/boxfleet/boxfleet/controller/collector"
 	"github.com/boxfleet/boxfleet/controller/health"
+	"github.com/boxfleet/boxfleet/controller/hooks"
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/internal/logging"
 	"github.com/boxfleet/boxfleet/subscribe"
@@ -62,6 +63,7 @@ type Controller struct {
 	Leader   *accounting.Leader
 	Ranker   *health.Ranker
 	Actor    *actions.Actor
+	Hooks    *hooks.Deliverer
 }
 
 // Build wires the controller's parts around an open store.
@@ -92,7 +94,8 @@ func Build(st *store.Store, c Config, log *logrus.Logger) (*Controller, error) {
 	}
 	leader := &accounting.Leader{Store: st, Acct: acct, Log: log, Holder: c.ID, Interval: c.AccountingInterval, TTL: c.LeaseTTL}
 	leader.Register(reg)
-	return &Controller{Registry: reg, API: a, Leader: leader, Ranker: ranker, Actor: actor}, nil
+	deliverer := hooks.New(st, leader.IsLeader, log, reg)
+	return &Controller{Registry: reg, API: a, Leader: leader, Ranker: ranker, Actor: actor, Hooks: deliverer}, nil
 }
 
 // Run serves until ctx ends.
@@ -132,6 +135,8 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 	loops := make(chan struct{})
 	go func() { leader.Run(ctx); close(loops) }()
 	go ranker.Run(ctx, c.HealthInterval)
+	delivering := make(chan struct{})
+	go func() { ctl.Hooks.Run(ctx); close(delivering) }()
 
 	srv := &http.Server{Handler: ctl.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
@@ -147,6 +152,7 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 	defer scancel()
 	srv.Shutdown(sctx)
 	<-loops
+	<-delivering
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
