@@ -35,7 +35,7 @@ func main() {
 	serve.Flag("db.dsn-file", "File holding the MySQL DSN (keeps the password out of the process list).").StringVar(&c.DSNFile)
 	serve.Flag("admin.token-file", "Admin token file; created with a random token (mode 0600) when missing. Default: <data.dir>/admin.token.").StringVar(&c.AdminTokenFile)
 	serve.Flag("prometheus.url", "Prometheus that scrapes the exporters (accounting, health ranking).").Default("http://127.0.0.1:9090").StringVar(&c.PrometheusURL)
-	serve.Flag("accounting.interval", "How often traffic is read from Prometheus into the ledger, and quotas and expiries are swept.").Default("1m").DurationVar(&c.AccountingInterval)
+	serve.Flag("accounting.interval", "How often traffic is read from Prometheus into the ledger, and quotas and expiries are swept.").Default("10s").DurationVar(&c.AccountingInterval)
 	serve.Flag("lease.ttl", "How long the accounting lease lasts without renewal: another controller takes over within this after the leader dies.").Default("15s").DurationVar(&c.LeaseTTL)
 	serve.Flag("controller.id", "This controller's identity in the lease (several controllers on one MySQL).").Default(fmt.Sprintf("%s-%d", host, os.Getpid())).StringVar(&c.ID)
 	serve.Flag("health.query", "PromQL giving each node a score in 0..1 (label node); empty uses the built-in one, documented in the README.").StringVar(&c.HealthQuery)
