@@ -330,7 +330,7 @@ func (s *Store) GetUser(ctx context.Context, name string) (*User, error) {
 // UserByToken finds the owner of a subscription token.
 func (s *Store) UserByToken(ctx context.Context, token string) (*User, error) {
 	var r userRow
-	if err := s.db.GetContext(ctx, &r, `SELECT `+userCols+` FROM users WHERE sub_token = ?`, token); err != nil {
+	if err := s.byToken.GetContext(ctx, &r, token); err != nil {
 		return nil, notFound(err)
 	}
 	return r.user(), nil
