@@ -7,6 +7,7 @@ package actions
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -162,6 +163,17 @@ func actorFor(al Alert) string {
 	return "alert:" + al.Labels["alertname"] + "/" + al.Fingerprint + "@" + strconv.FormatInt(al.StartsAt.Unix(), 10)
 }
 
+// alertDetail is what the audit log keeps of an alert: its name and every
+// label, so an operator can tell later exactly which rule and series acted.
+func alertDetail(al Alert) string {
+	b, _ := json.Marshal(al.Labels) // map keys are sorted: stable text
+	d := al.Labels["alertname"] + " " + string(b)
+	if len(d) > 255 {
+		d = d[:255]
+	}
+	return d
+}
+
 func (a *Actor) fire(ctx context.Context, key store.AlertKey, al Alert) Outcome {
 	action := key.Action
 	refuse := func(retry bool, why string, args ...any) Outcome {
@@ -193,9 +205,9 @@ func (a *Actor) fire(ctx context.Context, key store.AlertKey, al Alert) Outcome 
 	var err error
 	switch action {
 	case SuspendUser:
-		_, changed, err = a.Store.SuspendIfActive(ctx, actorFor(al), key.Target, actorFor(al))
+		_, changed, err = a.Store.SuspendIfActive(ctx, actorFor(al), key.Target, actorFor(al), alertDetail(al))
 	case DrainNode:
-		_, changed, err = a.Store.SetDrained(ctx, actorFor(al), key.Target, true, al.Labels["alertname"])
+		_, changed, err = a.Store.SetDrained(ctx, actorFor(al), key.Target, true, alertDetail(al))
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		a.actions.WithLabelValues(action, resultNoop).Inc()

@@ -43,9 +43,11 @@ type subHandler struct {
 
 func (a *API) enableSubscriptions(o *SubOptions) {
 	if o == nil {
-		a.Handle("sub", http.MethodGet, "/sub/{token}", Public, func(w http.ResponseWriter, r *http.Request) {
+		notFound := func(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, codeNotFound, "no such subscription", "")
-		})
+		}
+		a.Handle("sub", http.MethodGet, "/sub/{token}", Public, notFound)
+		a.Handle("sub.head", http.MethodHead, "/sub/{token}", Public, notFound)
 		return
 	}
 	h := &subHandler{a: a, o: *o, misses: map[string]*limiter{}}
@@ -54,6 +56,8 @@ func (a *API) enableSubscriptions(o *SubOptions) {
 	}
 	h.nodes.store = a.store
 	a.Handle("sub", http.MethodGet, "/sub/{token}", Public, h.serve)
+	// Some clients refresh usage with HEAD: same answer, headers only.
+	a.Handle("sub.head", http.MethodHead, "/sub/{token}", Public, h.serve)
 }
 
 func (h *subHandler) serve(w http.ResponseWriter, r *http.Request) {

@@ -100,9 +100,10 @@ func (s *Store) ResumeIfSuspendedFor(ctx context.Context, actor, name, reason st
 
 // SuspendIfActive suspends a user for reason unless it is already
 // suspended (by anyone): the earlier reason, and who may lift it, stays.
-func (s *Store) SuspendIfActive(ctx context.Context, actor, name, reason string) (*User, bool, error) {
+// detail goes to the audit log (the alert's labels).
+func (s *Store) SuspendIfActive(ctx context.Context, actor, name, reason, detail string) (*User, bool, error) {
 	var done bool
-	u, err := s.mutateUser(ctx, actor, "user.suspend", name, reason, func(r *userRow, now int64) error {
+	u, err := s.mutateUser(ctx, actor, "user.suspend", name, detail, func(r *userRow, now int64) error {
 		if r.Status == StatusDisabled {
 			return errUnchanged
 		}
