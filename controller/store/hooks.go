@@ -312,7 +312,6 @@ func (s *Store) ClaimDeliveries(ctx context.Context, limit int, hold time.Durati
 		  WHERE d.status = ? AND d.next_attempt_at <= ? ORDER BY d.id LIMIT ?`, DeliveryPending, now, limit); err != nil {
 			return err
 		}
-		claimed = claimed[:0]
 		until := now + int64(hold/time.Second)
 		for _, d := range due {
 			res, err := tx.ExecContext(ctx, `UPDATE hook_deliveries SET next_attempt_at = ?

@@ -3,6 +3,7 @@ package store_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -367,4 +368,30 @@ func TestConcurrentClaimsAreDisjoint(t *testing.T) {
 			}
 		}
 	})
+}
+
+// BenchmarkSuspendWithHooks prices the hooks' part of every change: one
+// read of the hooks table, and an insert per matching hook.
+func BenchmarkSuspendWithHooks(b *testing.B) {
+	for _, n := range []int{0, 3} {
+		b.Run(fmt.Sprintf("hooks=%d", n), func(b *testing.B) {
+			s := storetest.SQLite(b)
+			if _, err := s.CreateUser(bg, "admin", "alice", "", store.UserSpec{}); err != nil {
+				b.Fatal(err)
+			}
+			for i := range n {
+				if _, err := s.PutHook(bg, "admin", fmt.Sprint("h", i), store.HookSpec{URL: "https://example.com/", Secret: hookSecret, Events: []string{"user.*"}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				if _, err := s.SuspendUser(bg, "admin", "alice", "bench"); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.ResumeUser(bg, "admin", "alice"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
