@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -235,13 +237,26 @@ func (s *Store) applyMigration(ctx context.Context, conn *sqlx.Conn, v int) erro
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, stmt); err != nil {
+	if _, err := tx.ExecContext(ctx, stmt); err != nil && !s.alreadyApplied(err) {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, s.now()); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// alreadyApplied recognises, on MySQL, the error a statement gives when an
+// earlier run applied it and died before recording its version: MySQL
+// commits DDL on its own, so that gap exists there, and the migration must
+// then simply be recorded. 1050: table exists; 1061: duplicate index name;
+// 1062: duplicate row (the seed of meta).
+func (s *Store) alreadyApplied(err error) bool {
+	var me *mysql.MySQLError
+	if s.dialect != mysqlDialect || !errors.As(err, &me) {
+		return false
+	}
+	return me.Number == 1050 || me.Number == 1061 || me.Number == 1062
 }
 
 func maxInt(xs []int) int {
