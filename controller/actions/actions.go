@@ -19,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/internal/window"
 )
 
 // Labels an acting alert carries.
@@ -59,7 +60,7 @@ type Actor struct {
 	Log    *logrus.Logger
 	Config Config
 
-	global, suspend, drain *limiter
+	global, suspend, drain *window.Counter
 	actions                *prometheus.CounterVec
 	received               *prometheus.CounterVec
 }
@@ -68,9 +69,9 @@ type Actor struct {
 func New(st *store.Store, prom promv1.API, h Health, log *logrus.Logger, cfg Config, reg prometheus.Registerer) *Actor {
 	a := &Actor{
 		Store: st, Prom: prom, Health: h, Log: log, Config: cfg,
-		global:  &limiter{rate: cfg.Rate},
-		suspend: &limiter{rate: cfg.SuspendRate},
-		drain:   &limiter{rate: cfg.DrainRate},
+		global:  window.New(cfg.Rate.N, cfg.Rate.Window),
+		suspend: window.New(cfg.SuspendRate.N, cfg.SuspendRate.Window),
+		drain:   window.New(cfg.DrainRate.N, cfg.DrainRate.Window),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "boxfleet_actions_total",
 			Help: "Actions requested by alerts, by action and result (applied, noop, dry_run, refused, error).",
@@ -193,7 +194,7 @@ func (a *Actor) fire(ctx context.Context, key store.AlertKey, al Alert) Outcome 
 			return refuse(retry, "%s", why)
 		}
 	}
-	if !take(time.Now(), a.global, a.limiterFor(action)) {
+	if !window.TakeAll(time.Now(), a.global, a.limiterFor(action)) {
 		return refuse(true, "rate limit reached")
 	}
 	if a.Config.DryRun {
@@ -262,7 +263,7 @@ func (a *Actor) finish(ctx context.Context, key store.AlertKey, state string, ap
 	return Outcome{Result: result}
 }
 
-func (a *Actor) limiterFor(action string) *limiter {
+func (a *Actor) limiterFor(action string) *window.Counter {
 	if action == DrainNode {
 		return a.drain
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -33,50 +32,4 @@ func (r Rate) String() string {
 		return "0"
 	}
 	return fmt.Sprintf("%d/%s", r.N, r.Window)
-}
-
-// limiter is a sliding-window counter: a burst of alerts (a whole region
-// failing at once) acts on at most N targets per window, and the rest wait
-// for Alertmanager's retries.
-type limiter struct {
-	mu   sync.Mutex
-	rate Rate
-	at   []time.Time
-}
-
-// take records one action in every limiter, or in none when one of them
-// is full. Fix: checking them one by one let a refusal by the per-action
-// limiter use up a slot of the global one, so retried drains starved
-// suspensions.
-func take(now time.Time, ls ...*limiter) bool {
-	for _, l := range ls {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-	}
-	for _, l := range ls {
-		if !l.room(now) {
-			return false
-		}
-	}
-	for _, l := range ls {
-		if l.rate.N > 0 {
-			l.at = append(l.at, now)
-		}
-	}
-	return true
-}
-
-// room drops the actions that left the window and reports whether one more
-// fits; l.mu must be held.
-func (l *limiter) room(now time.Time) bool {
-	if l.rate.N == 0 {
-		return true
-	}
-	cut := now.Add(-l.rate.Window)
-	i := 0
-	for i < len(l.at) && !l.at[i].After(cut) {
-		i++
-	}
-	l.at = l.at[i:]
-	return len(l.at) < l.rate.N
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/internal/window"
 	"github.com/boxfleet/boxfleet/subscribe"
 )
 
@@ -38,7 +39,7 @@ type subHandler struct {
 	nodes nodeCache
 
 	mu     sync.Mutex
-	misses map[string]*limiter
+	misses map[string]*window.Counter
 }
 
 func (a *API) enableSubscriptions(o *SubOptions) {
@@ -50,7 +51,7 @@ func (a *API) enableSubscriptions(o *SubOptions) {
 		a.Handle("sub.head", http.MethodHead, "/sub/{token}", Public, notFound)
 		return
 	}
-	h := &subHandler{a: a, o: *o, misses: map[string]*limiter{}}
+	h := &subHandler{a: a, o: *o, misses: map[string]*window.Counter{}}
 	if h.o.Now == nil {
 		h.o.Now = time.Now
 	}
@@ -152,15 +153,15 @@ func limitKey(ip string) string {
 	return p.String()
 }
 
-func (h *subHandler) limiterFor(ip string) *limiter {
+func (h *subHandler) limiterFor(ip string) *window.Counter {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	l := h.misses[ip]
 	if l == nil {
 		if len(h.misses) > 100_000 { // bound memory under a spray of addresses
-			h.misses = map[string]*limiter{}
+			h.misses = map[string]*window.Counter{}
 		}
-		l = &limiter{n: h.o.MissesPerMinute, window: time.Minute}
+		l = window.New(h.o.MissesPerMinute, time.Minute)
 		h.misses[ip] = l
 	}
 	return l
@@ -170,43 +171,13 @@ func (h *subHandler) blocked(ip string) bool {
 	if h.o.MissesPerMinute <= 0 {
 		return false
 	}
-	return h.limiterFor(ip).full(h.o.Now())
+	return h.limiterFor(ip).Full(h.o.Now())
 }
 
 func (h *subHandler) miss(ip string) {
 	if h.o.MissesPerMinute > 0 {
-		h.limiterFor(ip).add(h.o.Now())
+		h.limiterFor(ip).Add(h.o.Now())
 	}
-}
-
-// limiter counts events in a sliding window.
-type limiter struct {
-	mu     sync.Mutex
-	n      int
-	window time.Duration
-	at     []time.Time
-}
-
-func (l *limiter) trim(now time.Time) {
-	i := 0
-	for i < len(l.at) && now.Sub(l.at[i]) >= l.window {
-		i++
-	}
-	l.at = l.at[i:]
-}
-
-func (l *limiter) full(now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.trim(now)
-	return len(l.at) >= l.n
-}
-
-func (l *limiter) add(now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.trim(now)
-	l.at = append(l.at, now)
 }
 
 // nodeCache keeps the node list for a second: every subscription request
