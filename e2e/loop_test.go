@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -140,13 +139,6 @@ func (n *node) startSingBox(t *testing.T) {
 	write(t, filepath.Join(n.dir, "sing-box.pid"), fmt.Sprint(n.singbox.cmd.Process.Pid))
 }
 
-func shorten(s string) string {
-	s = regexp.MustCompile(`(scrape_interval|evaluation_interval|refresh_interval): \S+`).ReplaceAllString(s, "$1: 1s")
-	s = regexp.MustCompile(`scrape_timeout: \S+`).ReplaceAllString(s, "scrape_timeout: 1s")
-	s = regexp.MustCompile(`group_wait: \S+`).ReplaceAllString(s, "group_wait: 1s")
-	return regexp.MustCompile(`group_interval: \S+`).ReplaceAllString(s, "group_interval: 2s")
-}
-
 // TestLoop: a user crosses the quota -> the alert fires -> Telegram gets a
 // message -> the controller suspends -> both nodes reload -> the user's
 // real sing-box client is refused while another user's still works; the
@@ -238,8 +230,8 @@ func TestLoop(t *testing.T) {
 		}
 		return hosts.Replace(string(b))
 	}
-	write(t, filepath.Join(dir, "prometheus.yml"), shorten(read("prometheus.yml")))
-	write(t, filepath.Join(dir, "alertmanager.yml"), "global:\n  telegram_api_url: "+tgSrv.URL+"\n"+shorten(read("alertmanager.yml")))
+	write(t, filepath.Join(dir, "prometheus.yml"), promtest.Shorten(read("prometheus.yml")))
+	write(t, filepath.Join(dir, "alertmanager.yml"), "global:\n  telegram_api_url: "+tgSrv.URL+"\n"+promtest.Shorten(read("alertmanager.yml")))
 	start(t, dir, "blackbox", bbBin, "--config.file", filepath.Join(root, "prometheus", "blackbox.yml"), "--web.listen-address", bbAddr)
 	start(t, dir, "alertmanager", amBin, "--config.file", filepath.Join(dir, "alertmanager.yml"),
 		"--storage.path", filepath.Join(dir, "am"), "--web.listen-address", amAddr, "--cluster.listen-address=")

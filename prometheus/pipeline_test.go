@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/boxfleet/boxfleet/internal/promtest"
 	"io"
 	"net"
 	"net/http"
@@ -13,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -203,12 +203,6 @@ func eventually(t *testing.T, limit time.Duration, what string, ok func() bool) 
 // shorten applies the test-only interval changes: everything the shipped
 // files wait for in seconds or minutes is brought down to about a second,
 // except the rules' own `for` durations, which stay as shipped.
-func shorten(s string) string {
-	s = regexp.MustCompile(`(scrape_interval|evaluation_interval|refresh_interval): \S+`).ReplaceAllString(s, "$1: 1s")
-	s = regexp.MustCompile(`scrape_timeout: \S+`).ReplaceAllString(s, "scrape_timeout: 1s")
-	s = regexp.MustCompile(`group_wait: \S+`).ReplaceAllString(s, "group_wait: 1s")
-	return regexp.MustCompile(`group_interval: \S+`).ReplaceAllString(s, "group_interval: 2s")
-}
 
 func rewrite(t *testing.T, path string, edit func(string) string) {
 	t.Helper()
@@ -283,10 +277,10 @@ func TestPipeline(t *testing.T) {
 		"localhost:9090":    prom,
 	}
 	promCfg := tr.localize(t, "prometheus.yml", hosts)
-	rewrite(t, promCfg, shorten)
+	rewrite(t, promCfg, promtest.Shorten)
 	amCfg := tr.localize(t, "alertmanager.yml", hosts)
 	rewrite(t, amCfg, func(s string) string {
-		return "global:\n  telegram_api_url: " + tgSrv.URL + "\n" + shorten(s)
+		return "global:\n  telegram_api_url: " + tgSrv.URL + "\n" + promtest.Shorten(s)
 	})
 
 	start(t, "blackbox_exporter", "http://"+bb+"/-/healthy",
