@@ -39,6 +39,7 @@ type Accountant struct {
 	// Before each commit; tests use it to stop a controller mid-cycle.
 	BeforeCommit func(node string)
 
+	client      promapi.Client // for the per-node queries, decoded by queryVector
 	lastSuccess prometheus.Gauge
 	duration    prometheus.Histogram
 	errors      prometheus.Counter
@@ -53,7 +54,7 @@ func New(st *store.Store, url, holder string, log *logrus.Logger, reg prometheus
 		return nil, fmt.Errorf("--prometheus.url: %w", err)
 	}
 	a := &Accountant{
-		Store: st, Prom: promv1.NewAPI(c), Log: log, Holder: holder,
+		Store: st, Prom: promv1.NewAPI(c), Log: log, Holder: holder, client: c,
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "boxfleet_accounting_last_success_timestamp_seconds",
 			Help: "When an accounting cycle last completed on this controller.",
@@ -104,12 +105,57 @@ func (a *Accountant) cycle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, node := range nodes {
-		if err := a.commitNode(ctx, node); err != nil {
-			return fmt.Errorf("node %s: %w", node, err)
+	// Returning early stops the prefetching goroutine.
+	qctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for q := range a.prefetch(qctx, nodes) {
+		if q.err == nil {
+			q.err = a.commitNode(ctx, q.node, q.vec)
+		}
+		if q.err != nil {
+			return fmt.Errorf("node %s: %w", q.node, q.err)
 		}
 	}
 	return a.sweep(ctx)
+}
+
+// queried is one node's answer from Prometheus.
+type queried struct {
+	node string
+	vec  *nodeVector
+	err  error
+}
+
+// prefetchDepth is how many nodes' answers wait for their commit.
+//
+// Fix (speed): the cycle used to query a node, then commit it, then query
+// the next, so Prometheus and the database took turns and each idled half
+// the time; with the next nodes queried during a commit, a cycle over
+// 1,000,000 series takes about the longer of the two instead of their
+// sum. Each waiting answer holds one node's series (about a megabyte of
+// JSON for 5,000 users), so memory stays bounded.
+const prefetchDepth = 2
+
+// prefetch queries the nodes in order, ahead of their commits. The channel
+// is closed after the last node, after the first error, or once ctx ends,
+// which is how the reader stops it.
+func (a *Accountant) prefetch(ctx context.Context, nodes []string) <-chan queried {
+	out := make(chan queried, prefetchDepth)
+	go func() {
+		defer close(out)
+		for _, node := range nodes {
+			vec, err := a.queryVector(ctx, `{__name__=~"`+metric+`|`+epochMetric+`",node=`+strconv.Quote(node)+`}`)
+			select {
+			case out <- queried{node: node, vec: vec, err: err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return out
 }
 
 func (a *Accountant) sweep(ctx context.Context) error {
@@ -138,27 +184,24 @@ func (a *Accountant) nodes(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-func (a *Accountant) commitNode(ctx context.Context, node string) error {
-	// One query for counters and their epoch, so both come from the same
-	// evaluation.
-	v, err := a.query(ctx, `{__name__=~"`+metric+`|`+epochMetric+`",node=`+strconv.Quote(node)+`}`)
-	if err != nil {
-		return err
-	}
-	samples := make([]store.Sample, 0, len(v))
+func (a *Accountant) commitNode(ctx context.Context, node string, v *nodeVector) error {
+	// Counters and their epoch come from one query, so both come from the
+	// same evaluation.
+	samples := make([]store.Sample, 0, len(v.Data.Result))
 	var epoch int64
-	for _, s := range v {
-		val := float64(s.Value)
-		if s.Metric[model.MetricNameLabel] == epochMetric {
+	for _, s := range v.Data.Result {
+		val := s.Value.v
+		if !s.Value.ok {
+			continue
+		}
+		if s.Metric.Name == epochMetric {
 			epoch = int64(val)
 			continue
 		}
 		if math.IsNaN(val) || val < 0 || val > 1<<62 {
 			continue
 		}
-		samples = append(samples, store.Sample{
-			User: string(s.Metric["user"]), Direction: string(s.Metric["direction"]), Value: int64(val),
-		})
+		samples = append(samples, store.Sample{User: s.Metric.User, Direction: s.Metric.Direction, Value: int64(val)})
 	}
 	if a.BeforeCommit != nil {
 		a.BeforeCommit(node)
