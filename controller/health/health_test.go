@@ -70,6 +70,33 @@ func waitOrder(t *testing.T, r *health.Ranker, want ...string) {
 	t.Fatalf("order %v, want %v", got, want)
 }
 
+// waitScores refreshes until every node has its expected score.
+func waitScores(t *testing.T, r *health.Ranker, want map[string]float64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if err := r.Refresh(context.Background()); err != nil {
+			t.Fatalf("refresh: %v", err)
+		}
+		ok := true
+		for n, w := range want {
+			if got, has := r.Score(n); !has || math.Abs(got-w) > 1e-6 {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			for n, w := range want {
+				wantScore(t, r, n, w)
+			}
+			t.FailNow()
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 func wantScore(t *testing.T, r *health.Ranker, node string, want float64) {
 	t.Helper()
 	got, ok := r.Score(node)
@@ -86,6 +113,10 @@ func TestDefaultQueryRanksAndDegrades(t *testing.T) {
 	fleet["n2"].set(1, 1000, 1, 0.2) // 1/1.4 x 1/1.1
 	fleet["n3"].set(1, 0, 1, 0.1)    // 1/1.2
 	r, reg := newRanker(t, prom)
+	// Until Prometheus has scraped every target, a node can be missing or
+	// scored from part of its inputs, and the order can look right by
+	// chance: wait for the exact scores first.
+	waitScores(t, r, map[string]float64{"n1": 1 / 1.1 / 1.01, "n2": 1 / 1.4 / 1.1, "n3": 1 / 1.2})
 	waitOrder(t, r, "n1", "n3", "n2")
 	wantScore(t, r, "n1", 1/1.1/1.01)
 	wantScore(t, r, "n2", 1/1.4/1.1)
