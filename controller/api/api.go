@@ -140,8 +140,8 @@ func (a *API) routes() {
 	a.Handle("hooks.deliveries", http.MethodGet, "/api/v1/hooks/{name}/deliveries", Admin, a.hookDeliveries)
 
 	a.Handle("events.list", http.MethodGet, "/api/v1/events", Admin, a.listEvents)
-	a.Handle("sd.exporters", http.MethodGet, "/api/v1/sd", Admin, a.sdExporters)
-	a.Handle("sd.probes", http.MethodGet, "/api/v1/sd/probes", Admin, a.sdProbes)
+	a.Handle("sd.exporters", http.MethodGet, "/api/v1/sd", Admin, a.serveSD(exporterTargets))
+	a.Handle("sd.probes", http.MethodGet, "/api/v1/sd/probes", Admin, a.serveSD(probeTargets))
 
 	a.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such endpoint", "")

@@ -272,45 +272,48 @@ func nodeLabels(n *store.Node) map[string]string {
 	return l
 }
 
-func (a *API) sdExporters(w http.ResponseWriter, r *http.Request) {
-	ns, err := a.store.ListNodes(r.Context())
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	groups := []targetGroup{}
-	for _, n := range ns {
-		if n.Exporter == "" {
-			continue // created but never registered
+// serveSD answers Prometheus HTTP service discovery with the target
+// groups targets makes of each node.
+func (a *API) serveSD(targets func(*store.Node) []targetGroup) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ns, err := a.store.ListNodes(r.Context())
+		if err != nil {
+			a.fail(w, r, err)
+			return
 		}
-		groups = append(groups, targetGroup{Targets: []string{n.Exporter}, Labels: nodeLabels(n)})
+		groups := []targetGroup{}
+		for _, n := range ns {
+			groups = append(groups, targets(n)...)
+		}
+		writeJSON(w, http.StatusOK, groups)
 	}
-	writeJSON(w, http.StatusOK, groups)
+}
+
+// exporterTargets is the node's exporter, once it has registered.
+func exporterTargets(n *store.Node) []targetGroup {
+	if n.Exporter == "" {
+		return nil
+	}
+	return []targetGroup{{Targets: []string{n.Exporter}, Labels: nodeLabels(n)}}
 }
 
 // udpTypes are inbound types a TCP connect probe cannot check.
 var udpTypes = map[string]bool{sbconfig.TypeHysteria2: true, sbconfig.TypeTUIC: true}
 
-func (a *API) sdProbes(w http.ResponseWriter, r *http.Request) {
-	ns, err := a.store.ListNodes(r.Context())
-	if err != nil {
-		a.fail(w, r, err)
-		return
+// probeTargets is every TCP inbound of the node, for blackbox tcp_connect.
+func probeTargets(n *store.Node) []targetGroup {
+	if n.Address == "" {
+		return nil
 	}
-	groups := []targetGroup{}
-	for _, n := range ns {
-		if n.Address == "" {
+	var groups []targetGroup
+	for _, in := range n.Inbounds {
+		if udpTypes[in.Type] || in.Port == 0 {
 			continue
 		}
-		for _, in := range n.Inbounds {
-			if udpTypes[in.Type] || in.Port == 0 {
-				continue
-			}
-			l := nodeLabels(n)
-			l["inbound"], l["protocol"] = in.Tag, in.Type
-			target := net.JoinHostPort(n.Address, strconv.Itoa(int(in.Port)))
-			groups = append(groups, targetGroup{Targets: []string{target}, Labels: l})
-		}
+		l := nodeLabels(n)
+		l["inbound"], l["protocol"] = in.Tag, in.Type
+		target := net.JoinHostPort(n.Address, strconv.Itoa(int(in.Port)))
+		groups = append(groups, targetGroup{Targets: []string{target}, Labels: l})
 	}
-	writeJSON(w, http.StatusOK, groups)
+	return groups
 }
