@@ -284,7 +284,16 @@ func (n *node) check(mf map[string]*dto.MetricFamily, tolerance float64) {
 	unattributed := sumDirections(mf, "singbox_unattributed_traffic_bytes_total", nil)
 	estimated := sumDirections(mf, "singbox_exporter_attribution_estimated_bytes_total", nil)
 	t.Logf("node %.0f, users %.0f, unattributed %.0f, estimated %.0f, crossed %.0f", node, users.up+users.down, unattributed, estimated, truthSum)
-	if users.up+users.down+unattributed != node {
+	// In Clash API mode the split is exact by construction. In V2Ray mode
+	// users and node come from two counters that sing-box keeps apart and
+	// the exporter reads in two calls; the bytes that pass between the two
+	// reads just before a sing-box restart are in one and not the other
+	// (128 bytes seen once), so allow a few KiB there.
+	slack := 0.0
+	if _, v2ray := value(mf, "singbox_exporter_mode_info", map[string]string{"mode": "v2ray_api"}); v2ray {
+		slack = 4096
+	}
+	if math.Abs(users.up+users.down+unattributed-node) > slack {
 		t.Errorf("users %.0f + unattributed %.0f != node total %.0f", users.up+users.down, unattributed, node)
 	}
 	// The origins count what their sockets accepted; a response's last
