@@ -10,6 +10,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync"
 )
 
 // Client talks to one sing-box Clash API endpoint.
@@ -87,10 +88,13 @@ func (c *Client) Version(ctx context.Context) (string, error) {
 func (c *Client) StreamLogs(ctx context.Context, level string, connected func(), fn func(payload string)) error {
 	// sing-box sends no headers before its first log line, so "connected"
 	// means the request reached it: it subscribes on receipt.
+	// The transport writes the request again when a reused connection
+	// turns out dead, so the trace can fire twice; callers get one call.
+	var once sync.Once
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
 			if info.Err == nil {
-				connected()
+				once.Do(connected)
 			}
 		},
 	})
