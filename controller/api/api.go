@@ -92,9 +92,9 @@ func (a *API) Handle(name, method, path string, access Access, h http.HandlerFun
 	inner := h
 	switch access {
 	case Admin:
-		inner = a.requireAdmin(h)
+		inner = a.require(isAdmin, h)
 	case NodeOwn:
-		inner = a.requireNode(h)
+		inner = a.require(isPathNode, h)
 	}
 	a.router.Handle(path, a.instrument(name, inner)).Methods(method).Name(name)
 }
@@ -207,79 +207,48 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
-func (a *API) requireAdmin(h http.HandlerFunc) http.HandlerFunc {
+// identify says whose token this is: "admin:<name>", "node:<name>", or ""
+// for a token nobody issued. Admin tokens are compared in constant time;
+// node tokens are found by the hash of the token.
+func (a *API) identify(r *http.Request, tok string) (string, error) {
+	name, err := a.store.AdminTokenName(r.Context(), tok)
+	if err != nil || name != "" {
+		return "admin:" + name, err
+	}
+	node, err := a.store.NodeNameForToken(r.Context(), tok)
+	if err != nil || node == "" {
+		return "", err
+	}
+	return "node:" + node, nil
+}
+
+// require lets a request through when its token's owner may use the
+// route: 401 for no or an unknown token, 403 for one of the wrong kind.
+func (a *API) require(may func(r *http.Request, who string) bool, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok := bearer(r)
 		if tok == "" {
 			unauthorized(w)
 			return
 		}
-		name, err := a.store.AdminTokenName(r.Context(), tok)
-		if err != nil {
+		who, err := a.identify(r, tok)
+		switch {
+		case err != nil:
 			a.fail(w, r, err)
-			return
-		}
-		if name == "" {
-			a.wrongKindOrUnknown(w, r, tok)
-			return
-		}
-		h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, "admin:"+name)))
-	}
-}
-
-// wrongKindOrUnknown answers 403 for a valid node token used where an admin
-// token is needed, and 401 for a token nobody issued.
-func (a *API) wrongKindOrUnknown(w http.ResponseWriter, r *http.Request, tok string) {
-	node, err := a.store.NodeNameForToken(r.Context(), tok)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if node != "" {
-		writeError(w, http.StatusForbidden, codeForbidden, "this token may not use this endpoint", "")
-		return
-	}
-	unauthorized(w)
-}
-
-func (a *API) requireNode(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tok := bearer(r)
-		if tok == "" {
+		case who == "":
 			unauthorized(w)
-			return
+		case !may(r, who):
+			writeError(w, http.StatusForbidden, codeForbidden, "this token may not use this endpoint", "")
+		default:
+			h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, who)))
 		}
-		name := mux.Vars(r)["name"]
-		ok, err := a.store.NodeTokenValid(r.Context(), name, tok)
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		if !ok {
-			a.wrongNodeOrUnknown(w, r, tok)
-			return
-		}
-		h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, "node:"+name)))
 	}
 }
 
-func (a *API) wrongNodeOrUnknown(w http.ResponseWriter, r *http.Request, tok string) {
-	node, err := a.store.NodeNameForToken(r.Context(), tok)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	admin, err := a.store.AdminTokenName(r.Context(), tok)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if node != "" || admin != "" {
-		writeError(w, http.StatusForbidden, codeForbidden, "this token may not use this endpoint", "")
-		return
-	}
-	unauthorized(w)
-}
+func isAdmin(_ *http.Request, who string) bool { return strings.HasPrefix(who, "admin:") }
+
+// isPathNode admits only the node named in the path.
+func isPathNode(r *http.Request, who string) bool { return who == "node:"+mux.Vars(r)["name"] }
 
 func unauthorized(w http.ResponseWriter) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="boxfleet"`)

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"maps"
@@ -163,20 +162,6 @@ func (s *Store) ListNodes(ctx context.Context) ([]*Node, error) {
 		out[i] = rows[i].node()
 	}
 	return out, nil
-}
-
-// NodeTokenValid checks a node token against the named node's, in constant
-// time.
-func (s *Store) NodeTokenValid(ctx context.Context, name, token string) (bool, error) {
-	var hash string
-	err := s.db.GetContext(ctx, &hash, `SELECT token_hash FROM nodes WHERE name = ?`, name)
-	if err != nil {
-		if notFound(err) == ErrNotFound {
-			return false, nil
-		}
-		return false, err
-	}
-	return subtle.ConstantTimeCompare([]byte(hash), []byte(HashToken(token))) == 1, nil
 }
 
 // NodeNameForToken finds which node a token belongs to ("" for none).

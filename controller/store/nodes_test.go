@@ -45,9 +45,9 @@ func TestCreateNodeTokens(t *testing.T) {
 			{"fra-1", store.HashToken(tok1), false}, {"gone", tok1, false},
 		}
 		for _, c := range checks {
-			ok, err := s.NodeTokenValid(bg, c.node, c.token)
-			if err != nil || ok != c.want {
-				t.Errorf("NodeTokenValid(%s, %q) = %v, %v; want %v", c.node, c.token, ok, err, c.want)
+			got, err := s.NodeNameForToken(bg, c.token)
+			if err != nil || (got == c.node) != c.want {
+				t.Errorf("NodeNameForToken(%q) = %q, %v; token of %s: %v", c.token, got, err, c.node, c.want)
 			}
 		}
 		for tok, want := range map[string]string{tok1: "fra-1", tok2: "nyc-1", "nope": "", "": ""} {
