@@ -128,11 +128,8 @@ type queried struct {
 
 // prefetchDepth is how many nodes' answers wait for their commit.
 //
-// Fix (speed): the cycle used to query a node, then commit it, then query
-// the next, so Prometheus and the database took turns and each idled half
-// the time; with the next nodes queried during a commit, a cycle over
-// 1,000,000 series takes about the longer of the two instead of their
-// sum. Each waiting answer holds one node's series (about a megabyte of
+// Querying the next nodes during a commit makes a cycle take about the
+// longer of Prometheus's and the database's work instead of their sum. Each waiting answer holds one node's series (about a megabyte of
 // JSON for 5,000 users), so memory stays bounded.
 const prefetchDepth = 2
 

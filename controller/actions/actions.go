@@ -185,10 +185,9 @@ func (a *Actor) fire(ctx context.Context, key store.AlertKey, al Alert) Outcome 
 		a.Log.WithFields(logrus.Fields{"action": action, "target": key.Target, "alertname": al.Labels["alertname"]}).Warn("action refused: " + msg)
 		return Outcome{Result: resultRefuse, Retry: retry}
 	}
-	// Fix: the drain guards come before the rate limit. Checked after it,
-	// every retry while Prometheus was unreachable used up a drain slot
-	// (3 per 10 minutes by default), so drains stayed blocked after
-	// Prometheus came back.
+	// The drain guards come before the rate limit: otherwise every retry
+	// while Prometheus is unreachable would use up a drain slot, and drains
+	// would stay blocked after it came back.
 	if action == DrainNode {
 		if why, retry, ok := a.mayDrain(ctx, key.Target, al); !ok {
 			return refuse(retry, "%s", why)

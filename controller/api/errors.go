@@ -88,8 +88,8 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return fmt.Errorf("%w: %v", errBadBody, err)
 	}
-	// Fix: dec.More() reported no more input for a stray "}" or "]" after
-	// the object, so `{"name":"x"}}` was accepted; only EOF may follow.
+	// Only EOF may follow the object: dec.More() would accept a stray "}"
+	// or "]" after it.
 	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("%w: data after the JSON object", errBadBody)
 	}

@@ -89,9 +89,8 @@ type userFlags struct {
 	devices                                      *int64
 	groups                                       *[]string
 	noGroups                                     *bool
-	// Fix: "set to zero or empty" was indistinguishable from "left out",
-	// so --devices 0 could not lift a device limit nor --note "" clear a
-	// note on update.
+	// Whether the flag was given at all: --devices 0 lifts a device limit
+	// and --note "" clears a note, which a zero value alone cannot say.
 	setDevices, setNote bool
 }
 
@@ -109,9 +108,8 @@ func addUserFlags(cmd *kingpin.CmdClause, plan bool) *userFlags {
 	} else {
 		f.expire = cmd.Flag("expire", "Expiry: 30d from now, a date (2026-12-31) or never.").String()
 	}
-	// Fix: this was a flag action, and kingpin runs the command's action
-	// before the actions of flags that follow it, so --no-groups did
-	// nothing. Flag values are all set before any action runs.
+	// A plain flag, not a flag action: kingpin runs the command's action
+	// before the actions of flags that follow it.
 	f.noGroups = cmd.Flag("no-groups", "Allow every node group.").Bool()
 	return f
 }

@@ -21,9 +21,8 @@ func ParseBytes(s string) (int64, error) {
 	if f, unit, ok := splitFloat(s); ok {
 		mult, err := units.ParseStrictBytes("1" + unit)
 		if err == nil {
-			// Fix: converting an out-of-range float to int64 gave a
-			// negative limit for 8EiB and up, and a fraction of a byte
-			// became 0, which means unlimited.
+			// Out-of-range floats would convert to a negative limit, and a
+			// fraction of a byte to 0, which means unlimited: both are errors.
 			v := f * float64(mult)
 			if v >= math.MaxInt64 || (v < 1 && f > 0) {
 				return 0, fmt.Errorf("%q is out of range", s)
@@ -87,7 +86,7 @@ func HumanBytes(n int64) string {
 		exp++
 	}
 	v := float64(n) / float64(div)
-	// Fix: just under the next unit, rounding printed "1024.0 KiB".
+	// Just under the next unit, rounding would print "1024.0 KiB".
 	if v >= unit-0.05 && exp < 5 {
 		v /= unit
 		exp++

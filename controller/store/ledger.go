@@ -152,10 +152,9 @@ const batch = 500
 
 // preparedTx prepares each distinct statement once per transaction.
 //
-// Fix (speed): a commit runs the same 500-row statements ten times or so.
-// Executed with arguments, each was parsed again by SQLite (a sixth of a
-// commit's CPU) and, on MySQL, prepared, executed and closed: three round
-// trips where one suffices. The transaction closes the statements.
+// A commit runs the same 500-row statements ten times or so. Prepared once,
+// SQLite parses each once (re-parsing cost a sixth of a commit's CPU) and
+// MySQL needs one round trip per execution instead of three. The transaction closes the statements.
 type preparedTx struct {
 	ctx   context.Context
 	tx    *sqlx.Tx
@@ -210,12 +209,10 @@ func (s *Store) addDaily(ex *preparedTx, node string, d int, deltas map[string]*
 // addPeriodUsage adds to each user's current-period counters and starts an
 // on-hold user's clock at first use, a few hundred users per statement.
 //
-// Fix (speed): it used to be one UPDATE with a CASE of one branch per user,
-// which both back ends evaluate branch by branch for every row: a quarter of
-// a 5,000-user commit's CPU on SQLite and a third of its time on MySQL. Now
-// the batch is joined as a table and looked up by the unique name. The
-// first-use update is a statement of its own, so it no longer depends on the
-// order in which MySQL assigns a multi-table UPDATE's columns.
+// The batch is joined as a table and looked up by the unique name: a CASE
+// with one branch per user is evaluated branch by branch for every row. The
+// first-use update is a statement of its own so that it does not depend on
+// the order in which MySQL assigns a multi-table UPDATE's columns.
 func (s *Store) addPeriodUsage(ex *preparedTx, now int64, deltas map[string]*delta) error {
 	return eachBatch(deltas, func(users []string) error {
 		if s.dialect == sqlite {
@@ -249,8 +246,8 @@ func (s *Store) addPeriodUsage(ex *preparedTx, now int64, deltas map[string]*del
 // the usage: SQLite evaluates every SET expression on the row as it was
 // before the update, so expire_at sees the old first_used_at.
 //
-// Fix (speed): the separate first-use statement looked every user of the
-// batch up a second time, about a tenth of a commit's CPU.
+// On SQLite the first-use clock starts in the same statement: a separate
+// one would look every user of the batch up a second time.
 func (s *Store) addPeriodUsageSQLite(ex *preparedTx, now int64, users []string, deltas map[string]*delta) error {
 	args := make([]any, 0, 2+3*len(users))
 	args = append(args, now, now)

@@ -224,12 +224,10 @@ func (s *Store) migrate(ctx context.Context) error {
 func (s *Store) applyMigration(ctx context.Context, conn *sqlx.Conn, v int) error {
 	stmt := strings.ReplaceAll(migrations[v], "{{id}}", s.autoID())
 	if s.dialect == mysqlDialect && strings.HasPrefix(strings.TrimSpace(stmt), "CREATE TABLE") {
-		// Fix: without this, tables took the database's default collation,
-		// usually case-insensitive (utf8mb4_general_ci) or even latin1:
-		// "Alice" and "alice" collided on MySQL but not on SQLite, a
-		// subscription token matched in the wrong case, and checkpoints of
-		// two users differing in case merged. Binary collation compares
-		// like SQLite does.
+		// Binary collation compares like SQLite does; the database's
+		// default is usually case-insensitive, which would make "Alice" and
+		// "alice" collide, match tokens in the wrong case and merge their
+		// checkpoints.
 		stmt += " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 	}
 	tx, err := conn.BeginTxx(ctx, nil)

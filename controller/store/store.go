@@ -88,8 +88,8 @@ func openSQLite(path string) (*Store, error) {
 	// WAL lets readers run beside the writer; immediate transactions take the
 	// write lock up front so two writers queue on busy_timeout instead of
 	// failing when a read lock cannot be upgraded.
-	// Fix: the path is escaped: SQLite decodes a "file:" URI, so a data
-	// directory with "%", "?" or "#" in its name failed to open.
+	// The path is escaped: SQLite decodes a "file:" URI, and a data
+	// directory may have "%", "?" or "#" in its name.
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
 		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
 	db, err := sqlx.Open("sqlite", dsn)
@@ -121,10 +121,9 @@ func openMySQL(dsn string) (*Store, error) {
 	// Strict mode turns silent truncation into errors; READ COMMITTED keeps
 	// the lease and ledger updates from taking gap locks.
 	cfg.Params["sql_mode"] = "'STRICT_ALL_TABLES,NO_ZERO_DATE'"
-	// Fix: no transaction_isolation session parameter here: MariaDB before
-	// 11.1 does not know that variable (and MySQL 8 no longer knows
-	// tx_isolation), so connecting failed. tx asks for READ COMMITTED per
-	// transaction instead, which both understand.
+	// No transaction_isolation session parameter: MariaDB before 11.1 does
+	// not know it (and MySQL 8 no longer knows tx_isolation). tx asks for
+	// READ COMMITTED per transaction instead, which both understand.
 	db, err := sqlx.Open("mysql", cfg.FormatDSN())
 	if err != nil {
 		return nil, err

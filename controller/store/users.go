@@ -269,8 +269,7 @@ func (s *Store) CreateUser(ctx context.Context, actor, name, plan string, spec U
 		}
 		r.PeriodStart = periodStart(r.ResetStrategy, now)
 		r.Status = r.derivedStatus(now)
-		// Fix: TrimPrefix, not ReplaceAll, which also ate the "id, " inside
-		// "uuid, " and produced a column "uupassword".
+		// TrimPrefix, not ReplaceAll: "uuid, " contains "id, " too.
 		res, err := tx.NamedExecContext(ctx, `INSERT INTO users (`+strings.TrimPrefix(userCols, "id, ")+`) VALUES (
 		  :name, :uuid, :password, :ss_key_16, :ss_key_32, :sub_token, :status, :status_reason,
 		  :traffic_limit, :used_up, :used_down, :reset_strategy, :period_start, :expire_at, :on_hold_seconds,
@@ -364,8 +363,7 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*User, int, erro
 		args = append(args, ","+f.Group+",")
 	}
 	if f.Search != "" {
-		// Fix: an explicit ESCAPE: SQLite has no default LIKE escape
-		// character, so "\%" matched a backslash and then anything. Search
+		// An explicit ESCAPE: SQLite has no default LIKE escape character. Search
 		// ignores case on both back ends (MySQL columns compare binary).
 		where = append(where, "(LOWER(name) LIKE ? ESCAPE '!' OR LOWER(note) LIKE ? ESCAPE '!')")
 		p := "%" + escapeLike(strings.ToLower(f.Search)) + "%"
@@ -389,7 +387,7 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*User, int, erro
 }
 
 // noLimit makes a zero limit mean "all", as the filters' zero values do.
-// Fix: it used to be passed on as LIMIT 0, which returns nothing.
+// LIMIT 0 would return nothing.
 func noLimit(n int) int {
 	if n <= 0 {
 		return math.MaxInt32
