@@ -26,6 +26,8 @@ type API struct {
 	router *mux.Router
 	gather prometheus.Gatherer
 
+	sets setCache // rendered node user sets
+
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
@@ -44,6 +46,7 @@ type Options struct {
 // New builds the router.
 func New(o Options) *API {
 	a := &API{
+		sets:   setCache{m: map[string]cachedSet{}},
 		store:  o.Store,
 		log:    o.Log,
 		router: mux.NewRouter(),
@@ -269,9 +272,8 @@ func intParam(r *http.Request, name string, def, maxV int) (int, error) {
 	return min(n, maxV), nil
 }
 
-// limitParam reads a page size between 1 and maxV. Fix: it used intParam,
-// which took 0, and the store reads a zero limit as "no limit", so limit=0
-// bypassed the cap and listed everything.
+// limitParam reads a page size between 1 and maxV: the store reads a zero
+// limit as "no limit", which would bypass the cap.
 func limitParam(r *http.Request, def, maxV int) (int, error) {
 	n, err := intParam(r, "limit", def, maxV)
 	if err == nil && n == 0 {

@@ -147,17 +147,12 @@ type renderedSet struct {
 	etag  string // a hash of the users alone, so that it survives revisions that do not change them
 }
 
-type setKey struct {
-	store *store.Store
-	group string
-}
-
 type cachedSet struct {
 	rev int64 // the revision read before rendering
 	set *renderedSet
 }
 
-// renderedSets caches each node group's rendered set for one revision.
+// setCache keeps each node group's rendered set for one revision.
 // An entry answers only requests that read exactly its revision: every
 // change of the user set bumps the revision in the same transaction, and
 // store.GroupUsers reads the revision before the users, so an entry is
@@ -167,14 +162,11 @@ type cachedSet struct {
 // Rendering a 5,000-user set costs tens of milliseconds, and a change wakes
 // every long-polling node at once: so a set is rendered once per revision
 // and group, and a request costs a few indexed reads.
-//
-// The cache is per process and keyed by store so that tests, which run
-// many stores in one process, never share entries; it is emptied when it
-// holds more groups than any real fleet.
-var renderedSets = struct {
+// It is emptied when it holds more groups than any real fleet.
+type setCache struct {
 	sync.Mutex
-	m map[setKey]cachedSet
-}{m: map[setKey]cachedSet{}}
+	m map[string]cachedSet // by node group
+}
 
 const maxRenderedSets = 1024
 
@@ -187,28 +179,28 @@ func (a *API) userSet(ctx context.Context, node string) (*renderedSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := setKey{a.store, n.Group()}
-	renderedSets.Lock()
-	c, ok := renderedSets.m[key]
+	key, sets := n.Group(), &a.sets
+	sets.Lock()
+	c, ok := sets.m[key]
 	if !ok || c.rev != rev {
-		if len(renderedSets.m) >= maxRenderedSets {
-			clear(renderedSets.m)
+		if len(sets.m) >= maxRenderedSets {
+			clear(sets.m)
 		}
 		c = cachedSet{rev: rev, set: &renderedSet{ready: make(chan struct{})}}
-		renderedSets.m[key] = c
-		renderedSets.Unlock()
+		sets.m[key] = c
+		sets.Unlock()
 		// Not the request's context: the requests waiting for this
 		// rendering must not fail because this one's client left.
-		a.render(context.WithoutCancel(ctx), key.group, c.set)
+		a.render(context.WithoutCancel(ctx), key, c.set)
 		if c.set.err != nil {
-			renderedSets.Lock()
-			if renderedSets.m[key].set == c.set {
-				delete(renderedSets.m, key)
+			sets.Lock()
+			if sets.m[key].set == c.set {
+				delete(sets.m, key)
 			}
-			renderedSets.Unlock()
+			sets.Unlock()
 		}
 	} else {
-		renderedSets.Unlock()
+		sets.Unlock()
 	}
 	select {
 	case <-c.set.ready:

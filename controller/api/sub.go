@@ -142,8 +142,8 @@ func clientIP(r *http.Request) string {
 }
 
 // limitKey is the unit the miss limit counts: an IPv4 address, or the /64
-// of an IPv6 one. Fix: counted per IPv6 address, the limit did nothing, as
-// any client picks fresh addresses from its /64 at will.
+// of an IPv6 one, since any client picks fresh addresses from its /64 at
+// will.
 func limitKey(ip string) string {
 	a, err := netip.ParseAddr(ip)
 	if err != nil || a.Is4() || a.Is4In6() {

@@ -356,9 +356,8 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*User, int, erro
 		where, args = append(where, "plan = ?"), append(args, f.Plan)
 	}
 	if f.Group != "" {
-		// A user with no groups may use every group. Fix: INSTR, not LIKE,
-		// whose case-insensitivity on SQLite matched "EU" for group "eu"
-		// where NodeUsers (MayUse) does not.
+		// A user with no groups may use every group. INSTR, not LIKE, which
+		// ignores case on SQLite where MayUse does not.
 		where = append(where, "(groups_csv = '' OR INSTR(CONCAT(',', groups_csv, ','), ?) > 0)")
 		args = append(args, ","+f.Group+",")
 	}
