@@ -151,16 +151,6 @@ func (f *fakeTelegram) find(substr string) (telegramMessage, string, bool) {
 	return telegramMessage{}, "", false
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // start runs a real program until the test ends and waits for its
 // readiness URL; its output is shown only when the test fails.
 func start(t *testing.T, tool, ready string, args ...string) {
@@ -261,7 +251,7 @@ func TestPipeline(t *testing.T) {
 		}
 	}()
 	ctrl := &fakeController{exporter: exporter.Listener.Addr().String(),
-		probes: []string{alive.Addr().String(), freeAddr(t)}}
+		probes: []string{alive.Addr().String(), promtest.FreeAddr(t)}}
 	ctrl.aliceUsed.Store(2000)
 	ctrlSrv := httptest.NewServer(ctrl)
 	defer ctrlSrv.Close()
@@ -269,7 +259,7 @@ func TestPipeline(t *testing.T) {
 	tgSrv := httptest.NewServer(tg)
 	defer tgSrv.Close()
 
-	prom, am, bb := freeAddr(t), freeAddr(t), freeAddr(t)
+	prom, am, bb := promtest.FreeAddr(t), promtest.FreeAddr(t), promtest.FreeAddr(t)
 	hosts := map[string]string{
 		"boxfleet:8080":     ctrlSrv.Listener.Addr().String(),
 		"alertmanager:9093": am,

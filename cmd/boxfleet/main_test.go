@@ -3,8 +3,8 @@ package main_test
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/boxfleet/boxfleet/internal/promtest"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -79,16 +79,6 @@ func newController(t *testing.T, dataDir, dsn string) *controller {
 	return &controller{t: t, bin: boxfleet(t), dataDir: dataDir, dsn: dsn}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // cleanEnv keeps the caller's environment from pointing the binary at
 // another controller or database.
 func cleanEnv(extra ...string) []string {
@@ -103,7 +93,7 @@ func cleanEnv(extra ...string) []string {
 
 func (c *controller) start() {
 	c.t.Helper()
-	c.addr = freeAddr(c.t)
+	c.addr = promtest.FreeAddr(c.t)
 	args := []string{"serve", "--data.dir", c.dataDir, "--web.listen-address", c.addr,
 		"--prometheus.url", "http://127.0.0.1:1", "--log.level", "debug"}
 	if c.dsn != "" {
