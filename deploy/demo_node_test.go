@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
+	"github.com/boxfleet/boxfleet/internal/promtest"
 	"net/http"
 	"os"
 	"os/exec"
@@ -188,12 +188,4 @@ func waitAPI(t *testing.T, addr string) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return promtest.FreePort(t) }

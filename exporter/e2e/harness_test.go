@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/boxfleet/boxfleet/internal/promtest"
 	"io"
 	"net"
 	"net/http"
@@ -24,15 +25,7 @@ import (
 	"github.com/boxfleet/boxfleet/internal/testbin"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return promtest.FreePort(t) }
 
 // origin is a local HTTP server that counts every byte that crosses its
 // sockets: the ground truth a user's metered traffic is compared with.

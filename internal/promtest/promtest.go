@@ -231,12 +231,37 @@ func (s *Server) WaitFor(t testing.TB, q string, timeout time.Duration, check fu
 	t.Fatalf("prometheus: %s never matched; last result: %v", q, last)
 }
 
-// FreeAddr returns a loopback address nothing listens on.
+// FreeAddr returns a loopback address nothing listens on, never the same
+// one twice in a process: the kernel may hand a just-closed port out again
+// at once, and two servers of one test would then collide.
 func FreeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !handedOut.m[addr] {
+			handedOut.m[addr] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no fresh loopback port")
+	return ""
 }
+
+// FreePort is FreeAddr's port.
+func FreePort(t testing.TB) int {
+	_, port, _ := net.SplitHostPort(FreeAddr(t))
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
+var handedOut = struct {
+	sync.Mutex
+	m map[string]bool
+}{m: map[string]bool{}}
