@@ -63,6 +63,11 @@ type Actor struct {
 	global, suspend, drain *window.Counter
 	actions                *prometheus.CounterVec
 	received               *prometheus.CounterVec
+
+	// step runs before a firing action is applied ("apply") and before it
+	// is recorded ("finish"); tests deliver the resolution there to
+	// reproduce each order of the race.
+	step func(name string)
 }
 
 // New builds an Actor and registers its metrics.
@@ -111,7 +116,9 @@ type Outcome struct {
 // Handle applies or undoes one alert's action. It is idempotent: the
 // (fingerprint, start, action, target) record in the store makes repeats
 // and duplicates no-ops, and a firing that arrives after its own
-// resolution is ignored.
+// resolution is ignored. A resolution that arrives while its firing is
+// still being applied wins: whichever of the two finishes last sees the
+// other and leaves the target as the resolution wants it.
 func (a *Actor) Handle(ctx context.Context, al Alert) Outcome {
 	action := al.Labels[ActionLabel]
 	var target string
@@ -141,10 +148,10 @@ func (a *Actor) Handle(ctx context.Context, al Alert) Outcome {
 	case claimed: // resolved before we ever saw it fire
 		out = Outcome{Result: resultNoop}
 		err = a.Store.FinishAlert(ctx, key, "resolved", false, resultNoop)
-	case prev.State == "resolved":
+	case prev.State == "resolved" && prev.Result != "pending":
 		out = Outcome{Result: resultNoop}
 	default:
-		out = a.resolve(ctx, key, al, prev)
+		out = a.resolve(ctx, key, al, prev.Applied)
 	}
 	if err != nil && out.Err == nil {
 		out = Outcome{Result: resultError, Retry: true, Err: err}
@@ -201,6 +208,9 @@ func (a *Actor) fire(ctx context.Context, key store.AlertKey, al Alert) Outcome 
 		a.actions.WithLabelValues(action, resultDryRun).Inc()
 		return a.finish(ctx, key, "firing", false, resultDryRun)
 	}
+	if a.step != nil {
+		a.step("apply")
+	}
 	var changed bool
 	var err error
 	switch action {
@@ -223,12 +233,34 @@ func (a *Actor) fire(ctx context.Context, key store.AlertKey, al Alert) Outcome 
 		result = resultOK
 	}
 	a.actions.WithLabelValues(action, result).Inc()
-	return a.finish(ctx, key, "firing", changed, result)
+	if a.step != nil {
+		a.step("finish")
+	}
+	firing, err := a.Store.FinishFiring(ctx, key, changed, result)
+	if err != nil {
+		return Outcome{Result: resultError, Retry: true, Err: err}
+	}
+	if !firing {
+		// The episode resolved meanwhile, and its handler may have found
+		// nothing to undo yet: undo it here.
+		a.Log.WithFields(logrus.Fields{"action": action, "target": key.Target, "alertname": al.Labels["alertname"]}).Info("alert resolved while its action was applied; undoing it")
+		return a.resolve(ctx, key, al, changed)
+	}
+	return Outcome{Result: result}
 }
 
-func (a *Actor) resolve(ctx context.Context, key store.AlertKey, al Alert, prev *store.AlertAction) Outcome {
-	if !prev.Applied {
-		return a.finish(ctx, key, "resolved", false, resultNoop)
+// resolve undoes what the episode applied. It records the resolution first
+// and then undoes unconditionally (the undo touches only a target that this
+// very episode suspended or drained): a firing handled at the same time
+// either finishes before, and is undone here, or after, and then sees the
+// resolution and undoes itself.
+//
+// applied says whether the episode is known to have applied its action; an
+// undo is counted in boxfleet_actions_total only then, or when it undid
+// something.
+func (a *Actor) resolve(ctx context.Context, key store.AlertKey, al Alert, applied bool) Outcome {
+	if err := a.Store.FinishAlert(ctx, key, "resolved", false, "pending"); err != nil {
+		return Outcome{Result: resultError, Retry: true, Err: err}
 	}
 	var done bool
 	var err error
@@ -251,8 +283,10 @@ func (a *Actor) resolve(ctx context.Context, key store.AlertKey, al Alert, prev 
 	if done {
 		result = resultOK
 	}
-	a.actions.WithLabelValues(undo, result).Inc()
-	return a.finish(ctx, key, "resolved", true, result)
+	if applied || done {
+		a.actions.WithLabelValues(undo, result).Inc()
+	}
+	return a.finish(ctx, key, "resolved", done, result)
 }
 
 func (a *Actor) finish(ctx context.Context, key store.AlertKey, state string, applied bool, result string) Outcome {

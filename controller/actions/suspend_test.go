@@ -149,6 +149,49 @@ func TestResolvedBeforeFiring(t *testing.T) {
 	})
 }
 
+// A resolution delivered while its own firing is still being handled (a
+// retried delivery, or another controller) must leave the user active: the
+// final state follows the episode's latest state, whichever handler
+// finishes last. The resolution is handled completely at each step of the
+// firing in turn.
+func TestResolvedWhileFiringIsHandled(t *testing.T) {
+	for _, step := range []string{"apply", "finish"} {
+		t.Run(step, func(t *testing.T) {
+			storetest.Each(t, func(t *testing.T, st *store.Store) {
+				f := newFixture(t, st, nil, nil, actions.Config{})
+				f.addUser("gina")
+				f.addUser("hugo")
+				once := true
+				f.actor.SetStep(func(name string) {
+					if name == step && once {
+						once = false
+						f.mustPost(http.StatusOK, suspendAlert("resolved", "gina", start))
+					}
+				})
+				f.mustPost(http.StatusOK, suspendAlert("firing", "gina", start))
+				if once {
+					t.Fatal("the resolution was never delivered mid-firing")
+				}
+				f.wantStatus("gina", store.StatusActive)
+				// Repeats of either change nothing afterwards.
+				f.mustPost(http.StatusOK, suspendAlert("firing", "gina", start))
+				f.mustPost(http.StatusOK, suspendAlert("resolved", "gina", start))
+				f.wantStatus("gina", store.StatusActive)
+				if n := f.events("user", "gina", "user.resume"); n != 1 {
+					t.Errorf("%d resume events, want 1", n)
+				}
+
+				// Without a race: the firing suspends, the resolution resumes.
+				f.actor.SetStep(nil)
+				f.mustPost(http.StatusOK, suspendAlert("firing", "hugo", start))
+				f.wantStatus("hugo", store.StatusDisabled)
+				f.mustPost(http.StatusOK, suspendAlert("resolved", "hugo", start))
+				f.wantStatus("hugo", store.StatusActive)
+			})
+		})
+	}
+}
+
 func TestUnknownTargetsAndActions(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		f := newFixture(t, st, nil, nil, actions.Config{})

@@ -69,6 +69,22 @@ func (s *Store) FinishAlert(ctx context.Context, key AlertKey, state string, app
 	return err
 }
 
+// FinishFiring stores the outcome of applying a firing episode, unless the
+// episode resolved while it was being applied (another delivery, or another
+// controller, handled the resolution in between). It reports whether the
+// episode is still firing; when it is not, the caller undoes what it just
+// applied, so that the final state follows the episode's latest state.
+func (s *Store) FinishFiring(ctx context.Context, key AlertKey, applied bool, result string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE alert_actions SET applied = ?, result = ?, updated_at = ?
+	  WHERE fingerprint = ? AND starts_at = ? AND action = ? AND target = ? AND state = 'firing'`,
+		applied, result, s.now(), key.Fingerprint, key.StartsAt, key.Action, key.Target)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
 // ReleaseAlert forgets a claim whose handling failed or was refused, so the
 // next delivery of the same alert is handled afresh.
 func (s *Store) ReleaseAlert(ctx context.Context, key AlertKey) error {
