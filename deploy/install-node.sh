@@ -1,6 +1,11 @@
 #!/bin/sh
 # Installs singbox_exporter on a sing-box node as a hardened systemd service.
-# It installs the binary it is given and downloads nothing.
+# It installs the binary it is given and downloads nothing. It also gives
+# sing-box's unit a drop-in, sing-box.service.d/10-boxfleet-flush.conf, whose
+# ExecStop asks the exporter to flush (POST /-/flush: poll, count, write the
+# state) before systemd stops sing-box, so `systemctl stop` or `restart
+# sing-box` and package upgrades lose no traffic. The flush uses curl, else
+# wget, else bash; it gives up after 15 s and never prevents the stop.
 #
 #   install-node.sh --binary ./singbox_exporter \
 #     --controller-url https://boxfleet.example.com --token-file ./node.token \
@@ -98,6 +103,49 @@ flags() {
   ' "$here/singbox_exporter.flags"
 }
 
+# flush_url prints the exporter's flush URL, from the flags file this run
+# keeps or would write: its first --web.listen-address, on loopback when
+# it listens on every address.
+flush_url() {
+  addr=$( (cat "$conf_dir/flags" 2>/dev/null || flags) |
+    sed -n 's/^--web\.listen-address=//p' | head -n 1)
+  [ -n "$addr" ] || addr=:9550
+  host=${addr%:*} port=${addr##*:}
+  case $host in ''|0.0.0.0|'[::]') host=127.0.0.1 ;; esac
+  echo "http://$host:$port/-/flush"
+}
+
+# flush_command prints a command line that POSTs to the URL and gives up
+# after 15 s, with the first of curl, wget and bash found here.
+flush_command() {
+  if tool=$(command -v curl); then
+    echo "$tool -fsS -m 15 -X POST $1"
+  elif tool=$(command -v wget); then
+    echo "$tool -q -O /dev/null -T 15 -t 1 --post-data= $1"
+  elif tool=$(command -v bash) && timeout=$(command -v timeout); then
+    # bash and coreutils are essential on Debian and Ubuntu. HTTP/1.0: the
+    # exporter answers once the flush is done, then closes.
+    hostport=${1#http://}
+    hostport=${hostport%%/*}
+    host=${hostport%:*}
+    host=${host#\[}
+    host=${host%\]}
+    printf '%s\n' "$timeout 15 $tool -c 'exec 3<>/dev/tcp/$host/${hostport##*:} && printf \"POST /-/flush HTTP/1.0\\r\\n\\r\\n\" >&3 && head -n 1 <&3'"
+  else
+    return 1
+  fi
+}
+
+dropin_text() {
+  cat <<EOF
+# Written by boxfleet's install-node.sh. Before sing-box stops, ask
+# singbox_exporter to poll it one last time and save its counters, so that
+# the stop loses no traffic. "-": a failed flush never prevents the stop.
+[Service]
+ExecStop=-$1
+EOF
+}
+
 # 1. The binary.
 run install -D -m 0755 "$binary" "$bin_dir/singbox_exporter"
 
@@ -139,9 +187,32 @@ if [ "$dry_run" = no ]; then
   mv "$unit_dir/singbox_exporter.service.tmp" "$unit_dir/singbox_exporter.service"
 fi
 
+# 5. sing-box's drop-in: flush the exporter before sing-box stops, since a
+# stop restarts sing-box's counters and the bytes since the last poll would
+# be lost. ExecStop runs before systemd sends SIGTERM; its leading "-" lets
+# the stop go on whatever the flush answers.
+dropin_dir=$unit_dir/sing-box.service.d
+dropin=$dropin_dir/10-boxfleet-flush.conf
+echo "+ write $dropin"
+if flush=$(flush_command "$(flush_url)"); then
+  if [ "$dry_run" = yes ]; then
+    dropin_text "$flush" | sed 's/^/    /'
+  else
+    mkdir -p "$dropin_dir"
+    dropin_text "$flush" > "$dropin.tmp"
+    chmod 0644 "$dropin.tmp"
+    mv "$dropin.tmp" "$dropin"
+  fi
+else
+  echo "# no curl, wget or bash here: not writing $dropin; stopping sing-box loses the bytes since the exporter's last poll" >&2
+fi
+if grep -q '^--web\.config\.file=' "$conf_dir/flags" 2>/dev/null; then
+  echo "# $conf_dir/flags sets --web.config.file: edit $dropin if it asks for TLS or a password" >&2
+fi
+
 [ -n "$prefix" ] && { echo "# --prefix: systemd left alone"; exit 0; }
 
-# 5. Let the agent replace sing-box's config: the directory's group is the
+# 6. Let the agent replace sing-box's config: the directory's group is the
 # exporter's (setgid keeps new files in it), and sing-box, if it runs as
 # its own user, reads the config through that group.
 if [ -n "$controller_url" ]; then
@@ -154,7 +225,8 @@ if [ -n "$controller_url" ]; then
   fi
 fi
 
-# 6. Enable, and start unless told not to.
+# 7. Enable, and start unless told not to; the reload also makes systemd
+# read sing-box's drop-in.
 run systemctl daemon-reload
 if [ "$start" = yes ]; then
   run systemctl enable --now singbox_exporter.service

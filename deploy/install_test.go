@@ -2,13 +2,20 @@ package deploy
 
 import (
 	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/boxfleet/boxfleet/internal/testbin"
 )
@@ -77,6 +84,14 @@ func TestInstallNode(t *testing.T) {
 	}
 	verifyUnit(t, prefix, unit, bin)
 
+	// The exporter listens on every address (:9550): the flush goes to
+	// loopback.
+	dropIn := readFile(t, filepath.Join(prefix, dropInPath))
+	if cmd := execStop(t, dropIn); !strings.HasSuffix(cmd, " http://127.0.0.1:9550/-/flush") {
+		t.Errorf("drop-in does not flush the exporter at 127.0.0.1:9550:\n%s", dropIn)
+	}
+	verifyDropIn(t, dropIn)
+
 	// Re-running keeps the operator's edits to the flags file.
 	edited := flags + "--log.level=debug\n"
 	os.WriteFile(flagsFile, []byte(edited), 0o640)
@@ -120,6 +135,132 @@ func TestInstallNodeDryRunWritesNothing(t *testing.T) {
 	}
 	if !strings.Contains(out, "singbox_exporter.service") {
 		t.Errorf("--dry-run did not say what it would do:\n%s", out)
+	}
+	if !strings.Contains(out, "10-boxfleet-flush.conf") || !strings.Contains(out, "ExecStop=-") {
+		t.Errorf("--dry-run did not show sing-box's drop-in:\n%s", out)
+	}
+}
+
+const dropInPath = "etc/systemd/system/sing-box.service.d/10-boxfleet-flush.conf"
+
+// sing-box's drop-in POSTs to the exporter's /-/flush before sing-box
+// stops, at the address of the flags file, with whichever of curl, wget
+// and bash the node has. Each variant is run against a stand-in exporter,
+// the way systemd would run it.
+func TestInstallNodeFlushDropIn(t *testing.T) {
+	binary := filepath.Join(t.TempDir(), "singbox_exporter")
+	os.WriteFile(binary, []byte("#!/bin/sh\n"), 0o755)
+	for _, c := range []struct {
+		name, tool string
+		hide       []string
+	}{
+		{"curl", "/curl ", nil},
+		{"wget", "/wget ", []string{"curl"}},
+		{"bash", "/bash -c ", []string{"curl", "wget"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var flushes atomic.Int32
+			exporter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodPost || r.URL.Path != "/-/flush" {
+					http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusBadRequest)
+					return
+				}
+				// A flush takes a moment: the stop must wait for its answer.
+				time.Sleep(300 * time.Millisecond)
+				flushes.Add(1)
+				fmt.Fprintln(w, "Flushed")
+			}))
+			defer exporter.Close()
+
+			// A kept flags file whose exporter listens on one address.
+			prefix := t.TempDir()
+			flagsFile := filepath.Join(prefix, "etc/singbox_exporter/flags")
+			os.MkdirAll(filepath.Dir(flagsFile), 0o750)
+			os.WriteFile(flagsFile, []byte("--web.listen-address="+exporter.Listener.Addr().String()+"\n"), 0o640)
+			cmd := exec.Command("sh", filepath.Join(testbin.RepoRoot(t), "deploy", "install-node.sh"), "--binary", binary, "--prefix", prefix)
+			cmd.Env = append(os.Environ(), "PATH="+pathWithout(t, c.hide...))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("install-node.sh: %v\n%s", err, out)
+			}
+
+			dropIn := readFile(t, filepath.Join(prefix, dropInPath))
+			if !strings.Contains(dropIn, "\n[Service]\n") {
+				t.Errorf("drop-in has no [Service] section:\n%s", dropIn)
+			}
+			line := execStop(t, dropIn)
+			addr := exporter.Listener.Addr().(*net.TCPAddr)
+			target := fmt.Sprintf("http://%s/-/flush", addr)
+			if c.name == "bash" {
+				target = fmt.Sprintf("/dev/tcp/%s/%d ", addr.IP, addr.Port)
+			}
+			if !strings.Contains(line, c.tool) || !strings.Contains(line, " 15 ") || !strings.Contains(line, target) {
+				t.Errorf("ExecStop=-%s: want %s with a 15 s limit, to %s", line, strings.TrimSpace(c.tool), target)
+			}
+			verifyDropIn(t, dropIn)
+
+			run := exec.Command("sh", "-c", line)
+			if out, err := run.CombinedOutput(); err != nil || flushes.Load() != 1 {
+				t.Errorf("running ExecStop: %v, %d flushes, want 1\n%s", err, flushes.Load(), out)
+			}
+		})
+	}
+}
+
+// execStop returns the drop-in's ExecStop command, checking that a failure
+// of it cannot fail the stop (the "-" prefix).
+func execStop(t *testing.T, dropIn string) string {
+	t.Helper()
+	var found []string
+	for _, line := range strings.Split(dropIn, "\n") {
+		if cmd, ok := strings.CutPrefix(line, "ExecStop="); ok {
+			found = append(found, cmd)
+		}
+	}
+	if len(found) != 1 || !strings.HasPrefix(found[0], "-/") {
+		t.Fatalf("want one ExecStop=-/absolute/command, got %q in:\n%s", found, dropIn)
+	}
+	return found[0][1:]
+}
+
+// pathWithout returns a PATH of links to every program on this one but the
+// named ones: a node that lacks them.
+func pathWithout(t *testing.T, hide ...string) string {
+	t.Helper()
+	if len(hide) == 0 {
+		return os.Getenv("PATH")
+	}
+	dir := t.TempDir()
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if slices.Contains(hide, e.Name()) {
+				continue
+			}
+			os.Symlink(filepath.Join(d, e.Name()), filepath.Join(dir, e.Name())) // the first on PATH wins
+		}
+	}
+	return dir
+}
+
+// verifyDropIn has systemd parse the drop-in over a stand-in sing-box
+// unit: a quoting mistake is a warning there and a silently lost ExecStop
+// on a node.
+func verifyDropIn(t *testing.T, dropIn string) {
+	t.Helper()
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Log("systemd-analyze not installed: drop-in not verified by systemd")
+		return
+	}
+	dir := t.TempDir()
+	unit := filepath.Join(dir, "sing-box.service")
+	os.WriteFile(unit, []byte("[Unit]\nDescription=sing-box stand-in\n\n[Service]\nExecStart=/bin/sleep infinity\n"), 0o644)
+	os.Mkdir(unit+".d", 0o755)
+	os.WriteFile(filepath.Join(unit+".d", "10-boxfleet-flush.conf"), []byte(dropIn), 0o644)
+	cmd := exec.Command(analyze, "verify", unit)
+	cmd.Env = append(os.Environ(), "SYSTEMD_UNIT_PATH="+dir+":")
+	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("systemd-analyze verify with the drop-in: %v\n%s", err, out)
 	}
 }
 

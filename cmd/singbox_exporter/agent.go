@@ -47,7 +47,7 @@ func addAgentFlags(app *kingpin.Application) *agentFlags {
 	return f
 }
 
-// build makes the agent. beforeReload is the meter's Poll: a reload restarts
+// build makes the agent. beforeReload is the meter's Flush: a reload restarts
 // sing-box's counters, so the bytes since the last poll must be read first.
 func (f *agentFlags) build(clash *clashapi.Client, statePath string, listen []string, reg prometheus.Registerer, log *logrus.Logger, beforeReload func(context.Context)) (*agent.Agent, error) {
 	exporter := f.exporterAddress

@@ -107,7 +107,11 @@ func run(log *logrus.Logger, o options) error {
 	var nodeAgent *agent.Agent
 	if o.agent.controllerURL != "" {
 		nodeAgent, err = o.agent.build(clash, o.statePath, *o.toolkit.WebListenAddresses, reg, log,
-			func(ctx context.Context) { m.Poll(ctx) })
+			func(ctx context.Context) {
+				if err := m.Flush(ctx); err != nil {
+					log.WithError(err).Warn("flush before reload failed")
+				}
+			})
 		if err != nil {
 			return err
 		}
@@ -121,7 +125,7 @@ func run(log *logrus.Logger, o options) error {
 		go nodeAgent.Run(ctx)
 	}
 
-	srv := &http.Server{Handler: routes(reg, o), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: routes(reg, o, m, log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(srv, o.toolkit, logging.Slog(log)) }()
 	select {
@@ -139,13 +143,14 @@ func run(log *logrus.Logger, o options) error {
 	return err
 }
 
-func routes(reg *prometheus.Registry, o options) http.Handler {
+func routes(reg *prometheus.Registry, o options, f flusher, log logrus.FieldLogger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(o.metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: o.maxRequests,
 	}))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy") })
+	mux.Handle("/-/flush", flushHandler(f, log))
 	if o.metricsPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "sing-box Exporter",
@@ -158,6 +163,32 @@ func routes(reg *prometheus.Registry, o options) http.Handler {
 		}
 	}
 	return mux
+}
+
+// flusher is the meter's Flush.
+type flusher interface {
+	Flush(ctx context.Context) error
+}
+
+// flushHandler answers POST /-/flush only once the meter has polled, settled
+// and written its state. sing-box's unit runs it before every stop (see
+// deploy/install-node.sh), and the stop waits for the answer: that is what
+// makes a planned stop lose nothing.
+func flushHandler(f flusher, log logrus.FieldLogger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "Only POST is allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := f.Flush(r.Context()); err != nil {
+			log.WithError(err).Warn("flush failed")
+			http.Error(w, "Flush failed: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "Flushed")
+	})
 }
 
 func readSecret(path string) (string, error) {

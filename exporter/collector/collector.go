@@ -42,7 +42,8 @@ var (
 	unownedDesc      = desc("singbox_exporter_unowned_connections", "Open connections whose user is not known (log level above info, or lines missed).")
 	sinceDesc        = desc("singbox_exporter_counters_start_timestamp_seconds", "When the per-user and node counters started from zero; changes only when the state file is lost.")
 	restartsDesc     = desc("singbox_exporter_singbox_restarts_total", "sing-box restarts noticed by counters starting again.")
-	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc}
+	lastPollDesc     = desc("singbox_exporter_last_poll_success_timestamp_seconds", "Unix time of the last successful poll of sing-box; bytes moved since are not counted yet.")
+	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, lastPollDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc}
 )
 
 // Collector is a prometheus.Collector over a Source.
@@ -106,6 +107,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(pollsDesc, float64(v.PollErrors), "error")
 	gauge(pollDurationDesc, v.PollDuration.Seconds())
 	gauge(pollIntervalDesc, v.PollInterval.Seconds())
+	// Absent until the first success since start: a zero would read as a
+	// poll 56 years ago, and singbox_up already says sing-box is not read.
+	if !v.LastSuccess.IsZero() {
+		gauge(lastPollDesc, float64(v.LastSuccess.UnixMilli())/1e3)
+	}
 	counter(stateWritesDesc, float64(v.StateWrites), "success")
 	counter(stateWritesDesc, float64(v.StateErrors), "error")
 	gauge(stateLoadDesc, boolFloat(v.StateLoadFailed))

@@ -38,6 +38,7 @@ func sampleView() meter.View {
 		Active: map[string]attribution.Activity{"alice": {Connections: 3, SourceIPs: 2}, hostile: {Connections: 1, SourceIPs: 1}},
 		Polls:  10, PollErrors: 1, PollDuration: 2 * time.Millisecond, PollInterval: time.Second,
 		StateWrites: 4, LogStreamUp: true, LogLines: 42,
+		LastSuccess: time.Date(2026, 11, 22, 10, 0, 0, 250e6, time.UTC),
 	}
 }
 
@@ -114,6 +115,25 @@ func TestDownKeepsCounters(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(c, "singbox_user_traffic_bytes_total"); n != 4 {
 		t.Fatalf("%d user counters while down, want 4 (counters must not vanish)", n)
+	}
+}
+
+// The last successful poll is a Unix time, so that alerts can use
+// time() - it; before the first success there is no such time to expose.
+func TestLastPollSuccess(t *testing.T) {
+	want := `
+# HELP singbox_exporter_last_poll_success_timestamp_seconds Unix time of the last successful poll of sing-box; bytes moved since are not counted yet.
+# TYPE singbox_exporter_last_poll_success_timestamp_seconds gauge
+singbox_exporter_last_poll_success_timestamp_seconds 1.79534160025e+09
+`
+	const name = "singbox_exporter_last_poll_success_timestamp_seconds"
+	if err := testutil.CollectAndCompare(New(fixed(sampleView())), strings.NewReader(want), name); err != nil {
+		t.Fatal(err)
+	}
+	v := sampleView()
+	v.LastSuccess = time.Time{}
+	if n := testutil.CollectAndCount(New(fixed(v)), name); n != 0 {
+		t.Fatalf("%d samples before the first successful poll, want none", n)
 	}
 }
 

@@ -104,7 +104,7 @@ func (m *Meter) mode() string {
 	return "clash_api"
 }
 
-// Run polls until ctx ends, then writes the state one last time.
+// Run polls until ctx ends, then flushes one last time.
 //
 // Polls come at a regular interval, and sooner when the log stream shows a
 // connection of another user than the one before (a kick): a snapshot
@@ -126,7 +126,15 @@ func (m *Meter) Run(ctx context.Context) {
 			break
 		}
 	}
-	m.save()
+	// A last flush: on a shutdown the exporter may stop before sing-box
+	// (and the flush sing-box's unit asks for then finds no one), so
+	// what moved since the last poll is counted now. If sing-box is gone
+	// already, the state is saved as it is.
+	final, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.Flush(final); err != nil {
+		m.save()
+	}
 }
 
 // intervals returns the least spacing the budget allows after a poll that

@@ -2,6 +2,7 @@ package meter
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -26,6 +27,7 @@ type View struct {
 	PollErrors      uint64
 	PollDuration    time.Duration
 	PollInterval    time.Duration
+	LastSuccess     time.Time // when the last successful poll asked for its snapshot
 	StateWrites     uint64
 	StateErrors     uint64
 	StateLoadFailed bool
@@ -52,24 +54,42 @@ func (m *Meter) View() View {
 func (m *Meter) Poll(ctx context.Context) (took time.Duration) {
 	m.pollMu.Lock()
 	defer m.pollMu.Unlock()
+	took, _ = m.poll(ctx, false)
+	return took
+}
+
+// poll is Poll's body; the caller holds pollMu. A final poll (Flush) also
+// settles what the engine still holds and writes the state whatever its
+// age. The error is the poll's, joined with the state write's.
+func (m *Meter) poll(ctx context.Context, final bool) (took time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
+	cost := startCost()
 	snap, err := m.cfg.Clash.Connections(ctx)
 	var res attribution.Result
-	if err == nil {
+	if err != nil {
+		cost.done(0) // took stays 0: a failed poll is paced by its wall time
+	} else {
 		res = m.engine.Apply(snap, start)
-		took = time.Since(start)
+		took = cost.done(len(snap.Connections))
 		if res.Settled.Users != nil {
 			m.cfg.Log.WithFields(logrus.Fields{"up": res.Settled.Remainder.Up, "down": res.Settled.Remainder.Down, "candidates": res.Settled.Users}).Debug("remainder attributed")
 		}
 		m.account(res)
+		if final {
+			m.settleNow(start)
+		}
 		if m.cfg.Stats != nil {
 			err = m.readStats(ctx, res.Restarted)
 		}
 	}
 	version := m.versionFor(ctx, err == nil)
-	wrote, werr := m.maybeSave()
+	save := m.maybeSave
+	if final {
+		save = m.save
+	}
+	wrote, werr := save()
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -91,8 +111,9 @@ func (m *Meter) Poll(ctx context.Context) (took time.Duration) {
 	if err != nil {
 		v.PollErrors++
 		m.cfg.Log.WithError(err).Warn("polling sing-box failed")
-		return took
+		return took, errors.Join(err, werr)
 	}
+	v.LastSuccess = start
 	if res.Restarted {
 		v.Restarts++
 	}
@@ -100,7 +121,7 @@ func (m *Meter) Poll(ctx context.Context) (took time.Duration) {
 	v.Connections = byNetwork(snap.Connections)
 	v.Active = res.Active
 	v.Unowned = res.Unowned
-	return took
+	return took, werr
 }
 
 // account adds one snapshot's result to the durable counters.

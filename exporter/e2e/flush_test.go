@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// A planned stop of sing-box loses nothing when POST /-/flush comes first,
+// as sing-box's systemd drop-in does it. The exporter here polls ten
+// minutes apart, so every byte of the transfer is moved after its last
+// poll: without the flush all of it would be lost with sing-box's counters.
+func TestFlushBeforeStopClashAPI(t *testing.T) {
+	testFlushBeforeStop(t, "sing-box", false)
+}
+
+func TestFlushBeforeStopV2RayAPI(t *testing.T) {
+	testFlushBeforeStop(t, "sing-box-v2ray", true)
+}
+
+func testFlushBeforeStop(t *testing.T, singbox string, exact bool) {
+	if testing.Short() {
+		t.Skip("runs real sing-box processes")
+	}
+	n := startNode(t, singbox, exact)
+	n.exporter.args = append(n.exporter.args, "--singbox.poll-interval=10m", "--singbox.poll-max-interval=10m")
+	n.exporter.restart()
+	waitHTTP(t, n.metricsURL, 20*time.Second)
+	n.waitUp()
+	n.users = n.users[:1] // alice alone; bob's origin sees nothing
+	alice := n.users[0]
+
+	// Short connections leave a remainder for the flush to settle; the
+	// paced transfers end right before it.
+	alice.short(t, 20, 20_000)
+	alice.upload(t, 2<<20, pace)
+	alice.download(t, 8<<20, pace)
+	before, crossed := userBytes(n.scrape(), alice.name), float64(sum(alice.origin.truth()))
+	t.Logf("before the flush: %.0f of %.0f bytes counted", before, crossed)
+	if before > crossed/2 {
+		t.Fatalf("the exporter already counted %.0f bytes before the flush: the test cannot tell a flush from a poll", before)
+	}
+
+	flush(t, strings.TrimSuffix(n.metricsURL, "/metrics")+"/-/flush")
+	n.server.stop() // SIGTERM, as systemd sends it after ExecStop
+
+	// The flush wrote the state: an exporter killed right after still has
+	// every byte.
+	n.exporter.cmd.Process.Kill()
+	n.exporter.cmd.Wait()
+	n.exporter.cmd = nil
+	n.exporter.start()
+	waitHTTP(t, n.metricsURL, 20*time.Second)
+
+	mf := n.scrape()
+	up, down := alice.origin.truth()
+	for _, d := range []struct {
+		dir  string
+		want uint64
+	}{{"upload", up}, {"download", down}} {
+		got, _ := value(mf, "singbox_user_traffic_bytes_total", map[string]string{"user": alice.name, "direction": d.dir})
+		if math.Abs(got-float64(d.want)) > 4096 {
+			t.Errorf("%s: metered %.0f bytes after the stop, %d crossed", d.dir, got, d.want)
+		}
+	}
+	n.check(mf, math.Inf(1)) // node total and users + unattributed
+}
+
+// flush POSTs to the exporter's /-/flush, which answers once it has polled
+// sing-box and written its state.
+func flush(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Post(url, "", nil)
+	if err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("flush: %s: %s", resp.Status, body)
+	}
+}
+
+func userBytes(mf map[string]*dto.MetricFamily, user string) float64 {
+	return sumDirections(mf, "singbox_user_traffic_bytes_total", map[string]string{"user": user})
+}
+
+func sum(up, down uint64) uint64 { return up + down }
