@@ -256,10 +256,12 @@ func (e *Engine) gone(open map[string]bool, now time.Time, r *Result) []candidat
 			r.Unattributed = r.Unattributed.Add(t.Pending)
 			continue
 		}
-		cands = append(cands, candidate{
+		c := candidate{
 			Owner:  Owner{t.User, t.Inbound},
 			weight: [2]float64{t.tailWeight(up, now), t.tailWeight(down, now)},
-		})
+		}
+		e.learnSize(t, c.weight)
+		cands = append(cands, c)
 	}
 	return cands
 }

@@ -8,12 +8,36 @@ type candidate struct {
 	birth  bool
 }
 
-// Until a user's short connections have been measured alone once, assume
-// this many bytes each way.
+// Until a user's connections have been measured, assume this many bytes
+// each way.
 const defaultBirthBytes = 16 << 10
 
-// avgAlpha weighs the newest measurement of a user's short connections.
+// avgAlpha weighs the newest measurement of a user's connections.
 const avgAlpha = 0.3
+
+// learnSize records what a connection that was seen and has now closed
+// moved in all: what the snapshots saw plus its estimated tail. A user's
+// connections that close unseen are weighed by this: under overlap that is
+// the best evidence there is of their size, since windows with one user's
+// unseen connections alone are rare, and without it a user's unseen
+// downloads were weighed like a few kilobytes against other users' tails
+// of whole megabytes.
+func (e *Engine) learnSize(t *tracked, tail [2]float64) {
+	total := [2]float64{float64(t.Up) + tail[up], float64(t.Down) + tail[down]}
+	e.record(t.User, total)
+}
+
+// record folds one measured connection size into a user's average.
+func (e *Engine) record(user string, size [2]float64) {
+	a, ok := e.avg[user]
+	if !ok {
+		e.avg[user] = &size
+		return
+	}
+	for dir := range a {
+		a[dir] = (1-avgAlpha)*a[dir] + avgAlpha*size[dir]
+	}
+}
 
 func (e *Engine) birthWeight(user string) [2]float64 {
 	if a, ok := e.avg[user]; ok {
@@ -77,15 +101,7 @@ func (e *Engine) learn(cands []candidate, rem [2]uint64) {
 		}
 	}
 	n := float64(len(cands))
-	a, ok := e.avg[cands[0].User]
-	if !ok {
-		a = &[2]float64{float64(rem[up]) / n, float64(rem[down]) / n}
-		e.avg[cands[0].User] = a
-		return
-	}
-	for dir := range a {
-		a[dir] = (1-avgAlpha)*a[dir] + avgAlpha*float64(rem[dir])/n
-	}
+	e.record(cands[0].User, [2]float64{float64(rem[up]) / n, float64(rem[down]) / n})
 }
 
 func singleUser(cands []candidate) bool {
