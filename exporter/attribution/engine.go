@@ -215,7 +215,7 @@ func (e *Engine) meterOpen(s *clashapi.Snapshot, now time.Time, r *Result) (map[
 		ids[c.ID] = true
 		t, ok := e.conns[c.ID]
 		if !ok {
-			t = &tracked{ConnState: ConnState{Inbound: c.Inbound, Source: c.Source, SourceIP: c.SourceIP}}
+			t = &tracked{ConnState: ConnState{Inbound: c.Inbound, Source: c.Source, SourceIP: c.SourceIP, Born: c.Start}}
 			e.conns[c.ID] = t
 		}
 		d := Traffic{sub(c.Upload, t.Up), sub(c.Download, t.Down)}
@@ -260,19 +260,26 @@ func (e *Engine) gone(open map[string]bool, now time.Time, r *Result) []candidat
 			Owner:  Owner{t.User, t.Inbound},
 			weight: [2]float64{t.tailWeight(up, now), t.tailWeight(down, now)},
 		}
-		e.learnSize(t, c.weight)
+		e.learnSize(t)
 		cands = append(cands, c)
 	}
 	return cands
 }
 
 // A connection closed at some point after it was last seen; its unseen tail
-// is on average its latest rate over half the time since.
+// is on average its latest rate over half the time since. The rate of a
+// connection seen once is what it moved since sing-box began tracking it.
 func (t *tracked) tailWeight(dir int, now time.Time) float64 {
-	if t.Interval <= 0 {
+	span := t.Interval
+	if span <= 0 && !t.Born.IsZero() {
+		// A few milliseconds at least: a connection seen the instant it
+		// began would otherwise have an absurd rate.
+		span = max(t.Seen.Sub(t.Born), 5*time.Millisecond)
+	}
+	if span <= 0 {
 		return float64(t.Last[dir])/2 + 1
 	}
-	rate := float64(t.Last[dir]) / t.Interval.Seconds()
+	rate := float64(t.Last[dir]) / span.Seconds()
 	return rate*now.Sub(t.Seen).Seconds()/2 + 1
 }
 

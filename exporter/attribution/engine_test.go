@@ -229,3 +229,38 @@ func TestSplitAddsUp(t *testing.T) {
 		}
 	}
 }
+
+// Under overlap, windows with one user's unseen connections alone never
+// come, so sizes are learned from the users' short connections that a
+// snapshot did catch once: twice what it saw, on average. Without that the
+// unseen connections of a user with large files weighed like the default
+// few kilobytes against another user's.
+func TestSizesLearnedFromConnectionsSeenOnce(t *testing.T) {
+	r := newRig(t)
+	// Each user has a short connection caught once, half-way, and a
+	// connection of the other user open all along, so no window is ever
+	// one user's alone. alice's connections move 200 kB, bob's 20 kB.
+	r.open("carol", "in", "3.3.3.3:40000")
+	long := conn("long", "in", "3.3.3.3:40000", 0, 0)
+	for i := range 4 {
+		a := "1.1.1.1:4000" + string(rune('0'+i))
+		b := "2.2.2.2:4000" + string(rune('0'+i))
+		r.open("alice", "in", a)
+		r.open("bob", "in", b)
+		long.Download += 1000
+		r.move(0, 100_000+10_000+1000)
+		r.poll(long, conn("a"+a, "in", a, 0, 100_000), conn("b"+b, "in", b, 0, 10_000))
+		long.Download += 1000
+		r.move(0, 100_000+10_000+1000)
+		r.poll(long)
+	}
+	// Now one unseen connection each, in the same window.
+	r.open("alice", "in", "1.1.1.1:50000")
+	r.open("bob", "in", "2.2.2.2:50000")
+	long.Download += 1000
+	r.move(0, 220_000+1000)
+	got := userSum(r.poll(long))
+	if a := got["alice"].Down; a < 190_000 || a > 210_000 {
+		t.Fatalf("alice got %d of 220,000, want about 200,000 (bob %d)", a, got["bob"].Down)
+	}
+}

@@ -15,16 +15,24 @@ const defaultBirthBytes = 16 << 10
 // avgAlpha weighs the newest measurement of a user's connections.
 const avgAlpha = 0.3
 
-// learnSize records what a connection that was seen and has now closed
-// moved in all: what the snapshots saw plus its estimated tail. A user's
-// connections that close unseen are weighed by this: under overlap that is
-// the best evidence there is of their size, since windows with one user's
-// unseen connections alone are rare, and without it a user's unseen
-// downloads were weighed like a few kilobytes against other users' tails
-// of whole megabytes.
-func (e *Engine) learnSize(t *tracked, tail [2]float64) {
-	total := [2]float64{float64(t.Up) + tail[up], float64(t.Down) + tail[down]}
-	e.record(t.User, total)
+// learnSize records what a short connection that was seen once and has now
+// closed moved in all. A
+// user's connections that close unseen are weighed by this: under overlap
+// it is the best evidence there is of their size, since windows with one
+// user's unseen connections alone are rare, and without it a user's unseen
+// downloads were weighed like a few kilobytes against other users' tails of
+// whole megabytes. Connections seen more than once lived longer than a
+// window and say nothing about those that lived less: one long download
+// would make the user's next short ones look huge.
+//
+// A connection seen once was caught at a moment spread evenly over its
+// life, so twice what that snapshot saw is its size on average; a tail
+// guessed from its rate would overrate the many that were about to end.
+func (e *Engine) learnSize(t *tracked) {
+	if t.Interval > 0 {
+		return
+	}
+	e.record(t.User, [2]float64{2 * float64(t.Up), 2 * float64(t.Down)})
 }
 
 // record folds one measured connection size into a user's average.

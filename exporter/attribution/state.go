@@ -18,6 +18,10 @@ type ConnState struct {
 	// long before that it had been seen: together they give its rate.
 	Seen     time.Time     `json:"seen"`
 	Interval time.Duration `json:"interval"`
+	// Born is when sing-box began tracking the connection: with the bytes
+	// of its first snapshot it gives the rate of a connection seen only
+	// once.
+	Born time.Time `json:"born,omitzero"`
 }
 
 // State is the part of the engine that must survive an exporter restart so

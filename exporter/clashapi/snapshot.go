@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"time"
 )
 
 // Snapshot is one GET /connections answer, reduced to what metering needs.
@@ -27,6 +28,10 @@ type Connection struct {
 	SourceIP string
 	Upload   uint64
 	Download uint64
+	// Start is when sing-box began tracking the connection (its clock, the
+	// node's): with the bytes of a first snapshot it gives the rate of a
+	// connection that may never be seen again.
+	Start time.Time
 }
 
 type wireSnapshot struct {
@@ -37,9 +42,10 @@ type wireSnapshot struct {
 }
 
 type wireConnection struct {
-	ID       string `json:"id"`
-	Upload   uint64 `json:"upload"`
-	Download uint64 `json:"download"`
+	ID       string    `json:"id"`
+	Upload   uint64    `json:"upload"`
+	Download uint64    `json:"download"`
+	Start    time.Time `json:"start"`
 	Metadata struct {
 		Network    string `json:"network"`
 		Type       string `json:"type"`
@@ -73,6 +79,7 @@ func DecodeSnapshot(r io.Reader) (*Snapshot, error) {
 			SourceIP: c.Metadata.SourceIP,
 			Upload:   c.Upload,
 			Download: c.Download,
+			Start:    c.Start,
 		})
 	}
 	return s, nil

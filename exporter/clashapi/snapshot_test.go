@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 const realisticSnapshot = `{
@@ -75,6 +76,7 @@ func TestDecodeSnapshot(t *testing.T) {
 			SourceIP: "203.0.113.7",
 			Upload:   1024,
 			Download: 65536,
+			Start:    time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		},
 		{
 			ID:       "0f4e2b1a-9c8d-4e7f-8a6b-5c4d3e2f1a0b",
@@ -84,6 +86,7 @@ func TestDecodeSnapshot(t *testing.T) {
 			SourceIP: "2001:db8::1",
 			Upload:   18446744073709551615,
 			Download: 0,
+			Start:    time.Date(2026, 1, 1, 0, 0, 1, 500_000_000, time.UTC),
 		},
 	}
 	if !reflect.DeepEqual(s.Connections, want) {
@@ -226,9 +229,10 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			DownloadTotal *uint64 `json:"downloadTotal"`
 			Memory        uint64  `json:"memory"`
 			Connections   []struct {
-				ID       string `json:"id"`
-				Upload   uint64 `json:"upload"`
-				Download uint64 `json:"download"`
+				ID       string    `json:"id"`
+				Upload   uint64    `json:"upload"`
+				Download uint64    `json:"download"`
+				Start    time.Time `json:"start"`
 				Metadata struct {
 					Network    string `json:"network"`
 					Type       string `json:"type"`
@@ -262,7 +266,12 @@ func FuzzDecodeSnapshot(f *testing.F) {
 				SourceIP: r.Metadata.SourceIP,
 				Upload:   r.Upload,
 				Download: r.Download,
+				Start:    r.Start,
 			}
+			if !s.Connections[i].Start.Equal(want.Start) {
+				t.Fatalf("connection %d starts %v, want %v", i, s.Connections[i].Start, want.Start)
+			}
+			want.Start = s.Connections[i].Start
 			if s.Connections[i] != want {
 				t.Fatalf("connection %d = %+v, want %+v", i, s.Connections[i], want)
 			}
