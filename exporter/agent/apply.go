@@ -54,8 +54,10 @@ func (a *Agent) apply(ctx context.Context, set sbconfig.NodeUsers, etag string) 
 	}
 	took, err := a.reload(ctx, rendered)
 	if err != nil {
-		a.metrics.applies.WithLabelValues(resultReloadFailed).Inc()
+		// Counted once the previous file is back and reloaded, so that
+		// the failure shows when the node serves a known set again.
 		a.restore(ctx, cur)
+		a.metrics.applies.WithLabelValues(resultReloadFailed).Inc()
 		return true, err
 	}
 	a.metrics.applies.WithLabelValues(resultSuccess).Inc()

@@ -429,6 +429,8 @@ func TestAgentRestoresAfterFailedReload(t *testing.T) {
 	good, _ := os.ReadFile(n.config)
 
 	ctl.setUsers(2, agentAlice, agentBob)
+	// The failure is counted once the previous file is back and sing-box
+	// has reloaded it.
 	n.waitMetric("singbox_config_apply_total", map[string]string{"result": "reload_failed"}, atLeast(1), "failed reload reported")
 	if now, _ := os.ReadFile(n.config); !bytes.Equal(now, good) {
 		t.Errorf("previous config not restored:\n%s", now)
