@@ -285,13 +285,27 @@ func (t *tracked) tailWeight(dir int, now time.Time) float64 {
 
 // unseenBirths returns, as candidates, logged connections that had time to
 // appear in a snapshot and never did: they opened and closed in between.
+//
+// Which window an unseen connection's bytes are in is decided by the log
+// stream's order where it can be: sing-box logs connections in the order
+// they begin, so one logged before a connection that the snapshot holds
+// began before the snapshot too, and if the snapshot does not hold it, it
+// has closed in this window, however late its line arrived. Only the
+// connections logged after the last one the snapshot holds are judged by
+// when their line arrived.
 func (e *Engine) unseenBirths(seen map[key]bool, requested time.Time) []candidate {
 	var cands []candidate
+	last := -1
+	for i, b := range e.births {
+		if seen[b.key] {
+			last = i
+		}
+	}
 	keep := e.births[:0]
-	for _, b := range e.births {
+	for i, b := range e.births {
 		switch {
 		case seen[b.key]:
-		case requested.Sub(b.at) >= e.opts.Settle:
+		case i < last || requested.Sub(b.at) >= e.opts.Settle:
 			cands = append(cands, candidate{Owner: Owner{b.user, b.inbound}, weight: e.birthWeight(b.user), birth: true})
 		default:
 			keep = append(keep, b)
