@@ -258,7 +258,7 @@ func (e *Engine) gone(open map[string]bool, now time.Time, r *Result) []candidat
 		}
 		c := candidate{
 			Owner:  Owner{t.User, t.Inbound},
-			weight: [2]float64{t.tailWeight(up, now), t.tailWeight(down, now)},
+			weight: [2]float64{e.tailWeight(t, up, now), e.tailWeight(t, down, now)},
 		}
 		e.learnSize(t)
 		cands = append(cands, c)
@@ -268,8 +268,10 @@ func (e *Engine) gone(open map[string]bool, now time.Time, r *Result) []candidat
 
 // A connection closed at some point after it was last seen; its unseen tail
 // is on average its latest rate over half the time since. The rate of a
-// connection seen once is what it moved since sing-box began tracking it.
-func (t *tracked) tailWeight(dir int, now time.Time) float64 {
+// connection seen once is what it moved since sing-box began tracking it;
+// such a connection is usually a short one about to end, so its tail is
+// also at most what the user's short connections move beyond what was seen.
+func (e *Engine) tailWeight(t *tracked, dir int, now time.Time) float64 {
 	span := t.Interval
 	if span <= 0 && !t.Born.IsZero() {
 		// A few milliseconds at least: a connection seen the instant it
@@ -280,7 +282,17 @@ func (t *tracked) tailWeight(dir int, now time.Time) float64 {
 		return float64(t.Last[dir])/2 + 1
 	}
 	rate := float64(t.Last[dir]) / span.Seconds()
-	return rate*now.Sub(t.Seen).Seconds()/2 + 1
+	w := rate * now.Sub(t.Seen).Seconds() / 2
+	if t.Interval <= 0 {
+		seen := float64(t.Up)
+		if dir == down {
+			seen = float64(t.Down)
+		}
+		if a, ok := e.avg[t.User]; ok && seen < a[dir] {
+			w = min(w, a[dir]-seen)
+		}
+	}
+	return w + 1
 }
 
 // unseenBirths returns, as candidates, logged connections that had time to

@@ -12,12 +12,18 @@ type candidate struct {
 // each way.
 const defaultBirthBytes = 16 << 10
 
-// avgAlpha weighs the newest measurement of a user's connections.
-const avgAlpha = 0.3
+// Weights of the newest measurement of a user's connections: a window
+// explained by that user's unseen connections alone measures their average
+// exactly; one connection caught once is a sample of one, uniform between
+// nothing and twice the size, so it takes about forty to average its noise
+// below a tenth.
+const (
+	avgAlpha    = 0.3
+	sampleAlpha = 0.05
+)
 
 // learnSize records what a short connection that was seen once and has now
-// closed moved in all. A
-// user's connections that close unseen are weighed by this: under overlap
+// closed moved in all. A user's connections that close unseen are weighed by this: under overlap
 // it is the best evidence there is of their size, since windows with one
 // user's unseen connections alone are rare, and without it a user's unseen
 // downloads were weighed like a few kilobytes against other users' tails of
@@ -32,18 +38,18 @@ func (e *Engine) learnSize(t *tracked) {
 	if t.Interval > 0 {
 		return
 	}
-	e.record(t.User, [2]float64{2 * float64(t.Up), 2 * float64(t.Down)})
+	e.record(t.User, [2]float64{2 * float64(t.Up), 2 * float64(t.Down)}, sampleAlpha)
 }
 
 // record folds one measured connection size into a user's average.
-func (e *Engine) record(user string, size [2]float64) {
+func (e *Engine) record(user string, size [2]float64, alpha float64) {
 	a, ok := e.avg[user]
 	if !ok {
 		e.avg[user] = &size
 		return
 	}
 	for dir := range a {
-		a[dir] = (1-avgAlpha)*a[dir] + avgAlpha*size[dir]
+		a[dir] = (1-alpha)*a[dir] + alpha*size[dir]
 	}
 }
 
@@ -109,7 +115,7 @@ func (e *Engine) learn(cands []candidate, rem [2]uint64) {
 		}
 	}
 	n := float64(len(cands))
-	e.record(cands[0].User, [2]float64{float64(rem[up]) / n, float64(rem[down]) / n})
+	e.record(cands[0].User, [2]float64{float64(rem[up]) / n, float64(rem[down]) / n}, avgAlpha)
 }
 
 func singleUser(cands []candidate) bool {

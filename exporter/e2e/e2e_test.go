@@ -10,8 +10,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -97,23 +95,13 @@ func startNode(t *testing.T, singbox string, exact bool) *node {
 	waitTCP(t, alice.proxy, 20*time.Second)
 	waitTCP(t, bob.proxy, 20*time.Second)
 
-	dir := t.TempDir()
-	secretFile := filepath.Join(dir, "secret")
-	os.WriteFile(secretFile, []byte(clashSecret+"\n"), 0o600)
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	args := []string{
-		"--web.listen-address=" + listen,
-		"--singbox.clash-api=http://" + n.clashAddr,
-		"--singbox.clash-secret-file=" + secretFile,
-		"--state.path=" + filepath.Join(dir, "state.json"),
-		"--log.level=debug",
-	}
+	v2ray := ""
 	if exact {
-		args = append(args, fmt.Sprintf("--singbox.v2ray-api=127.0.0.1:%d", v2rayPort))
+		v2ray = fmt.Sprintf("127.0.0.1:%d", v2rayPort)
 	}
-	n.exporter = startProcess(t, exporterBin, args...)
+	var listen string
+	n.exporter, listen = startExporter(t, exporterBin, n.clashAddr, v2ray)
 	n.metricsURL = "http://" + listen + "/metrics"
-	waitHTTP(t, n.metricsURL, 20*time.Second)
 	n.waitUp()
 	return n
 }

@@ -165,6 +165,33 @@ func (p *process) restart() {
 	p.start()
 }
 
+// startExporter runs singbox_exporter against sing-box's Clash API at
+// clashAddr, and its V2Ray stats API at v2ray unless that is empty, with its
+// state in a fresh directory, and returns it with its listen address once
+// /metrics answers.
+func startExporter(t *testing.T, bin, clashAddr, v2ray string, extra ...string) (*process, string) {
+	t.Helper()
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte(clashSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	args := []string{
+		"--web.listen-address=" + listen,
+		"--singbox.clash-api=http://" + clashAddr,
+		"--singbox.clash-secret-file=" + secretFile,
+		"--state.path=" + filepath.Join(dir, "state.json"),
+		"--log.level=debug",
+	}
+	if v2ray != "" {
+		args = append(args, "--singbox.v2ray-api="+v2ray)
+	}
+	p := startProcess(t, bin, append(args, extra...)...)
+	waitHTTP(t, "http://"+listen+"/metrics", 20*time.Second)
+	return p, listen
+}
+
 func writeJSON(t *testing.T, v any) string {
 	t.Helper()
 	b, err := json.MarshalIndent(v, "", "  ")
