@@ -6,6 +6,9 @@
 # state) before systemd stops sing-box, so `systemctl stop` or `restart
 # sing-box` and package upgrades lose no traffic. The flush uses curl, else
 # wget, else bash; it gives up after 15 s and never prevents the stop.
+# With --singbox-v2ray-binary it also installs a sing-box built with the
+# V2Ray stats API and sets the exporter to exact mode; it never edits
+# sing-box's config, but prints the block to add to it.
 #
 #   install-node.sh --binary ./singbox_exporter \
 #     --controller-url https://boxfleet.example.com --token-file ./node.token \
@@ -20,19 +23,30 @@
 #   --node-address HOST    public host clients dial; default: --node-name
 #   --label KEY=VALUE      node label (region, group, ...); repeatable
 #   --singbox-config PATH  sing-box config the agent manages (/etc/sing-box/config.json)
-#   --singbox-binary PATH  sing-box, for `sing-box check` (default: from PATH)
+#   --singbox-binary PATH  sing-box, for `sing-box check` (default: from PATH;
+#                          with --singbox-v2ray-binary, /usr/local/bin/sing-box)
+#   --singbox-v2ray-binary PATH
+#                          exact mode: install this sing-box, built with the
+#                          V2Ray stats API (`tools/build.sh sing-box-v2ray`),
+#                          as /usr/local/bin/sing-box (the previous one is kept
+#                          as sing-box.prev), and add --singbox.v2ray-api to
+#                          the flags file
+#   --v2ray-api-listen HOST:PORT
+#                          the stats API's address (127.0.0.1:10085)
 #   --prefix DIR           install under DIR instead of / (packaging, tests):
 #                          no user is created, systemd is not touched
 #   --no-start             install and enable, but do not start
 #   --dry-run              print what would be done, change nothing
 #
 # Re-running upgrades the binary and the unit and keeps an existing flags
-# file and token, so an operator's edits survive.
+# file and token, so an operator's edits survive (--singbox-v2ray-binary
+# adds its one flag to a kept flags file that lacks it).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 binary= controller_url= token_file= node_name= node_address= labels=
 singbox_config=/etc/sing-box/config.json singbox_binary=
+singbox_v2ray_binary= v2ray_listen=127.0.0.1:10085 v2ray_listen_given=no
 prefix= start=yes dry_run=no
 
 die() { echo "install-node: $*" >&2; exit 1; }
@@ -50,6 +64,8 @@ while [ $# -gt 0 ]; do
 $2"; shift ;;
     --singbox-config) need "$@"; singbox_config=$2; shift ;;
     --singbox-binary) need "$@"; singbox_binary=$2; shift ;;
+    --singbox-v2ray-binary) need "$@"; singbox_v2ray_binary=$2; shift ;;
+    --v2ray-api-listen) need "$@"; v2ray_listen=$2; v2ray_listen_given=yes; shift ;;
     --prefix) need "$@"; prefix=${2%/}; shift ;;
     --no-start) start=no ;;
     --dry-run) dry_run=yes ;;
@@ -67,7 +83,39 @@ if [ -n "$controller_url" ]; then
 fi
 [ -n "$node_name" ] || node_name=$(hostname)
 [ -n "$node_address" ] || node_address=$node_name
-[ -n "$singbox_binary" ] || singbox_binary=$(command -v sing-box || echo /usr/bin/sing-box)
+# Exact mode: the given sing-box must have the V2Ray stats API, which its
+# `version` lists under Tags (with_v2ray_api); release builds lack it.
+v2ray_api=
+if [ -n "$singbox_v2ray_binary" ]; then
+  [ -f "$singbox_v2ray_binary" ] || die "no such binary: $singbox_v2ray_binary"
+  version=$("$singbox_v2ray_binary" version 2>&1) ||
+    die "$singbox_v2ray_binary does not run: \`$singbox_v2ray_binary version\` failed: $version"
+  tags=$(printf '%s\n' "$version" | sed -n 's/^Tags: *//p' | head -n 1)
+  case ",$tags," in
+    *,with_v2ray_api,*) ;;
+    *) die "$singbox_v2ray_binary has no V2Ray stats API: the Tags of its \`version\` (${tags:-none}) lack with_v2ray_api; build one with \`bash tools/build.sh sing-box-v2ray\`" ;;
+  esac
+  # It goes verbatim into the flags file, a sed replacement and the JSON
+  # printed below: host names, IPv4 and [IPv6] addresses only.
+  case $v2ray_listen in
+    *[!]A-Za-z0-9.:%[-]* | :* | *:) die "--v2ray-api-listen wants HOST:PORT, got $v2ray_listen" ;;
+    *:*) ;;
+    *) die "--v2ray-api-listen wants HOST:PORT, got $v2ray_listen" ;;
+  esac
+  case ${v2ray_listen##*:} in
+    *[!0-9]*) die "--v2ray-api-listen wants HOST:PORT, got $v2ray_listen" ;;
+  esac
+  v2ray_api=$v2ray_listen
+elif [ "$v2ray_listen_given" = yes ]; then
+  die "--v2ray-api-listen goes with --singbox-v2ray-binary"
+fi
+if [ -z "$singbox_binary" ]; then
+  if [ -n "$v2ray_api" ]; then
+    singbox_binary=/usr/local/bin/sing-box # the agent's check must know v2ray_api
+  else
+    singbox_binary=$(command -v sing-box || echo /usr/bin/sing-box)
+  fi
+fi
 if [ -z "$prefix" ] && [ "$dry_run" = no ] && [ "$(id -u)" != 0 ]; then
   die "run as root, or use --prefix DIR / --dry-run"
 fi
@@ -87,8 +135,10 @@ run() {
 # Without a controller the agent's lines are commented out.
 flags() {
   awk -v url="$controller_url" -v name="$node_name" -v addr="$node_address" \
-      -v cfg="$singbox_config" -v sb="$singbox_binary" -v labels="$labels" '
+      -v cfg="$singbox_config" -v sb="$singbox_binary" -v labels="$labels" -v v2ray="$v2ray_api" '
     function set(flag, value) { print flag "=" value }
+    /^(# ?)?--singbox\.v2ray-api=/ && v2ray != "" { next }
+    /^--singbox\.clash-api=/ && v2ray != "" { print; set("--singbox.v2ray-api", v2ray); next }
     /^--controller\.|^--node\.|^--singbox\.(config|binary|reload-command)=/ && url == "" { print "# " $0; next }
     /^--controller\.url=/ { set("--controller.url", url); next }
     /^--node\.name=/ { set("--node.name", name); next }
@@ -136,6 +186,70 @@ flush_command() {
   fi
 }
 
+# keep_v2ray_flag gives a kept flags file the exporter's exact-mode flag,
+# and leaves everything else in it as the operator has it: a file without
+# the flag gets it appended; one with another address keeps it unless
+# --v2ray-api-listen asked for a new one.
+keep_v2ray_flag() {
+  f=$conf_dir/flags
+  current=$(sed -n 's/^--singbox\.v2ray-api=//p' "$f" | tail -n 1)
+  if [ "$current" = "$v2ray_api" ]; then
+    echo "# $f already has --singbox.v2ray-api=$v2ray_api"
+  elif [ -z "$current" ]; then
+    echo "+ add --singbox.v2ray-api=$v2ray_api to $f"
+    if [ "$dry_run" = no ]; then
+      cp -p "$f" "$f.tmp" # the kept file's mode and owner
+      { cat "$f"; [ -z "$(tail -c 1 "$f")" ] || echo; echo "--singbox.v2ray-api=$v2ray_api"; } > "$f.tmp"
+      mv "$f.tmp" "$f"
+    fi
+  elif [ "$v2ray_listen_given" = yes ]; then
+    echo "+ set --singbox.v2ray-api=$v2ray_api in $f (was $current)"
+    if [ "$dry_run" = no ]; then
+      cp -p "$f" "$f.tmp"
+      sed "s|^--singbox\.v2ray-api=.*|--singbox.v2ray-api=$v2ray_api|" "$f" > "$f.tmp"
+      mv "$f.tmp" "$f"
+    fi
+  else
+    echo "# keeping --singbox.v2ray-api=$current in $f (--v2ray-api-listen changes it)"
+    v2ray_api=$current
+  fi
+  sb_flag=$(sed -n 's/^--singbox\.binary=//p' "$f" | tail -n 1)
+  if grep -q '^--controller\.url=' "$f" && [ "$sb_flag" != /usr/local/bin/sing-box ]; then
+    echo "# $f has --singbox.binary=${sb_flag:-sing-box}: the agent runs \`sing-box check\` with it, and once the config has v2ray_api only a build with the API passes; set --singbox.binary=/usr/local/bin/sing-box" >&2
+  fi
+}
+
+# v2ray_notes tells the operator the rest of exact mode, which is theirs to
+# do: this script never edits sing-box's config.
+v2ray_notes() {
+  [ -n "$v2ray_api" ] || return 0
+  cat <<EOF
+
+# Exact mode: the exporter reads per-user traffic from sing-box's V2Ray
+# stats API at $v2ray_api. Add this to sing-box's config,
+# $singbox_config (merged into its "experimental" if it has one):
+
+"experimental": {"v2ray_api": {"listen": "$v2ray_api", "stats": {"enabled": true, "users": []}}}
+
+EOF
+  if [ -n "$controller_url" ] || grep -q '^--controller\.url=' "$conf_dir/flags" 2>/dev/null; then
+    echo "# The agent fills \"users\" from then on: sing-box counts only the users"
+    echo "# listed there, and the agent lists every user it writes into the config"
+    echo "# (it sees the edited file when the exporter restarts)."
+  else
+    echo "# sing-box counts only the users listed in \"users\": without the agent"
+    echo "# (--controller-url), list every user's name there yourself."
+  fi
+  cat <<EOF
+# sing-box.service must start /usr/local/bin/sing-box: \`systemctl cat
+# sing-box.service\` shows its ExecStart. Then:
+#   /usr/local/bin/sing-box check -c $singbox_config
+#   systemctl restart sing-box
+#   systemctl restart singbox_exporter
+# The sing-box this replaces, if any, is kept as /usr/local/bin/sing-box.prev.
+EOF
+}
+
 dropin_text() {
   cat <<EOF
 # Written by boxfleet's install-node.sh. Before sing-box stops, ask
@@ -148,6 +262,23 @@ EOF
 
 # 1. The binary.
 run install -D -m 0755 "$binary" "$bin_dir/singbox_exporter"
+
+# 1b. Exact mode: sing-box with the V2Ray stats API. It replaces the one in
+# $bin_dir in one rename, so sing-box is never missing or half written; the
+# one it replaces stays as sing-box.prev (a hard link, so running it is no
+# obstacle). A re-run with the same build keeps the previous one.
+if [ -n "$v2ray_api" ]; then
+  sb=$bin_dir/sing-box
+  if [ -f "$sb" ] && cmp -s "$singbox_v2ray_binary" "$sb"; then
+    echo "# $sb is already this build"
+  else
+    run install -D -m 0755 "$singbox_v2ray_binary" "$sb.tmp"
+    if [ -f "$sb" ]; then
+      run ln -f "$sb" "$sb.prev"
+    fi
+    run mv -f "$sb.tmp" "$sb"
+  fi
+fi
 
 # 2. The user, which owns nothing but its state and reads its flags.
 if [ -n "$prefix" ]; then
@@ -164,8 +295,9 @@ run install -d -m 0750 "$conf_dir"
 [ -n "$prefix" ] || run chown "$owner" "$conf_dir"
 if [ -e "$conf_dir/flags" ]; then
   echo "# keeping $conf_dir/flags"
+  [ -z "$v2ray_api" ] || keep_v2ray_flag
 else
-  echo "+ write $conf_dir/flags"
+  echo "+ write $conf_dir/flags${v2ray_api:+ (exact mode: --singbox.v2ray-api=$v2ray_api)}"
   if [ "$dry_run" = no ]; then
     flags > "$conf_dir/flags.tmp"
     chmod 0640 "$conf_dir/flags.tmp"
@@ -210,7 +342,7 @@ if grep -q '^--web\.config\.file=' "$conf_dir/flags" 2>/dev/null; then
   echo "# $conf_dir/flags sets --web.config.file: edit $dropin if it asks for TLS or a password" >&2
 fi
 
-[ -n "$prefix" ] && { echo "# --prefix: systemd left alone"; exit 0; }
+[ -n "$prefix" ] && { echo "# --prefix: systemd left alone"; v2ray_notes; exit 0; }
 
 # 6. Let the agent replace sing-box's config: the directory's group is the
 # exporter's (setgid keeps new files in it), and sing-box, if it runs as
@@ -233,3 +365,4 @@ if [ "$start" = yes ]; then
 else
   run systemctl enable singbox_exporter.service
 fi
+v2ray_notes

@@ -324,3 +324,222 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// exactModeBlock is what the operator must add to sing-box's config for
+// exact mode, as install-node.sh prints it with the default address.
+const exactModeBlock = `"experimental": {"v2ray_api": {"listen": "127.0.0.1:10085", "stats": {"enabled": true, "users": []}}}`
+
+// writeStub writes an executable shell script.
+func writeStub(t *testing.T, path, script string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// activeLines returns the flags file's lines that set flag.
+func activeLines(flags, flag string) []string {
+	var out []string
+	for _, line := range strings.Split(flags, "\n") {
+		if strings.HasPrefix(line, flag+"=") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// --singbox-v2ray-binary installs the real sing-box with the V2Ray API over
+// the node's sing-box, keeps the previous one, sets the exporter to exact
+// mode, and prints the block for sing-box's config, which that sing-box
+// accepts. A re-run with the same build keeps the previous one.
+func TestInstallNodeExactMode(t *testing.T) {
+	exe := staticBuild(t, "./cmd/singbox_exporter")
+	v2ray := testbin.Path(t, "sing-box-v2ray")
+	prefix := t.TempDir()
+	token := filepath.Join(t.TempDir(), "node.token")
+	os.WriteFile(token, []byte("node-secret-token"), 0o600)
+	sb := filepath.Join(prefix, "usr/local/bin/sing-box")
+	const previous = "echo the previous sing-box\n"
+	writeStub(t, sb, previous)
+	args := []string{"--binary", exe, "--prefix", prefix, "--controller-url", "https://ctl.example.com",
+		"--token-file", token, "--singbox-v2ray-binary", v2ray}
+
+	// --dry-run says what it would do and changes nothing.
+	out, err := installNode(t, append(args, "--dry-run")...)
+	if err != nil {
+		t.Fatalf("install-node.sh --dry-run: %v\n%s", err, out)
+	}
+	for _, want := range []string{"+ ln -f " + sb + " " + sb + ".prev", "+ mv -f " + sb + ".tmp " + sb, "--singbox.v2ray-api=127.0.0.1:10085", exactModeBlock} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--dry-run does not say %q:\n%s", want, out)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(prefix, "usr/local/bin")); len(entries) != 1 || readFile(t, sb) != "#!/bin/sh\n"+previous {
+		t.Errorf("--dry-run changed usr/local/bin: %v", entries)
+	}
+	if _, err := os.Stat(filepath.Join(prefix, "etc")); err == nil {
+		t.Error("--dry-run wrote etc/")
+	}
+
+	out, err = installNode(t, args...)
+	if err != nil {
+		t.Fatalf("install-node.sh: %v\n%s", err, out)
+	}
+	want, _ := os.ReadFile(v2ray)
+	if got, err := os.ReadFile(sb); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("installed sing-box differs from the given one (%v)", err)
+	}
+	if fi, err := os.Stat(sb); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("sing-box mode %v (%v), want 0755", fi.Mode().Perm(), err)
+	}
+	if got := readFile(t, sb+".prev"); got != "#!/bin/sh\n"+previous {
+		t.Errorf("sing-box.prev is not the previous sing-box: %q", got)
+	}
+	if _, err := os.Stat(sb + ".tmp"); err == nil {
+		t.Error("temporary sing-box.tmp left behind")
+	}
+
+	flagsFile := filepath.Join(prefix, "etc/singbox_exporter/flags")
+	flags := readFile(t, flagsFile)
+	if got := activeLines(flags, "--singbox.v2ray-api"); !slices.Equal(got, []string{"--singbox.v2ray-api=127.0.0.1:10085"}) {
+		t.Errorf("flags file sets %q, want --singbox.v2ray-api=127.0.0.1:10085 once:\n%s", got, flags)
+	}
+	// The agent checks configs with the sing-box that knows v2ray_api.
+	if got := activeLines(flags, "--singbox.binary"); !slices.Equal(got, []string{"--singbox.binary=/usr/local/bin/sing-box"}) {
+		t.Errorf("flags file sets %q, want the installed sing-box", got)
+	}
+	if out, err := exec.Command(exe, "@"+flagsFile, "--help").CombinedOutput(); err != nil {
+		t.Errorf("singbox_exporter rejects the flags: %v\n%s", err, lastLines(out, 3))
+	}
+
+	// The printed block, as it is, passes the installed sing-box's check;
+	// the script says the agent keeps its users.
+	if !strings.Contains(out, "\n"+exactModeBlock+"\n") || !strings.Contains(out, `The agent fills "users"`) {
+		t.Errorf("install-node.sh did not print the config block and who fills users:\n%s", out)
+	}
+	config := filepath.Join(t.TempDir(), "config.json")
+	os.WriteFile(config, []byte("{"+exactModeBlock+"}\n"), 0o600)
+	if b, err := exec.Command(sb, "check", "-c", config).CombinedOutput(); err != nil {
+		t.Errorf("installed sing-box rejects the printed block: %v\n%s", err, b)
+	}
+
+	// Again with the same build: nothing to replace, the previous one stays.
+	out, err = installNode(t, args...)
+	if err != nil {
+		t.Fatalf("second run: %v\n%s", err, out)
+	}
+	if got := readFile(t, sb+".prev"); got != "#!/bin/sh\n"+previous {
+		t.Errorf("a re-run with the same build replaced sing-box.prev")
+	}
+	if readFile(t, flagsFile) != flags {
+		t.Errorf("a re-run changed the flags file:\n%s", readFile(t, flagsFile))
+	}
+}
+
+// A kept flags file gets the exact-mode flag and nothing else changes in
+// it; a kept address stays unless --v2ray-api-listen asks for another.
+func TestInstallNodeExactModeKeepsFlags(t *testing.T) {
+	exe := staticBuild(t, "./cmd/singbox_exporter")
+	v2ray := testbin.Path(t, "sing-box-v2ray")
+	prefix := t.TempDir()
+	if out, err := installNode(t, "--binary", exe, "--prefix", prefix); err != nil {
+		t.Fatalf("install-node.sh: %v\n%s", err, out)
+	}
+	flagsFile := filepath.Join(prefix, "etc/singbox_exporter/flags")
+	edited := readFile(t, flagsFile) + "--log.level=debug" // no final newline
+	os.WriteFile(flagsFile, []byte(edited), 0o640)
+
+	args := []string{"--binary", exe, "--prefix", prefix, "--singbox-v2ray-binary", v2ray}
+	out, err := installNode(t, args...)
+	if err != nil {
+		t.Fatalf("install-node.sh: %v\n%s", err, out)
+	}
+	if got := readFile(t, flagsFile); got != edited+"\n--singbox.v2ray-api=127.0.0.1:10085\n" {
+		t.Errorf("kept flags file not extended by the flag alone:\n%s", got)
+	}
+	if fi, err := os.Stat(flagsFile); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("flags mode %v (%v), want 0640", fi.Mode().Perm(), err)
+	}
+	if _, err := os.Stat(filepath.Join(prefix, "usr/local/bin/sing-box.prev")); err == nil {
+		t.Error("sing-box.prev made up where there was no sing-box")
+	}
+	// Without the agent, the operator lists the users.
+	if !strings.Contains(out, exactModeBlock) || !strings.Contains(out, "list every user's name there yourself") {
+		t.Errorf("output:\n%s", out)
+	}
+	if out, err := exec.Command(filepath.Join(prefix, "usr/local/bin/singbox_exporter"), "@"+flagsFile, "--help").CombinedOutput(); err != nil {
+		t.Errorf("singbox_exporter rejects the flags: %v\n%s", err, lastLines(out, 3))
+	}
+
+	// Another address: kept by default and printed as it is ...
+	os.WriteFile(flagsFile, []byte(strings.Replace(readFile(t, flagsFile), ":10085", ":10086", 1)), 0o640)
+	out, err = installNode(t, args...)
+	if err != nil {
+		t.Fatalf("install-node.sh: %v\n%s", err, out)
+	}
+	if got := activeLines(readFile(t, flagsFile), "--singbox.v2ray-api"); !slices.Equal(got, []string{"--singbox.v2ray-api=127.0.0.1:10086"}) || !strings.Contains(out, `"listen": "127.0.0.1:10086"`) {
+		t.Errorf("kept address not kept: %q\n%s", got, out)
+	}
+	// ... and replaced when asked.
+	out, err = installNode(t, append(args, "--v2ray-api-listen", "127.0.0.1:10087")...)
+	if err != nil {
+		t.Fatalf("install-node.sh: %v\n%s", err, out)
+	}
+	if got := activeLines(readFile(t, flagsFile), "--singbox.v2ray-api"); !slices.Equal(got, []string{"--singbox.v2ray-api=127.0.0.1:10087"}) || !strings.Contains(out, `"listen": "127.0.0.1:10087"`) {
+		t.Errorf("address not replaced: %q\n%s", got, out)
+	}
+}
+
+// A sing-box without the V2Ray API (or one that does not run) is refused
+// with an error that says why, before anything is installed.
+func TestInstallNodeRefusesSingBoxWithoutV2RayAPI(t *testing.T) {
+	exe := staticBuild(t, "./cmd/singbox_exporter")
+	release, v2ray := testbin.Path(t, "sing-box"), testbin.Path(t, "sing-box-v2ray")
+	version := func(tags string) string {
+		return "cat <<EOF\nsing-box version 1.14.1\n\nEnvironment: go1.26.8 linux/amd64 (with_v2ray_api elsewhere)\nTags: " + tags + "\nCGO: enabled\nEOF\n"
+	}
+	for name, c := range map[string]struct{ script, binary, want string }{
+		"release build": {binary: release, want: "lack with_v2ray_api"},
+		"tags without":  {script: version("with_gvisor,with_quic,with_clash_api"), want: "lack with_v2ray_api"},
+		"lookalike tag": {script: version("with_clash_api,with_v2ray_api_extra"), want: "lack with_v2ray_api"},
+		"no Tags line":  {script: "echo sing-box version 1.14.1\n", want: "lack with_v2ray_api"},
+		"does not run":  {script: "echo exec format error >&2; exit 126\n", want: "does not run"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			bin := c.binary
+			if bin == "" {
+				bin = filepath.Join(t.TempDir(), "sing-box")
+				writeStub(t, bin, c.script)
+			}
+			prefix := t.TempDir()
+			out, err := installNode(t, "--binary", exe, "--prefix", prefix, "--singbox-v2ray-binary", bin)
+			if err == nil {
+				t.Fatalf("accepted:\n%s", out)
+			}
+			if !strings.Contains(out, "install-node: ") || !strings.Contains(out, c.want) || !strings.Contains(out, bin) {
+				t.Errorf("error does not say %q about %s:\n%s", c.want, bin, out)
+			}
+			if c.want != "does not run" && !strings.Contains(out, "tools/build.sh sing-box-v2ray") {
+				t.Errorf("error does not say how to get a build with the API:\n%s", out)
+			}
+			if entries, _ := os.ReadDir(prefix); len(entries) != 0 {
+				t.Errorf("installed %v before refusing", entries)
+			}
+		})
+	}
+	for name, args := range map[string][]string{
+		"listen without the binary": {"--v2ray-api-listen", "127.0.0.1:10085"},
+		"listen without a port":     {"--singbox-v2ray-binary", v2ray, "--v2ray-api-listen", "127.0.0.1"},
+		"listen with a quote":       {"--singbox-v2ray-binary", v2ray, "--v2ray-api-listen", `127.0.0."1:10085`},
+		"listen with a sed special": {"--singbox-v2ray-binary", v2ray, "--v2ray-api-listen", "a&b|c:10085"},
+		"listen with a bad port":    {"--singbox-v2ray-binary", v2ray, "--v2ray-api-listen", "127.0.0.1:x"},
+		"missing binary":            {"--singbox-v2ray-binary", "/nonexistent/sing-box"},
+	} {
+		if out, err := installNode(t, append([]string{"--binary", exe, "--prefix", t.TempDir()}, args...)...); err == nil {
+			t.Errorf("%s: accepted\n%s", name, out)
+		}
+	}
+}

@@ -37,6 +37,10 @@ type (
 // changes, comments and formatting included. Users are sorted by name, so the
 // same config and set give the same bytes whatever order the set came in; a
 // user lacking the secret an inbound needs is left out of that inbound.
+//
+// When the config has a V2Ray stats service (experimental.v2ray_api.stats),
+// its users list is kept in line too (see statsUsersEdit): sing-box counts
+// only the users named there.
 func InjectUsers(config []byte, tags []string, users []User) ([]byte, error) {
 	d, err := readDocument(config)
 	if err != nil {
@@ -49,53 +53,82 @@ func InjectUsers(config []byte, tags []string, users []User) ([]byte, error) {
 	sorted := slices.Clone(users)
 	slices.SortStableFunc(sorted, func(a, b User) int { return strings.Compare(a.Name, b.Name) })
 
-	type edit struct {
-		at   span
-		text []byte
-	}
 	var edits []edit
+	var injected []string // names written into some inbound
 	for _, m := range managed {
 		members, err := objectMembers(d.std, m.span)
 		if err != nil {
 			return nil, fmt.Errorf("inbound %q: %w", m.raw.Tag, err)
 		}
-		entries, err := userEntries(m.raw, sorted)
+		entries, names, err := userEntries(m.raw, sorted)
 		if err != nil {
 			return nil, fmt.Errorf("inbound %q: %w", m.raw.Tag, err)
 		}
-		if u, ok := find(members, "users"); ok {
-			indent := lineIndent(d.src, u.value.start)
-			edits = append(edits, edit{u.value, renderArray(entries, indent, indentUnit(d.src, m.span, indent))})
-			continue
-		}
-		// No users key yet: add one after the last member, laid out like it.
-		last := members[len(members)-1]
-		indent := lineIndent(d.src, last.value.start)
-		arr := renderArray(entries, indent, indentUnit(d.src, m.span, indent))
-		var text []byte
-		if lineStart(d.src, last.value.start) > m.span.start {
-			text = fmt.Appendf(nil, ",\n%s\"users\": %s", indent, arr)
-		} else {
-			text = fmt.Appendf(nil, ", \"users\": %s", arr)
-		}
-		edits = append(edits, edit{span{last.value.end, last.value.end}, text})
+		injected = append(injected, names...)
+		edits = append(edits, d.setMember(m.span, members, "users", entries))
 	}
+	e, ok, err := d.statsUsersEdit(managed, injected)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		edits = append(edits, e)
+	}
+	return splice(d.src, edits), nil
+}
+
+// edit replaces the text at a span (empty for an insertion).
+type edit struct {
+	at   span
+	text []byte
+}
+
+// splice applies edits, which must not overlap, to src.
+func splice(src []byte, edits []edit) []byte {
+	edits = slices.Clone(edits)
+	slices.SortFunc(edits, func(a, b edit) int { return a.at.start - b.at.start })
 	var out bytes.Buffer
 	prev := 0
-	for _, e := range edits { // inbounds come in file order
-		out.Write(d.src[prev:e.at.start])
+	for _, e := range edits {
+		out.Write(src[prev:e.at.start])
 		out.Write(e.text)
 		prev = e.at.end
 	}
-	out.Write(d.src[prev:])
-	return out.Bytes(), nil
+	out.Write(src[prev:])
+	return out.Bytes()
+}
+
+// setMember returns the edit that makes key of the object at obj (whose
+// members are given) the array of entries: the value replaced when the key
+// is there, else a member added after the last one, laid out like it.
+func (d *document) setMember(obj span, members []member, key string, entries [][]byte) edit {
+	if m, ok := find(members, key); ok {
+		indent := lineIndent(d.src, m.value.start)
+		return edit{m.value, renderArray(entries, indent, indentUnit(d.src, obj, indent))}
+	}
+	if len(members) == 0 { // {}: the key goes right after the brace
+		indent := lineIndent(d.src, obj.start)
+		arr := renderArray(entries, indent, indentUnit(d.src, obj, indent))
+		return edit{span{obj.start + 1, obj.start + 1}, fmt.Appendf(nil, "\"%s\": %s", key, arr)}
+	}
+	last := members[len(members)-1]
+	indent := lineIndent(d.src, last.value.start)
+	arr := renderArray(entries, indent, indentUnit(d.src, obj, indent))
+	var text []byte
+	if lineStart(d.src, last.value.start) > obj.start {
+		text = fmt.Appendf(nil, ",\n%s\"%s\": %s", indent, key, arr)
+	} else {
+		text = fmt.Appendf(nil, ", \"%s\": %s", key, arr)
+	}
+	return edit{span{last.value.end, last.value.end}, text}
 }
 
 // userEntries encodes users as the given inbound wants them, one JSON
-// object each.
-func userEntries(r rawInbound, users []User) ([][]byte, error) {
+// object each, and returns the names of those it wrote.
+func userEntries(r rawInbound, users []User) ([][]byte, []string, error) {
 	flow := r.flow()
 	out := make([][]byte, 0, len(users))
+	names := make([]string, 0, len(users))
 	for _, u := range users {
 		var v any
 		switch r.Type {
@@ -115,11 +148,12 @@ func userEntries(r rawInbound, users []User) ([][]byte, error) {
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, b)
+		names = append(names, u.Name)
 	}
-	return out, nil
+	return out, names, nil
 }
 
 // complete reports whether every secret an entry needs is there.

@@ -180,28 +180,55 @@ func TestInjectEmptySetAndIncompleteUsers(t *testing.T) {
 	}
 }
 
+// withV2RayAPI adds a V2Ray stats service to an operator's file, listing
+// a user the set no longer has.
+func withV2RayAPI(src string) string {
+	const outbounds = `  "outbounds": [{"type": "direct", "tag": "direct"}],` + "\n"
+	return strings.Replace(src, outbounds, outbounds+`  "experimental": {
+    "v2ray_api": {"listen": "127.0.0.1:10085", "stats": {"enabled": true, "users": ["old"]}}, // exact mode
+  },
+`, 1)
+}
+
 // TestInjectedConfigPassesSingBoxCheck runs the real sing-box over the
-// rewritten file, every supported type and a hostile name included.
+// rewritten file, every supported type and a hostile name included: the
+// release build over the plain file, and the build with the V2Ray API
+// (which the release build refuses) over the file with its stats service,
+// whose users list the injection rewrote.
 func TestInjectedConfigPassesSingBoxCheck(t *testing.T) {
-	bin := testbin.Path(t, "sing-box")
 	cert, key := certFiles(t)
 	src := strings.ReplaceAll(strings.ReplaceAll(serverConfig, "CERT", cert), "KEY", key)
-	out, err := InjectUsers([]byte(src), nil, []User{alice, hostile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(path, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := exec.Command(bin, "check", "-c", path).CombinedOutput(); err != nil {
-		t.Fatalf("sing-box check: %v\n%s\n%s", err, b, out)
+	for _, c := range []struct{ binary, config string }{
+		{"sing-box", src},
+		{"sing-box-v2ray", withV2RayAPI(src)},
+	} {
+		t.Run(c.binary, func(t *testing.T) {
+			bin := testbin.Path(t, c.binary)
+			out, err := InjectUsers([]byte(c.config), nil, []User{alice, hostile})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.binary == "sing-box-v2ray" {
+				if got := statsUsers(t, out); !reflect.DeepEqual(got, []string{"alice", hostile.Name}) {
+					t.Errorf("stats.users %q", got)
+				}
+			}
+			path := filepath.Join(t.TempDir(), "config.json")
+			if err := os.WriteFile(path, out, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := exec.Command(bin, "check", "-c", path).CombinedOutput(); err != nil {
+				t.Fatalf("%s check: %v\n%s\n%s", c.binary, err, b, out)
+			}
+		})
 	}
 }
 
 func FuzzInjectUsers(f *testing.F) {
 	f.Add([]byte(serverConfig), "alice")
 	f.Add([]byte(`{"inbounds":[{"type":"trojan","tag":"t"}]}`), "\"]}")
+	f.Add([]byte(withV2RayAPI(serverConfig)), "bob")
+	f.Add([]byte(`{"inbounds":[{"type":"trojan","tag":"t"}],"experimental":{"v2ray_api":{"stats":{}}}}`), "\"]}")
 	f.Fuzz(func(t *testing.T, src []byte, name string) {
 		out, err := InjectUsers(src, nil, []User{{Name: name, Credentials: alice.Credentials}})
 		if err != nil {

@@ -202,10 +202,12 @@ func find(members []member, key string) (member, bool) {
 }
 
 // document is a config file read for editing: the original text, its
-// standardized copy, and where each inbound object is.
+// standardized copy, where each inbound object is, and where the V2Ray
+// stats service's object (experimental.v2ray_api.stats) is, if there is one.
 type document struct {
 	src, std []byte
 	inbounds []span
+	stats    *span
 }
 
 func readDocument(src []byte) (*document, error) {
@@ -234,5 +236,26 @@ func readDocument(src []byte) (*document, error) {
 			return nil, fmt.Errorf("sing-box config: inbounds: %w", err)
 		}
 	}
+	d.stats = objectAt(std, top, "experimental", "v2ray_api", "stats")
 	return d, nil
+}
+
+// objectAt follows keys down from the members of an object and returns
+// the span of the object found there, or nil when a key is missing or a
+// value on the way is not an object.
+func objectAt(b []byte, members []member, keys ...string) *span {
+	for i, k := range keys {
+		m, ok := find(members, k)
+		if !ok || b[m.value.start] != '{' {
+			return nil
+		}
+		if i == len(keys)-1 {
+			return &m.value
+		}
+		var err error
+		if members, err = objectMembers(b, m.value); err != nil {
+			return nil
+		}
+	}
+	return nil
 }
