@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/boxfleet/boxfleet/internal/promtest"
 	"io"
 	"net"
 	"net/http"
@@ -20,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxfleet/boxfleet/internal/proctest"
+	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
 )
 
@@ -179,15 +180,35 @@ func start(t *testing.T, tool, ready string, args ...string) {
 	})
 }
 
-func eventually(t *testing.T, limit time.Duration, what string, ok func() bool) {
+func eventually(t *testing.T, limit time.Duration, what string, ok func() bool, state ...func() string) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(200 * time.Millisecond)
+	proctest.Until(t, what, limit, ok, state...)
+}
+
+// fetch is a GET's body, or what went wrong, for a failed wait's report.
+func fetch(t *testing.T, u string) string {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(u)
+	if err != nil {
+		return err.Error()
 	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4000))
+	return string(b)
+}
+
+// summary is what the controller stand-in has received, for a failed wait.
+func (c *fakeController) summary() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "webhook received %d notifications:", len(c.webhooks))
+	for _, m := range c.webhooks {
+		for _, a := range m.Alerts {
+			fmt.Fprintf(&b, " %s %s%v;", a.Status, a.Labels["alertname"], a.Labels)
+		}
+	}
+	return b.String()
 }
 
 // shorten applies the test-only interval changes: everything the shipped
@@ -282,14 +303,20 @@ func TestPipeline(t *testing.T) {
 		"--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(tr.dir, "prom"),
 		"--web.listen-address="+prom)
 	began := time.Now()
+	// What a failed wait prints: the alerts as Prometheus and Alertmanager
+	// see them, and what reached the controller.
+	state := func() string {
+		return "Prometheus ALERTS: " + fetch(t, "http://"+prom+"/api/v1/query?query=ALERTS") +
+			"\nAlertmanager alerts: " + fetch(t, "http://"+am+"/api/v2/alerts") + "\n" + ctrl.summary()
+	}
 
 	// Service discovery with the token, and the node's labels on its series.
 	eventually(t, 30*time.Second, "the exporter found through HTTP SD", func() bool {
 		return query(t, prom, `singbox_up{job="singbox",node="alive",region="eu"} == 1`) == 1
-	})
+	}, state)
 
 	over := map[string]string{"alertname": "UserOverQuota", "boxfleet_action": "suspend_user", "user": "alice", "severity": "warning"}
-	eventually(t, 30*time.Second, "UserOverQuota at the webhook", func() bool { return ctrl.received("firing", over) })
+	eventually(t, 30*time.Second, "UserOverQuota at the webhook", func() bool { return ctrl.received("firing", over) }, state)
 	t.Logf("UserOverQuota reached the webhook %v after Prometheus started", time.Since(began).Round(100*time.Millisecond))
 	if ctrl.received("firing", map[string]string{"user": "bob"}) {
 		t.Error("bob, at 1% of his quota, reached the controller")
@@ -297,7 +324,7 @@ func TestPipeline(t *testing.T) {
 	eventually(t, 30*time.Second, "UserOverQuota in Telegram", func() bool {
 		_, _, ok := tg.find("User alice is over their traffic limit")
 		return ok
-	})
+	}, state)
 	m, path, _ := tg.find("User alice is over their traffic limit")
 	t.Logf("telegram message:\n%s", m.Text)
 	if path != "/bot123456:test-bot-token/sendMessage" || m.ChatID != "-1001234567890" || m.ParseMode != "HTML" {
@@ -312,11 +339,11 @@ func TestPipeline(t *testing.T) {
 	// A period reset resolves the alert, which tells the controller to resume.
 	ctrl.aliceUsed.Store(0)
 	reset := time.Now()
-	eventually(t, 30*time.Second, "resolved UserOverQuota at the webhook", func() bool { return ctrl.received("resolved", over) })
+	eventually(t, 30*time.Second, "resolved UserOverQuota at the webhook", func() bool { return ctrl.received("resolved", over) }, state)
 	t.Logf("the resolution reached the webhook %v after the reset", time.Since(reset).Round(100*time.Millisecond))
 
 	drain := map[string]string{"alertname": "NodeDown", "boxfleet_action": "drain_node", "node": "dead"}
-	eventually(t, 60*time.Second, "NodeDown at the webhook", func() bool { return ctrl.received("firing", drain) })
+	eventually(t, 60*time.Second, "NodeDown at the webhook", func() bool { return ctrl.received("firing", drain) }, state)
 	t.Logf("NodeDown reached the webhook %v after Prometheus started (for: 30s as shipped)", time.Since(began).Round(100*time.Millisecond))
 	if ctrl.received("firing", map[string]string{"alertname": "NodeDown", "node": "alive"}) {
 		t.Error("the node that accepts connections was reported down")

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxfleet/boxfleet/internal/proctest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
 )
 
@@ -67,6 +68,9 @@ func TestDemo(t *testing.T) {
 		waitFor(t, "exporter applied the user set", 60*time.Second, func() bool {
 			_, body := get(t, url(off, "/metrics"))
 			return strings.Contains(body, "\nsingbox_up 1\n") && regexp.MustCompile(`\nsingbox_config_revision [1-9]`).MatchString(body)
+		}, func() string {
+			_, body := get(t, url(off, "/metrics"))
+			return "exporter: " + strings.Join(regexp.MustCompile(`(?m)^singbox_(up|config_revision|config_apply_total)\b.*$`).FindAllString(body, -1), "; ")
 		})
 	}
 	waitFor(t, "Prometheus scraping every target", 90*time.Second, func() bool {
@@ -74,6 +78,9 @@ func TestDemo(t *testing.T) {
 		up, down := strings.Count(body, `"health":"up"`), strings.Count(body, `"health":"down"`)+strings.Count(body, `"health":"unknown"`)
 		// controller, prometheus, alertmanager, blackbox_exporter, 2 exporters, 6 probes
 		return up >= 12 && down == 0
+	}, func() string {
+		_, body := get(t, url(1010, "/api/v1/targets?state=active"))
+		return "targets: " + strings.Join(regexp.MustCompile(`"scrapeUrl":"[^"]*"|"health":"[a-z]*"|"lastError":"[^"]*"`).FindAllString(body, -1), " ")
 	})
 	code, links := get(t, sub[1]+"?format=links")
 	if code != 200 || strings.Count(links, "://") != 6 || !strings.Contains(links, "demo-1") || !strings.Contains(links, "demo-2") {
@@ -156,13 +163,7 @@ func get(t *testing.T, u string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool, state ...func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	proctest.Until(t, what, timeout, ok, state...)
 }
