@@ -182,7 +182,7 @@ func (e *Engine) Apply(s *clashapi.Snapshot, requested time.Time) Result {
 
 	seen, open, observed := e.meterOpen(s, requested, &r)
 	cands := e.gone(open, requested, &r)
-	cands = append(cands, e.unseenBirths(seen, requested)...)
+	cands = append(cands, e.unseenBirths(seen, requested, e.opts.Settle)...)
 	e.pool[up] += int64(r.Node.Up) - int64(observed.Up)
 	e.pool[down] += int64(r.Node.Down) - int64(observed.Down)
 	e.settle(cands, &r)
@@ -304,8 +304,8 @@ func (e *Engine) tailWeight(t *tracked, dir int, now time.Time) float64 {
 // began before the snapshot too, and if the snapshot does not hold it, it
 // has closed in this window, however late its line arrived. Only the
 // connections logged after the last one the snapshot holds are judged by
-// when their line arrived.
-func (e *Engine) unseenBirths(seen map[key]bool, requested time.Time) []candidate {
+// when their line arrived: settle before the snapshot was requested.
+func (e *Engine) unseenBirths(seen map[key]bool, requested time.Time, settle time.Duration) []candidate {
 	var cands []candidate
 	last := -1
 	for i, b := range e.births {
@@ -317,7 +317,7 @@ func (e *Engine) unseenBirths(seen map[key]bool, requested time.Time) []candidat
 	for i, b := range e.births {
 		switch {
 		case seen[b.key]:
-		case i < last || requested.Sub(b.at) >= e.opts.Settle:
+		case i < last || requested.Sub(b.at) >= settle:
 			cands = append(cands, candidate{Owner: Owner{b.user, b.inbound}, weight: e.birthWeight(b.user), birth: true})
 		default:
 			keep = append(keep, b)

@@ -31,22 +31,11 @@ func (e *Engine) SettleNow(requested time.Time) Result {
 
 // youngBirths takes, as candidates, the connections logged by the requested
 // time that are not open in the snapshot: after Apply these are the ones
-// logged too recently to be judged unseen.
+// logged too recently to be judged unseen, and a flush judges them now.
 func (e *Engine) youngBirths(requested time.Time) []candidate {
 	open := make(map[key]bool, len(e.conns))
 	for _, t := range e.conns {
 		open[key{t.Inbound, t.Source}] = true
 	}
-	var cands []candidate
-	keep := e.births[:0]
-	for _, b := range e.births {
-		switch {
-		case b.at.After(requested):
-			keep = append(keep, b)
-		case !open[b.key]:
-			cands = append(cands, candidate{Owner: Owner{b.user, b.inbound}, weight: e.birthWeight(b.user), birth: true})
-		}
-	}
-	e.births = keep
-	return cands
+	return e.unseenBirths(open, requested, 0)
 }

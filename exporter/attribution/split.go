@@ -23,11 +23,11 @@ const (
 )
 
 // learnSize records what a short connection that was seen once and has now
-// closed moved in all. A user's connections that close unseen are weighed by this: under overlap
-// it is the best evidence there is of their size, since windows with one
-// user's unseen connections alone are rare, and without it a user's unseen
-// downloads were weighed like a few kilobytes against other users' tails of
-// whole megabytes. Connections seen more than once lived longer than a
+// closed moved in all. A user's connections that close unseen are weighed
+// by this: under overlap it is the best evidence there is of their size,
+// since windows with one user's unseen connections alone are rare, and
+// without it a user's unseen downloads were weighed like a few kilobytes
+// against other users' tails of whole megabytes. Connections seen more than once lived longer than a
 // window and say nothing about those that lived less: one long download
 // would make the user's next short ones look huge.
 //

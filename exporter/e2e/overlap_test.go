@@ -28,7 +28,6 @@ type overlapUser struct {
 type overlapNode struct {
 	node
 	pause    time.Duration // between 64 KiB chunks: pace (about 10 MB/s) or 0 (loopback speed)
-	exact    bool
 	users    []*overlapUser
 	listen   string
 	flushURL string
@@ -37,7 +36,7 @@ type overlapNode struct {
 func startOverlapNode(t *testing.T, singbox string, exact bool, exporterArgs ...string) *overlapNode {
 	t.Helper()
 	sbBin, exporterBin := binaries(t, singbox)
-	n := &overlapNode{node: node{t: t, clashAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}, exact: exact, pause: pace}
+	n := &overlapNode{node: node{t: t, clashAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}, pause: pace}
 	mk := func(name, proto, id, key string) *overlapUser {
 		u := &overlapUser{user: user{name: name, origin: startOrigin(t), proxy: fmt.Sprintf("127.0.0.1:%d", freePort(t))}, proto: proto, uuid: id, ssKey: key}
 		n.users = append(n.users, u)
@@ -177,7 +176,7 @@ func (n *overlapNode) scenario(t *testing.T) {
 
 // userErrors reports each user's error, upload plus download as quotas
 // count them, and returns the largest, as a fraction.
-func (n *overlapNode) userErrors(t *testing.T, mf map[string]*dto.MetricFamily) (worst float64, report string) {
+func (n *overlapNode) userErrors(mf map[string]*dto.MetricFamily) (worst float64, report string) {
 	var b strings.Builder
 	for _, u := range n.users {
 		up, down := u.origin.truth()
@@ -216,7 +215,7 @@ func TestOverlapClashAPI(t *testing.T) {
 			n := startOverlapNode(t, "sing-box", false)
 			n.scenario(t)
 			mf := n.quiesce()
-			e, report := n.userErrors(t, mf)
+			e, report := n.userErrors(mf)
 			t.Logf("run %d: %s", i, report)
 			worst = max(worst, e)
 			n.checkDeclared(mf)
@@ -238,7 +237,7 @@ func TestOverlapLoopback(t *testing.T) {
 			n.pause = 0
 			n.scenario(t)
 			mf := n.quiesce()
-			_, report := n.userErrors(t, mf)
+			_, report := n.userErrors(mf)
 			t.Logf("run %d: %s", i, report)
 			n.checkDeclared(mf)
 		})
@@ -254,7 +253,7 @@ func TestOverlapV2RayAPI(t *testing.T) {
 	n.scenario(t)
 	mf := n.quiesce()
 	n.check(mf, 0)
-	_, report := n.userErrors(t, mf)
+	_, report := n.userErrors(mf)
 	t.Log(report)
 }
 
@@ -278,7 +277,7 @@ func TestOverlapBudgets(t *testing.T) {
 			e1, s1 := cpuSeconds(t, n.exporter), cpuSeconds(t, n.server)
 			p1, _ := value(n.scrape(), "singbox_exporter_polls_total", map[string]string{"result": "success"})
 			mf := n.quiesce()
-			worst, _ := n.userErrors(t, mf)
+			worst, _ := n.userErrors(mf)
 			est := sumDirections(mf, "singbox_exporter_attribution_estimated_bytes_total", nil)
 			node := sumDirections(mf, "singbox_traffic_bytes_total", nil)
 			t.Logf("budget %s run %d: worst user error %.2f%%, estimated %.0f%% of the node's bytes, %.0f polls in %s, exporter CPU %.2f s, sing-box CPU %.2f s",
