@@ -3,12 +3,15 @@
 package clashapi
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	jsoniter "github.com/json-iterator/go"
 )
 
 // Snapshot is one GET /connections answer, reduced to what metering needs.
@@ -34,55 +37,152 @@ type Connection struct {
 	Start time.Time
 }
 
-type wireSnapshot struct {
-	UploadTotal   *uint64          `json:"uploadTotal"`
-	DownloadTotal *uint64          `json:"downloadTotal"`
-	Memory        uint64           `json:"memory"`
-	Connections   []wireConnection `json:"connections"`
-}
-
-type wireConnection struct {
-	ID       string    `json:"id"`
-	Upload   uint64    `json:"upload"`
-	Download uint64    `json:"download"`
-	Start    time.Time `json:"start"`
-	Metadata struct {
-		Network    string `json:"network"`
-		Type       string `json:"type"`
-		SourceIP   string `json:"sourceIP"`
-		SourcePort string `json:"sourcePort"`
-	} `json:"metadata"`
-}
-
 // DecodeSnapshot parses a /connections body. It rejects bodies that are not a
 // snapshot at all, so that an error page is never taken for "zero traffic".
+//
+// The body is read as a stream and only the fields metering needs are kept:
+// at 10,000 connections a body is several megabytes, and decoding it into
+// structs first (encoding/json) held all of it and cost most of a poll. It
+// reads what encoding/json would read from the same first JSON value (field
+// names case-insensitively, null as absent); FuzzDecodeSnapshot holds it to
+// that.
 func DecodeSnapshot(r io.Reader) (*Snapshot, error) {
-	var w wireSnapshot
-	if err := json.NewDecoder(r).Decode(&w); err != nil {
-		return nil, fmt.Errorf("decoding connections: %w", err)
+	it := jsoniter.Parse(jsoniter.ConfigCompatibleWithStandardLibrary, r, 32<<10)
+	var (
+		s        Snapshot
+		up, down bool
+	)
+	if it.WhatIsNext() != jsoniter.ObjectValue {
+		return nil, errors.New("decoding connections: answer is not a JSON object")
 	}
-	if w.UploadTotal == nil || w.DownloadTotal == nil {
+	it.ReadObjectCB(func(it *jsoniter.Iterator, field string) bool {
+		switch {
+		case strings.EqualFold(field, "uploadTotal"):
+			up = readUint(it, &s.UploadTotal)
+		case strings.EqualFold(field, "downloadTotal"):
+			down = readUint(it, &s.DownloadTotal)
+		case strings.EqualFold(field, "memory"):
+			readUint(it, &s.Memory)
+		case strings.EqualFold(field, "connections"):
+			s.Connections = s.Connections[:0]
+			it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
+				s.Connections = append(s.Connections, readConnection(it))
+				return it.Error == nil
+			})
+		default:
+			it.Skip()
+		}
+		return it.Error == nil
+	})
+	if it.Error != nil && it.Error != io.EOF {
+		return nil, fmt.Errorf("decoding connections: %w", it.Error)
+	}
+	if it.Error == io.EOF {
+		return nil, fmt.Errorf("decoding connections: %w", io.ErrUnexpectedEOF)
+	}
+	if !up || !down {
 		return nil, fmt.Errorf("decoding connections: answer has no uploadTotal/downloadTotal")
 	}
-	s := &Snapshot{
-		UploadTotal:   *w.UploadTotal,
-		DownloadTotal: *w.DownloadTotal,
-		Memory:        w.Memory,
-		Connections:   make([]Connection, 0, len(w.Connections)),
+	return &s, nil
+}
+
+func readConnection(it *jsoniter.Iterator) Connection {
+	var (
+		c          Connection
+		ip, port   string
+		start, typ string
+	)
+	it.ReadObjectCB(func(it *jsoniter.Iterator, field string) bool {
+		switch {
+		case strings.EqualFold(field, "id"):
+			readString(it, &c.ID)
+		case strings.EqualFold(field, "upload"):
+			readUint(it, &c.Upload)
+		case strings.EqualFold(field, "download"):
+			readUint(it, &c.Download)
+		case strings.EqualFold(field, "start"):
+			if readString(it, &start) {
+				var t time.Time
+				if err := t.UnmarshalText([]byte(start)); err != nil {
+					it.ReportError("start", err.Error())
+				}
+				c.Start = t
+			}
+		case strings.EqualFold(field, "metadata"):
+			it.ReadObjectCB(func(it *jsoniter.Iterator, field string) bool {
+				switch {
+				case strings.EqualFold(field, "network"):
+					readString(it, &c.Network)
+				case strings.EqualFold(field, "type"):
+					readString(it, &typ)
+				case strings.EqualFold(field, "sourceIP"):
+					readString(it, &ip)
+				case strings.EqualFold(field, "sourcePort"):
+					readString(it, &port)
+				default:
+					it.Skip()
+				}
+				return it.Error == nil
+			})
+		default:
+			it.Skip()
+		}
+		return it.Error == nil
+	})
+	c.Inbound = InboundTag(typ)
+	c.SourceIP = ip
+	c.Source = net.JoinHostPort(ip, port)
+	return c
+}
+
+// readUint reads an unsigned integer into v; null leaves v as it was, as
+// encoding/json does. It reports whether a number was read.
+func readUint(it *jsoniter.Iterator, v *uint64) bool {
+	switch it.WhatIsNext() {
+	case jsoniter.NilValue:
+		it.ReadNil()
+		return false
+	case jsoniter.NumberValue:
+		*v = it.ReadUint64()
+		return it.Error == nil
+	default:
+		it.ReportError("readUint", "expected a number")
+		return false
 	}
-	for _, c := range w.Connections {
-		s.Connections = append(s.Connections, Connection{
-			ID:       c.ID,
-			Network:  c.Metadata.Network,
-			Inbound:  InboundTag(c.Metadata.Type),
-			Source:   net.JoinHostPort(c.Metadata.SourceIP, c.Metadata.SourcePort),
-			SourceIP: c.Metadata.SourceIP,
-			Upload:   c.Upload,
-			Download: c.Download,
-			Start:    c.Start,
-		})
+}
+
+// readString reads a string into v; null leaves v as it was. Bytes that are
+// not UTF-8 become U+FFFD one by one, as encoding/json makes them.
+func readString(it *jsoniter.Iterator, v *string) bool {
+	switch it.WhatIsNext() {
+	case jsoniter.NilValue:
+		it.ReadNil()
+		return false
+	case jsoniter.StringValue:
+		s := it.ReadString()
+		if !utf8.ValidString(s) {
+			s = replaceInvalid(s)
+		}
+		*v = s
+		return it.Error == nil
+	default:
+		it.ReportError("readString", "expected a string")
+		return false
 	}
-	return s, nil
+}
+
+func replaceInvalid(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // InboundTag turns the Clash API's "type" ("vless/vless-in") into the

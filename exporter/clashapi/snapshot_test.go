@@ -224,23 +224,7 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			return
 		}
 		// An independent reading of the same first JSON value.
-		var ref struct {
-			UploadTotal   *uint64 `json:"uploadTotal"`
-			DownloadTotal *uint64 `json:"downloadTotal"`
-			Memory        uint64  `json:"memory"`
-			Connections   []struct {
-				ID       string    `json:"id"`
-				Upload   uint64    `json:"upload"`
-				Download uint64    `json:"download"`
-				Start    time.Time `json:"start"`
-				Metadata struct {
-					Network    string `json:"network"`
-					Type       string `json:"type"`
-					SourceIP   string `json:"sourceIP"`
-					SourcePort string `json:"sourcePort"`
-				} `json:"metadata"`
-			} `json:"connections"`
-		}
+		var ref refSnapshot
 		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&ref); err != nil {
 			t.Fatalf("DecodeSnapshot accepted %q that does not decode: %v", body, err)
 		}
@@ -277,6 +261,27 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			}
 		}
 	})
+}
+
+// refSnapshot is /connections as encoding/json reads it into structs: the
+// reference the streaming decoder is fuzzed against, and the "before" of its
+// benchmark.
+type refSnapshot struct {
+	UploadTotal   *uint64 `json:"uploadTotal"`
+	DownloadTotal *uint64 `json:"downloadTotal"`
+	Memory        uint64  `json:"memory"`
+	Connections   []struct {
+		ID       string    `json:"id"`
+		Upload   uint64    `json:"upload"`
+		Download uint64    `json:"download"`
+		Start    time.Time `json:"start"`
+		Metadata struct {
+			Network    string `json:"network"`
+			Type       string `json:"type"`
+			SourceIP   string `json:"sourceIP"`
+			SourcePort string `json:"sourcePort"`
+		} `json:"metadata"`
+	} `json:"connections"`
 }
 
 // snapshotBody returns a /connections body with n connections shaped like
@@ -322,6 +327,32 @@ func BenchmarkDecodeSnapshot10k(b *testing.B) {
 		s, err := DecodeSnapshot(bytes.NewReader(body))
 		if err != nil {
 			b.Fatal(err)
+		}
+		if len(s.Connections) != 10000 {
+			b.Fatalf("%d connections", len(s.Connections))
+		}
+	}
+}
+
+// BenchmarkDecodeSnapshotStdlib10k is the decoder this package had before:
+// encoding/json into structs, then converted. Run it beside
+// BenchmarkDecodeSnapshot10k.
+func BenchmarkDecodeSnapshotStdlib10k(b *testing.B) {
+	body := snapshotBody(10000)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var w refSnapshot
+		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&w); err != nil {
+			b.Fatal(err)
+		}
+		s := &Snapshot{Connections: make([]Connection, 0, len(w.Connections))}
+		for _, c := range w.Connections {
+			s.Connections = append(s.Connections, Connection{
+				ID: c.ID, Network: c.Metadata.Network, Inbound: InboundTag(c.Metadata.Type),
+				Source:   net.JoinHostPort(c.Metadata.SourceIP, c.Metadata.SourcePort),
+				SourceIP: c.Metadata.SourceIP, Upload: c.Upload, Download: c.Download, Start: c.Start,
+			})
 		}
 		if len(s.Connections) != 10000 {
 			b.Fatalf("%d connections", len(s.Connections))
