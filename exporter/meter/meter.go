@@ -50,6 +50,7 @@ type Meter struct {
 	// pollMu serialises polls: the loop's own and those the agent asks for
 	// just before a reload.
 	pollMu sync.Mutex
+	gcSeen time.Duration // garbage-collection CPU when the last poll ended; pollMu
 
 	mu   sync.RWMutex
 	view View
@@ -90,6 +91,7 @@ func New(cfg Config) *Meter {
 		default:
 			m.file = f
 			m.engine.Import(f.Engine)
+			f.Engine = nil
 		}
 	}
 	m.view.Counters = m.file.Counters.Clone()

@@ -68,11 +68,8 @@ func (m *Meter) poll(ctx context.Context, final bool) (took time.Duration, err e
 	cost := startCost()
 	snap, err := m.cfg.Clash.Connections(ctx)
 	var res attribution.Result
-	if err != nil {
-		cost.done(0) // took stays 0: a failed poll is paced by its wall time
-	} else {
+	if err == nil {
 		res = m.engine.Apply(snap, start)
-		took = cost.done(len(snap.Connections))
 		if res.Settled.Users != nil {
 			m.cfg.Log.WithFields(logrus.Fields{"up": res.Settled.Remainder.Up, "down": res.Settled.Remainder.Down, "candidates": res.Settled.Users}).Debug("remainder attributed")
 		}
@@ -90,6 +87,11 @@ func (m *Meter) poll(ctx context.Context, final bool) (took time.Duration, err e
 		save = m.save
 	}
 	wrote, werr := save()
+	if snap != nil {
+		took = cost.done(len(snap.Connections), &m.gcSeen)
+	} else {
+		cost.done(0, &m.gcSeen) // took stays 0: a failed poll is paced by its wall time
+	}
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -230,7 +232,9 @@ func (m *Meter) save() (bool, error) {
 	}
 	m.file.Engine = m.engine.Export()
 	m.file.SavedAt = time.Now()
-	if err := state.Save(m.cfg.StatePath, m.file); err != nil {
+	err := state.Save(m.cfg.StatePath, m.file)
+	m.file.Engine = nil // a copy of every open connection: not kept between writes
+	if err != nil {
 		m.cfg.Log.WithError(err).Error("writing state file failed")
 		return false, err
 	}

@@ -4,6 +4,7 @@
 package state
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,17 +98,18 @@ func Load(path string) (*File, error) {
 // the new one, never a torn mix.
 func Save(path string, f *File) error {
 	f.Version = version
-	b, err := json.Marshal(f)
-	if err != nil {
-		return err
-	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, ".state-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
+	w := bufio.NewWriterSize(tmp, 64<<10)
+	if err := encode(w, f); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := w.Flush(); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -125,5 +127,55 @@ func Save(path string, f *File) error {
 		d.Sync()
 		d.Close()
 	}
+	return nil
+}
+
+// encode writes f as json.Marshal would lay it out, except that the
+// engine's connections are written one at a time: with 10,000 open
+// connections the file is megabytes, and marshalling it whole kept two
+// copies of it (and json's pooled buffer) alive, most of the exporter's
+// memory. Load reads it with encoding/json like any other JSON.
+func encode(w *bufio.Writer, f *File) error {
+	head := *f
+	head.Engine = nil
+	b, err := json.Marshal(&head)
+	if err != nil {
+		return err
+	}
+	w.Write(b[:len(b)-1]) // without the closing brace
+	if s := f.Engine; s != nil {
+		enc := json.NewEncoder(w)
+		w.WriteString(`,"engine":{"total":`)
+		if err := enc.Encode(s.Total); err != nil {
+			return err
+		}
+		w.WriteString(`,"pool":`)
+		if err := enc.Encode(s.Pool); err != nil {
+			return err
+		}
+		if len(s.Average) > 0 {
+			w.WriteString(`,"average":`)
+			if err := enc.Encode(s.Average); err != nil {
+				return err
+			}
+		}
+		w.WriteString(`,"conns":{`)
+		first := true
+		for id, c := range s.Conns {
+			if !first {
+				w.WriteByte(',')
+			}
+			first = false
+			if err := enc.Encode(id); err != nil {
+				return err
+			}
+			w.WriteByte(':')
+			if err := enc.Encode(c); err != nil {
+				return err
+			}
+		}
+		w.WriteString("}}")
+	}
+	w.WriteByte('}')
 	return nil
 }

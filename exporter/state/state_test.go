@@ -40,6 +40,9 @@ func sampleFile() *File {
 		Total: attribution.Traffic{Up: 100, Down: 200},
 		Conns: map[string]attribution.ConnState{
 			"8d0b4c64-3a5e-4f5c-9a57-7f4d3f3b2a10": {User: "new\nline", Inbound: "vless-in", Source: "[::1]:5678", SourceIP: "::1", Up: 9, Down: 10, Pending: attribution.Traffic{Up: 1}},
+			"0f4e2b1a-9c8d-4e7f-8a6b-5c4d3e2f1a0b": {Inbound: "hy2 \"in\"", Source: "203.0.113.7:4444", SourceIP: "203.0.113.7", Last: [2]uint64{5, 6},
+				Seen: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), Interval: time.Second, Born: time.Date(2026, 1, 2, 3, 4, 4, 0, time.UTC)},
+			`id "with" quotes`: {User: "😀 emoji", Inbound: "ss-in", Source: "198.51.100.1:1"},
 		},
 		Pool:    [2]int64{-3, 4},
 		Average: map[string][2]float64{`"quoted"`: {0.5, 1.25}},
