@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,7 +31,7 @@ func main() {
 	serve := app.Command("serve", "Run the controller.")
 	host, _ := os.Hostname()
 	var c server.Config
-	serve.Flag("data.dir", "Directory for the embedded SQLite database and the generated admin token.").Default("./data").StringVar(&c.DataDir)
+	serve.Flag("data.dir", "Directory for the embedded SQLite database, the generated admin token and the first owner's password (admin.password).").Default("./data").StringVar(&c.DataDir)
 	serve.Flag("db.dsn", "MySQL DSN (user:pass@tcp(host:3306)/boxfleet). Empty: embedded SQLite in --data.dir.").Envar("BOXFLEET_DB_DSN").StringVar(&c.DSN)
 	serve.Flag("db.dsn-file", "File holding the MySQL DSN (keeps the password out of the process list).").StringVar(&c.DSNFile)
 	serve.Flag("admin.token-file", "Admin token file; created with a random token (mode 0600) when missing. Default: <data.dir>/admin.token.").StringVar(&c.AdminTokenFile)
@@ -52,6 +53,10 @@ func main() {
 	serve.Flag("sub.templates-dir", "Directory of templates overriding the built-in ones by file name.").StringVar(&c.SubTemplates)
 	serve.Flag("sub.misses-per-minute", "Unknown tokens one IP may try per minute before it is refused (429) for the rest of the minute; 0 disables.").Default("10").IntVar(&c.SubMissesPerMinute)
 	serve.Flag("web.external-url", "Public base URL of the controller, for subscription links; default: from each request's Host.").StringVar(&c.ExternalURL)
+	serve.Flag("web.admin-listen-address", "When set, the API, UI and /metrics answer only on this address; --web.listen-address then serves only /sub/ and health checks.").StringVar(&c.AdminListen)
+	serve.Flag("web.trusted-proxies", "CIDR of a reverse proxy or CDN whose X-Forwarded-For and X-Forwarded-Proto are believed (repeatable, or comma-separated).").StringsVar(&c.TrustedProxies)
+	serve.Flag("web.session-idle-timeout", "A browser session unused for this long ends.").Default("1h").DurationVar(&c.SessionIdle)
+	serve.Flag("web.session-max-age", "A browser session ends this long after login, however much it is used.").Default("12h").DurationVar(&c.SessionMaxAge)
 	serve.Flag("testing.commit-delay", "Pause before each ledger commit (fault-injection for tests).").Hidden().DurationVar(&c.CommitDelay)
 	c.Web = kingpinflag.AddFlags(serve, ":8080")
 
@@ -62,6 +67,14 @@ func main() {
 	}
 	if cmd != serve.FullCommand() {
 		return // admin commands ran as kingpin actions
+	}
+	var proxies []string
+	for _, p := range c.TrustedProxies {
+		proxies = append(proxies, strings.Split(p, ",")...)
+	}
+	c.TrustedProxies = proxies
+	if c.SessionIdle < time.Second || c.SessionMaxAge < c.SessionIdle {
+		app.Fatalf("--web.session-idle-timeout must be at least 1s and at most --web.session-max-age")
 	}
 	if c.LeaseTTL < 3*time.Second {
 		app.Fatalf("--lease.ttl must be at least 3s")

@@ -56,6 +56,10 @@ type controller struct {
 	cmd     *exec.Cmd
 	log     *syncBuffer
 	exited  chan struct{}
+	// extra are more serve flags (listeners, proxies, timeouts).
+	extra []string
+	// apiURL, when set, is where admin commands go instead of addr.
+	apiURL string
 }
 
 type syncBuffer struct {
@@ -99,6 +103,7 @@ func (c *controller) start() {
 	if c.dsn != "" {
 		args = append(args, "--db.dsn", c.dsn)
 	}
+	args = append(args, c.extra...)
 	c.log = &syncBuffer{}
 	c.cmd = exec.Command(c.bin, args...)
 	c.cmd.Env = cleanEnv()
@@ -153,8 +158,16 @@ func (c *controller) stop() {
 	c.cmd = nil
 }
 
-func (c *controller) url() string       { return "http://" + c.addr }
-func (c *controller) tokenFile() string { return filepath.Join(c.dataDir, "admin.token") }
+func (c *controller) url() string {
+	if c.apiURL != "" {
+		return c.apiURL
+	}
+	return "http://" + c.addr
+}
+
+// URLOverride points admin commands at another listener (the admin one).
+func (c *controller) URLOverride(u string) { c.apiURL = u }
+func (c *controller) tokenFile() string    { return filepath.Join(c.dataDir, "admin.token") }
 
 type result struct {
 	stdout, stderr string

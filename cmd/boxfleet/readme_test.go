@@ -25,8 +25,11 @@ func TestREADMECommands(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(work, "ops.secret"), []byte("a-shared-secret-of-32-characters\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(work, "ops.password"), []byte("a-password-for-ops\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	n := 0
-	for _, heading := range []string{"## Users, plans and the CLI", "### Outgoing hooks"} {
+	for _, heading := range []string{"## Users, plans and the CLI", "### Outgoing hooks", "## Admin accounts, roles and sessions"} {
 		for _, line := range shBlock(t, string(b), heading) {
 			args := shellWords(line)
 			if args[0] != "boxfleet" {

@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/internal/clientaddr"
 )
 
 // API serves the controller's endpoints.
@@ -28,8 +29,16 @@ type API struct {
 
 	sets setCache // rendered node user sets
 
+	health  Scorer
+	sess    SessionOptions
+	addr    *clientaddr.Resolver
+	cop     *http.CrossOriginProtection
+	limiter *loginLimiter
+	now     func() time.Time
+
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	logins   *prometheus.CounterVec
 }
 
 // Options are the API's collaborators.
@@ -41,6 +50,21 @@ type Options struct {
 	Alerts http.Handler
 	// Sub configures subscriptions; nil answers 404 to every token.
 	Sub *SubOptions
+	// Sessions sets browser session timeouts; zero values take 1h idle and
+	// 12h in all.
+	Sessions SessionOptions
+	// ClientAddr finds a request's client address and scheme behind
+	// trusted proxies; nil trusts no proxy.
+	ClientAddr *clientaddr.Resolver
+	// Now is the login limiter's clock; nil is time.Now.
+	Now func() time.Time
+	// Health scores nodes for the reseller's node view; nil shows none.
+	Health Scorer
+}
+
+// Scorer gives a node's health score in 0..1 (health.Ranker).
+type Scorer interface {
+	Score(node string) (float64, bool)
 }
 
 // New builds the router.
@@ -60,8 +84,30 @@ func New(o Options) *API {
 			Help:    "Time to answer HTTP requests, by route.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60},
 		}, []string{"handler"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "boxfleet_login_attempts_total",
+			Help: "Browser logins, by result (success, failure, locked): an alert can page on brute force.",
+		}, []string{"result"}),
+		sess:    o.Sessions,
+		health:  o.Health,
+		addr:    o.ClientAddr,
+		cop:     http.NewCrossOriginProtection(),
+		limiter: newLoginLimiter(),
+		now:     o.Now,
 	}
-	o.Registry.MustRegister(a.requests, a.duration)
+	if a.sess.Idle <= 0 {
+		a.sess.Idle = time.Hour
+	}
+	if a.sess.MaxAge <= 0 {
+		a.sess.MaxAge = 12 * time.Hour
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	for _, v := range []string{"success", "failure", "locked"} {
+		a.logins.WithLabelValues(v)
+	}
+	o.Registry.MustRegister(a.requests, a.duration, a.logins)
 	a.routes()
 	alerts := o.Alerts
 	if alerts == nil {
@@ -69,82 +115,105 @@ func New(o Options) *API {
 			writeError(w, http.StatusServiceUnavailable, codeUnavailable, "alert actions are not configured", "")
 		})
 	}
-	a.Handle("alerts.webhook", http.MethodPost, "/api/v1/alerts", Admin, alerts.ServeHTTP)
+	a.Handle("alerts.webhook", http.MethodPost, "/api/v1/alerts", staffEdit, alerts.ServeHTTP)
 	a.enableSubscriptions(o.Sub)
 	return a
 }
 
 // ServeHTTP implements http.Handler.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	securityHeaders(w, r)
+	a.router.ServeHTTP(w, r)
+}
+
+// PublicHandler serves only what a public host needs, subscriptions and
+// health checks, for the main listener when the API has a listener of its
+// own (--web.admin-listen-address); everything else is a 404 there, so
+// the subscription host shows no login page and no API.
+func (a *API) PublicHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if strings.HasPrefix(p, "/sub/") || p == "/-/healthy" || p == "/-/ready" {
+			a.ServeHTTP(w, r)
+			return
+		}
+		securityHeaders(w, r)
+		writeError(w, http.StatusNotFound, codeNotFound, "no such endpoint", "")
+	})
+}
 
 // Router exposes the router so that other packages (subscriptions, the
 // webhook) add their routes and the OpenAPI test can walk them.
 func (a *API) Router() *mux.Router { return a.router }
 
-// Access says who may call a route.
-type Access int
-
-const (
-	Public  Access = iota // /sub/, health checks
-	Admin                 // admin bearer tokens
-	NodeOwn               // the token of the node named in the path
-)
-
-// Handle registers a route with its access rule and instrumentation.
-func (a *API) Handle(name, method, path string, access Access, h http.HandlerFunc) {
-	inner := h
-	switch access {
-	case Admin:
-		inner = a.require(isAdmin, h)
-	case NodeOwn:
-		inner = a.require(isPathNode, h)
-	}
-	a.router.Handle(path, a.instrument(name, inner)).Methods(method).Name(name)
-}
-
 func (a *API) routes() {
-	a.Handle("healthy", http.MethodGet, "/-/healthy", Public, func(w http.ResponseWriter, r *http.Request) {
+	a.Handle("healthy", http.MethodGet, "/-/healthy", public, func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("Healthy.\n"))
 	})
-	a.Handle("ready", http.MethodGet, "/-/ready", Public, a.ready)
-	a.Handle("metrics", http.MethodGet, "/metrics", Admin,
+	a.Handle("ready", http.MethodGet, "/-/ready", public, a.ready)
+	a.Handle("metrics", http.MethodGet, "/metrics", staffRead,
 		promhttp.HandlerFor(a.gather, promhttp.HandlerOpts{ErrorLog: a.log}).ServeHTTP)
-	a.Handle("openapi", http.MethodGet, "/api/v1/openapi.json", Admin, serveOpenAPI)
+	a.Handle("openapi", http.MethodGet, "/api/v1/openapi.json", anyAdmin, serveOpenAPI)
 
-	a.Handle("users.list", http.MethodGet, "/api/v1/users", Admin, a.listUsers)
-	a.Handle("users.create", http.MethodPost, "/api/v1/users", Admin, a.createUser)
-	a.Handle("users.get", http.MethodGet, "/api/v1/users/{name}", Admin, a.getUser)
-	a.Handle("users.update", http.MethodPatch, "/api/v1/users/{name}", Admin, a.updateUser)
-	a.Handle("users.delete", http.MethodDelete, "/api/v1/users/{name}", Admin, a.deleteUser)
-	a.Handle("users.suspend", http.MethodPost, "/api/v1/users/{name}/suspend", Admin, a.suspendUser)
-	a.Handle("users.resume", http.MethodPost, "/api/v1/users/{name}/resume", Admin, a.userAction(a.store.ResumeUser))
-	a.Handle("users.reset", http.MethodPost, "/api/v1/users/{name}/reset", Admin, a.userAction(a.store.ResetUsage))
-	a.Handle("users.rotate_token", http.MethodPost, "/api/v1/users/{name}/rotate-token", Admin, a.userAction(a.store.RotateToken))
-	a.Handle("users.usage", http.MethodGet, "/api/v1/users/{name}/usage", Admin, a.userUsage)
+	a.Handle("users.list", http.MethodGet, "/api/v1/users", userRead, a.listUsers)
+	a.Handle("users.create", http.MethodPost, "/api/v1/users", userEdit, a.createUser)
+	a.Handle("users.get", http.MethodGet, "/api/v1/users/{name}", userRead, a.getUser)
+	a.Handle("users.update", http.MethodPatch, "/api/v1/users/{name}", userEdit, a.updateUser)
+	a.Handle("users.delete", http.MethodDelete, "/api/v1/users/{name}", userEdit, a.deleteUser)
+	a.Handle("users.suspend", http.MethodPost, "/api/v1/users/{name}/suspend", userEdit, a.suspendUser)
+	a.Handle("users.resume", http.MethodPost, "/api/v1/users/{name}/resume", userEdit, a.userAction((*store.Store).ResumeUser))
+	// Not resellers: a reset hands out a period's traffic anew, past any
+	// total the owner set on the account.
+	a.Handle("users.reset", http.MethodPost, "/api/v1/users/{name}/reset", staffEdit, a.userAction((*store.Store).ResetUsage))
+	a.Handle("users.rotate_token", http.MethodPost, "/api/v1/users/{name}/rotate-token", userEdit, a.userAction((*store.Store).RotateToken))
+	a.Handle("users.usage", http.MethodGet, "/api/v1/users/{name}/usage", userRead, a.userUsage)
 
-	a.Handle("plans.list", http.MethodGet, "/api/v1/plans", Admin, a.listPlans)
-	a.Handle("plans.get", http.MethodGet, "/api/v1/plans/{name}", Admin, a.getPlan)
-	a.Handle("plans.put", http.MethodPut, "/api/v1/plans/{name}", Admin, a.putPlan)
-	a.Handle("plans.delete", http.MethodDelete, "/api/v1/plans/{name}", Admin, a.deletePlan)
+	a.Handle("plans.list", http.MethodGet, "/api/v1/plans", userRead, a.listPlans)
+	a.Handle("plans.get", http.MethodGet, "/api/v1/plans/{name}", userRead, a.getPlan)
+	a.Handle("plans.put", http.MethodPut, "/api/v1/plans/{name}", staffEdit, a.putPlan)
+	a.Handle("plans.delete", http.MethodDelete, "/api/v1/plans/{name}", staffEdit, a.deletePlan)
 
-	a.Handle("nodes.list", http.MethodGet, "/api/v1/nodes", Admin, a.listNodes)
-	a.Handle("nodes.create", http.MethodPost, "/api/v1/nodes", Admin, a.createNode)
-	a.Handle("nodes.get", http.MethodGet, "/api/v1/nodes/{name}", Admin, a.getNode)
-	a.Handle("nodes.delete", http.MethodDelete, "/api/v1/nodes/{name}", Admin, a.deleteNode)
-	a.Handle("nodes.drain", http.MethodPost, "/api/v1/nodes/{name}/drain", Admin, a.drainNode(true))
-	a.Handle("nodes.undrain", http.MethodPost, "/api/v1/nodes/{name}/undrain", Admin, a.drainNode(false))
-	a.Handle("nodes.register", http.MethodPut, "/api/v1/nodes/{name}", NodeOwn, a.registerNode)
-	a.Handle("nodes.users", http.MethodGet, "/api/v1/nodes/{name}/users", NodeOwn, a.nodeUsers)
+	a.Handle("nodes.list", http.MethodGet, "/api/v1/nodes", userRead, a.listNodes)
+	a.Handle("nodes.create", http.MethodPost, "/api/v1/nodes", staffEdit, a.createNode)
+	a.Handle("nodes.get", http.MethodGet, "/api/v1/nodes/{name}", userRead, a.getNode)
+	a.Handle("nodes.delete", http.MethodDelete, "/api/v1/nodes/{name}", staffEdit, a.deleteNode)
+	a.Handle("nodes.drain", http.MethodPost, "/api/v1/nodes/{name}/drain", staffEdit, a.drainNode(true))
+	a.Handle("nodes.undrain", http.MethodPost, "/api/v1/nodes/{name}/undrain", staffEdit, a.drainNode(false))
+	a.Handle("nodes.register", http.MethodPut, "/api/v1/nodes/{name}", nodeOwn, a.registerNode)
+	a.Handle("nodes.users", http.MethodGet, "/api/v1/nodes/{name}/users", nodeOwn, a.nodeUsers)
 
-	a.Handle("hooks.list", http.MethodGet, "/api/v1/hooks", Admin, a.listHooks)
-	a.Handle("hooks.get", http.MethodGet, "/api/v1/hooks/{name}", Admin, a.getHook)
-	a.Handle("hooks.put", http.MethodPut, "/api/v1/hooks/{name}", Admin, a.putHook)
-	a.Handle("hooks.delete", http.MethodDelete, "/api/v1/hooks/{name}", Admin, a.deleteHook)
-	a.Handle("hooks.deliveries", http.MethodGet, "/api/v1/hooks/{name}/deliveries", Admin, a.hookDeliveries)
+	a.Handle("hooks.list", http.MethodGet, "/api/v1/hooks", staffRead, a.listHooks)
+	a.Handle("hooks.get", http.MethodGet, "/api/v1/hooks/{name}", staffRead, a.getHook)
+	a.Handle("hooks.put", http.MethodPut, "/api/v1/hooks/{name}", staffEdit, a.putHook)
+	a.Handle("hooks.delete", http.MethodDelete, "/api/v1/hooks/{name}", staffEdit, a.deleteHook)
+	a.Handle("hooks.deliveries", http.MethodGet, "/api/v1/hooks/{name}/deliveries", staffRead, a.hookDeliveries)
 
-	a.Handle("events.list", http.MethodGet, "/api/v1/events", Admin, a.listEvents)
-	a.Handle("sd.exporters", http.MethodGet, "/api/v1/sd", Admin, a.serveSD(exporterTargets))
-	a.Handle("sd.probes", http.MethodGet, "/api/v1/sd/probes", Admin, a.serveSD(probeTargets))
+	a.Handle("events.list", http.MethodGet, "/api/v1/events", userRead, a.listEvents)
+	a.Handle("sd.exporters", http.MethodGet, "/api/v1/sd", staffRead, a.serveSD(exporterTargets))
+	a.Handle("sd.probes", http.MethodGet, "/api/v1/sd/probes", staffRead, a.serveSD(probeTargets))
+
+	a.Handle("session.login", http.MethodPost, "/api/v1/session", public, a.login)
+	a.Handle("session.get", http.MethodGet, "/api/v1/session", anyAdmin, a.getSession)
+	a.Handle("session.logout", http.MethodDelete, "/api/v1/session", anyAdmin, a.logout)
+	a.Handle("session.password", http.MethodPut, "/api/v1/session/password", anyAdmin, a.changeOwnPassword)
+	a.Handle("session.totp_begin", http.MethodPost, "/api/v1/session/totp", anyAdmin, a.beginOwnTOTP)
+	a.Handle("session.totp_confirm", http.MethodPost, "/api/v1/session/totp/confirm", anyAdmin, a.confirmOwnTOTP)
+	a.Handle("sessions.list", http.MethodGet, "/api/v1/sessions", ownerOnly, a.listSessions)
+	a.Handle("sessions.revoke", http.MethodDelete, "/api/v1/sessions/{id}", ownerOnly, a.revokeSession)
+
+	a.Handle("admins.list", http.MethodGet, "/api/v1/admins", ownerOnly, a.listAdmins)
+	a.Handle("admins.create", http.MethodPost, "/api/v1/admins", ownerOnly, a.createAdmin)
+	a.Handle("admins.get", http.MethodGet, "/api/v1/admins/{name}", ownerOnly, a.getAdmin)
+	a.Handle("admins.update", http.MethodPatch, "/api/v1/admins/{name}", ownerOnly, a.updateAdmin)
+	a.Handle("admins.delete", http.MethodDelete, "/api/v1/admins/{name}", ownerOnly, a.deleteAdmin)
+	a.Handle("admins.password", http.MethodPut, "/api/v1/admins/{name}/password", ownerOnly, a.setAdminPassword)
+	a.Handle("admins.totp_begin", http.MethodPost, "/api/v1/admins/{name}/totp", ownerOnly, a.beginTOTP)
+	a.Handle("admins.totp_confirm", http.MethodPost, "/api/v1/admins/{name}/totp/confirm", ownerOnly, a.confirmTOTP)
+	a.Handle("admins.totp_disable", http.MethodDelete, "/api/v1/admins/{name}/totp", ownerOnly, a.disableTOTP)
+
+	a.Handle("tokens.list", http.MethodGet, "/api/v1/tokens", ownerOnly, a.listTokens)
+	a.Handle("tokens.create", http.MethodPost, "/api/v1/tokens", ownerOnly, a.createToken)
+	a.Handle("tokens.delete", http.MethodDelete, "/api/v1/tokens/{name}", ownerOnly, a.deleteToken)
 
 	a.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such endpoint", "")
@@ -189,73 +258,6 @@ func (a *API) instrument(name string, h http.Handler) http.Handler {
 		a.requests.WithLabelValues(name, strconv.Itoa(rec.code)).Inc()
 		a.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	})
-}
-
-// Caller identity, stored in the request context by the auth middleware.
-type callerKey struct{}
-
-// Caller returns the audit-log actor of an authenticated request.
-func Caller(r *http.Request) string {
-	if s, ok := r.Context().Value(callerKey{}).(string); ok {
-		return s
-	}
-	return "anonymous"
-}
-
-func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
-}
-
-// identify says whose token this is: "admin:<name>", "node:<name>", or ""
-// for a token nobody issued. Admin tokens are compared in constant time;
-// node tokens are found by the hash of the token.
-func (a *API) identify(r *http.Request, tok string) (string, error) {
-	name, err := a.store.AdminTokenName(r.Context(), tok)
-	if err != nil || name != "" {
-		return "admin:" + name, err
-	}
-	node, err := a.store.NodeNameForToken(r.Context(), tok)
-	if err != nil || node == "" {
-		return "", err
-	}
-	return "node:" + node, nil
-}
-
-// require lets a request through when its token's owner may use the
-// route: 401 for no or an unknown token, 403 for one of the wrong kind.
-func (a *API) require(may func(r *http.Request, who string) bool, h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tok := bearer(r)
-		if tok == "" {
-			unauthorized(w)
-			return
-		}
-		who, err := a.identify(r, tok)
-		switch {
-		case err != nil:
-			a.fail(w, r, err)
-		case who == "":
-			unauthorized(w)
-		case !may(r, who):
-			writeError(w, http.StatusForbidden, codeForbidden, "this token may not use this endpoint", "")
-		default:
-			h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, who)))
-		}
-	}
-}
-
-func isAdmin(_ *http.Request, who string) bool { return strings.HasPrefix(who, "admin:") }
-
-// isPathNode admits only the node named in the path.
-func isPathNode(r *http.Request, who string) bool { return who == "node:"+mux.Vars(r)["name"] }
-
-func unauthorized(w http.ResponseWriter) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="boxfleet"`)
-	writeError(w, http.StatusUnauthorized, codeUnauthorized, "missing or unknown bearer token", "")
 }
 
 // intParam reads a non-negative integer query parameter with a default and

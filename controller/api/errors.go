@@ -34,6 +34,7 @@ const (
 	codeInternal     = "internal"
 	codeUnavailable  = "unavailable"
 	codeRateLimited  = "rate_limited"
+	codeOverLimit    = "over_limit" // a reseller's change past its account's limits
 )
 
 func writeError(w http.ResponseWriter, status int, code, msg, field string) {
@@ -47,7 +48,10 @@ func writeError(w http.ResponseWriter, status int, code, msg, field string) {
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *store.ValidationError
 	var mbe *http.MaxBytesError
+	var le *store.LimitError
 	switch {
+	case errors.As(err, &le):
+		writeError(w, http.StatusForbidden, codeOverLimit, le.Error(), le.Field)
 	case errors.As(err, &ve):
 		writeError(w, http.StatusBadRequest, codeInvalid, ve.Error(), ve.Field)
 	case errors.Is(err, store.ErrNotFound):

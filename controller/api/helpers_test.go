@@ -35,7 +35,11 @@ type env struct {
 	logs  *bytes.Buffer
 }
 
-func newEnv(t *testing.T, s *store.Store) *env {
+func newEnv(t *testing.T, s *store.Store) *env { return newEnvWith(t, s, nil) }
+
+// newEnvWith lets a test set API options (trusted proxies, clocks) before
+// the API is built.
+func newEnvWith(t *testing.T, s *store.Store, opt func(*api.Options)) *env {
 	t.Helper()
 	if err := s.EnsureAdminToken(context.Background(), "test", adminToken); err != nil {
 		t.Fatal(err)
@@ -51,7 +55,11 @@ func newEnv(t *testing.T, s *store.Store) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := api.New(api.Options{Store: s, Log: log, Registry: reg, Sub: &api.SubOptions{Renderer: renderer, MissesPerMinute: 10}})
+	o := api.Options{Store: s, Log: log, Registry: reg, Sub: &api.SubOptions{Renderer: renderer, MissesPerMinute: 10}}
+	if opt != nil {
+		opt(&o)
+	}
+	a := api.New(o)
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
 	return &env{t: t, api: a, store: s, url: srv.URL, reg: reg, logs: logs}

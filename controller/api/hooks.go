@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"net/url"
 
 	"github.com/gorilla/mux"
 
@@ -14,6 +15,9 @@ func (a *API) listHooks(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	for i, h := range hs {
+		hs[i] = shownHook(r, h)
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"hooks": hs})
 }
 
@@ -23,7 +27,7 @@ func (a *API) getHook(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, h)
+	writeJSON(w, http.StatusOK, shownHook(r, h))
 }
 
 // hookBody is what PUT accepts. The secret is write-only: no answer
@@ -71,4 +75,20 @@ func (a *API) hookDeliveries(w http.ResponseWriter, r *http.Request) {
 		ds = []*store.Delivery{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"deliveries": ds})
+}
+
+// shownHook cuts a hook's URL to scheme and host for a viewer: receivers
+// often carry their secret in the URL (a Telegram bot token in the path, a
+// key in the query, a password before the host).
+func shownHook(r *http.Request, h *store.Hook) *store.Hook {
+	if seesSecrets(r) {
+		return h
+	}
+	c := *h
+	if u, err := url.Parse(h.URL); err == nil {
+		c.URL = (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
+	} else {
+		c.URL = ""
+	}
+	return &c
 }

@@ -27,7 +27,35 @@ func (a *API) listNodes(w http.ResponseWriter, r *http.Request) {
 	if ns == nil {
 		ns = []*store.Node{}
 	}
+	if Who(r).Role == store.RoleReseller {
+		out := make([]resellerNode, len(ns))
+		for i, n := range ns {
+			out[i] = a.nodeForReseller(n)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"nodes": out})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"nodes": ns})
+}
+
+// resellerNode is what a reseller sees of a node: whether its users can
+// use it, not how it is set up (address, exporter, inbound parameters).
+type resellerNode struct {
+	Name     string     `json:"name"`
+	Group    string     `json:"group,omitempty"`
+	Drained  bool       `json:"drained"`
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+	Health   *float64   `json:"health_score,omitempty"` // 0..1, from the health query
+}
+
+func (a *API) nodeForReseller(n *store.Node) resellerNode {
+	v := resellerNode{Name: n.Name, Group: n.Group(), Drained: n.Drained, LastSeen: n.LastSeen}
+	if a.health != nil {
+		if s, ok := a.health.Score(n.Name); ok {
+			v.Health = &s
+		}
+	}
+	return v
 }
 
 type createNodeBody struct {
@@ -59,6 +87,10 @@ func (a *API) getNode(w http.ResponseWriter, r *http.Request) {
 	n, err := a.store.GetNode(r.Context(), mux.Vars(r)["name"])
 	if err != nil {
 		a.fail(w, r, err)
+		return
+	}
+	if Who(r).Role == store.RoleReseller {
+		writeJSON(w, http.StatusOK, a.nodeForReseller(n))
 		return
 	}
 	writeJSON(w, http.StatusOK, n)

@@ -14,6 +14,7 @@ import (
 
 type openAPIOp struct {
 	Security  *[]map[string][]string `json:"security"`
+	Roles     map[string]string      `json:"x-roles"`
 	Responses map[string]any         `json:"responses"`
 }
 
@@ -86,9 +87,21 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 				}
 			}
 		}
-		want := map[string][]string{"public": nil, "admin": {"adminToken"}, "node": {"nodeToken"}}[access(rt)]
+		want := map[string][]string{"public": nil, "role": {"adminToken", "sessionCookie"}, "node": {"nodeToken"}}[access(rt)]
 		if op.Security == nil || !slices.Equal(schemes, want) {
 			t.Errorf("%s: security %v, want %v", k, schemes, want)
+		}
+		// x-roles documents each role's grant; it must be the contract
+		// the auth matrix enforces.
+		if access(rt) == "role" {
+			words := map[byte]string{'a': "allow", 'd': "deny", 'o': "own"}
+			for _, role := range roleOrder {
+				if got, want := op.Roles[role], words[grant(rt, role)]; got != want {
+					t.Errorf("%s: x-roles.%s = %q, want %q", k, role, got, want)
+				}
+			}
+		} else if len(op.Roles) > 0 {
+			t.Errorf("%s: x-roles on a %s route", k, access(rt))
 		}
 		if len(op.Responses) == 0 {
 			t.Errorf("%s documents no responses", k)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"slices"
 
 	"github.com/gorilla/mux"
 
@@ -14,6 +15,14 @@ func (a *API) listPlans(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	allowed, err := a.resellerPlans(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if allowed != nil {
+		ps = slices.DeleteFunc(ps, func(p *store.Plan) bool { return !allowed(p.Name) })
+	}
 	if ps == nil {
 		ps = []*store.Plan{}
 	}
@@ -21,6 +30,15 @@ func (a *API) listPlans(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getPlan(w http.ResponseWriter, r *http.Request) {
+	allowed, err := a.resellerPlans(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if allowed != nil && !allowed(mux.Vars(r)["name"]) {
+		a.fail(w, r, store.ErrNotFound)
+		return
+	}
 	p, err := a.store.GetPlan(r.Context(), mux.Vars(r)["name"])
 	if err != nil {
 		a.fail(w, r, err)
@@ -81,7 +99,7 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Before = int64(before)
-	evs, err := a.store.Events(r.Context(), f)
+	evs, err := a.storeFor(r).Events(r.Context(), f)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -89,5 +107,32 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 	if evs == nil {
 		evs = []*store.Event{}
 	}
+	if !seesSecrets(r) {
+		// A hook's URL may hold its receiver's secret in the path (a bot
+		// token); the audit copy drops only the query.
+		for _, ev := range evs {
+			if ev.ObjectType == "hook" {
+				ev.Before, ev.After = nil, nil
+			}
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
+}
+
+// resellerPlans returns, for a reseller whose account names plans, which
+// plans it may see (the ones it may create users from); nil for everyone
+// else.
+func (a *API) resellerPlans(r *http.Request) (func(string) bool, error) {
+	p := Who(r)
+	if p.Role != store.RoleReseller {
+		return nil, nil
+	}
+	acct, err := a.store.GetAdmin(r.Context(), p.Account)
+	if err != nil {
+		return nil, err
+	}
+	if acct.Limits == nil || len(acct.Limits.Plans) == 0 {
+		return nil, nil
+	}
+	return func(name string) bool { return slices.Contains(acct.Limits.Plans, name) }, nil
 }

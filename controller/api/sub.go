@@ -1,7 +1,6 @@
 package api
 
 import (
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -47,8 +46,8 @@ func (a *API) enableSubscriptions(o *SubOptions) {
 		notFound := func(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, codeNotFound, "no such subscription", "")
 		}
-		a.Handle("sub", http.MethodGet, "/sub/{token}", Public, notFound)
-		a.Handle("sub.head", http.MethodHead, "/sub/{token}", Public, notFound)
+		a.Handle("sub", http.MethodGet, "/sub/{token}", public, notFound)
+		a.Handle("sub.head", http.MethodHead, "/sub/{token}", public, notFound)
 		return
 	}
 	h := &subHandler{a: a, o: *o, misses: map[string]*window.Counter{}}
@@ -56,13 +55,13 @@ func (a *API) enableSubscriptions(o *SubOptions) {
 		h.o.Now = time.Now
 	}
 	h.nodes.store = a.store
-	a.Handle("sub", http.MethodGet, "/sub/{token}", Public, h.serve)
+	a.Handle("sub", http.MethodGet, "/sub/{token}", public, h.serve)
 	// Some clients refresh usage with HEAD: same answer, headers only.
-	a.Handle("sub.head", http.MethodHead, "/sub/{token}", Public, h.serve)
+	a.Handle("sub.head", http.MethodHead, "/sub/{token}", public, h.serve)
 }
 
 func (h *subHandler) serve(w http.ResponseWriter, r *http.Request) {
-	ip := limitKey(clientIP(r))
+	ip := limitKey(h.a.addr.Client(r))
 	if h.blocked(ip) {
 		w.Header().Set("Retry-After", "60")
 		writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many unknown tokens from this address; wait a minute", "")
@@ -127,18 +126,10 @@ func (h *subHandler) baseURL(r *http.Request) string {
 		return strings.TrimSuffix(h.o.ExternalURL, "/")
 	}
 	scheme := "http"
-	if r.TLS != nil {
+	if h.a.addr.Secure(r) { // TLS here, or at a trusted proxy
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host
-}
-
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // limitKey is the unit the miss limit counts: an IPv4 address, or the /64

@@ -9,6 +9,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/internal/sbconfig"
 )
 
 type userPage struct {
@@ -34,10 +35,13 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	users, total, err := a.store.ListUsers(r.Context(), f)
+	users, total, err := a.storeFor(r).ListUsers(r.Context(), f)
 	if err != nil {
 		a.fail(w, r, err)
 		return
+	}
+	for i, u := range users {
+		users[i] = shownUser(r, u)
 	}
 	writeJSON(w, http.StatusOK, userPage{Users: users, Total: total, Limit: f.Limit, Offset: f.Offset})
 }
@@ -54,7 +58,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	u, err := a.store.CreateUser(r.Context(), Caller(r), b.Name, b.Plan, b.UserSpec)
+	u, err := a.storeFor(r).CreateUser(r.Context(), Caller(r), b.Name, b.Plan, b.UserSpec)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -63,12 +67,12 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getUser(w http.ResponseWriter, r *http.Request) {
-	u, err := a.store.GetUser(r.Context(), mux.Vars(r)["name"])
+	u, err := a.storeFor(r).GetUser(r.Context(), mux.Vars(r)["name"])
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, u)
+	writeJSON(w, http.StatusOK, shownUser(r, u))
 }
 
 func (a *API) updateUser(w http.ResponseWriter, r *http.Request) {
@@ -77,7 +81,7 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	u, err := a.store.UpdateUser(r.Context(), Caller(r), mux.Vars(r)["name"], spec)
+	u, err := a.storeFor(r).UpdateUser(r.Context(), Caller(r), mux.Vars(r)["name"], spec)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -86,7 +90,7 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) {
-	if err := a.store.DeleteUser(r.Context(), Caller(r), mux.Vars(r)["name"]); err != nil {
+	if err := a.storeFor(r).DeleteUser(r.Context(), Caller(r), mux.Vars(r)["name"]); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -122,7 +126,7 @@ func (a *API) suspendUser(w http.ResponseWriter, r *http.Request) {
 		reason = "suspended by an admin"
 	}
 	// "admin:" marks a hand-made suspension, which no alert ever lifts.
-	u, err := a.store.SuspendUser(r.Context(), Caller(r), mux.Vars(r)["name"], "admin: "+reason)
+	u, err := a.storeFor(r).SuspendUser(r.Context(), Caller(r), mux.Vars(r)["name"], "admin: "+reason)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -130,9 +134,11 @@ func (a *API) suspendUser(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, u)
 }
 
-func (a *API) userAction(fn func(ctx context.Context, actor, name string) (*store.User, error)) http.HandlerFunc {
+// userAction runs a store method on the caller's view of the store, so
+// that a reseller reaches only its own users.
+func (a *API) userAction(fn func(s *store.Store, ctx context.Context, actor, name string) (*store.User, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		u, err := fn(r.Context(), Caller(r), mux.Vars(r)["name"])
+		u, err := fn(a.storeFor(r), r.Context(), Caller(r), mux.Vars(r)["name"])
 		if err != nil {
 			a.fail(w, r, err)
 			return
@@ -145,7 +151,7 @@ func (a *API) userAction(fn func(ctx context.Context, actor, name string) (*stor
 // (YYYY-MM-DD, UTC), defaulting to the last 31 days.
 func (a *API) userUsage(w http.ResponseWriter, r *http.Request) {
 	name := mux.Vars(r)["name"]
-	if _, err := a.store.GetUser(r.Context(), name); err != nil {
+	if _, err := a.storeFor(r).GetUser(r.Context(), name); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -180,4 +186,16 @@ func dateParam(r *http.Request, name string, def time.Time) (int, error) {
 		}
 	}
 	return t.Year()*10000 + int(t.Month())*100 + t.Day(), nil
+}
+
+// shownUser hides a user's credentials and subscription token from a
+// viewer: with them it could act as the user.
+func shownUser(r *http.Request, u *store.User) *store.User {
+	if seesSecrets(r) {
+		return u
+	}
+	c := *u
+	c.Credentials = sbconfig.Credentials{}
+	c.SubToken = ""
+	return &c
 }

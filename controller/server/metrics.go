@@ -35,4 +35,5 @@ var Metrics = []Metric{
 	{"boxfleet_hook_deliveries_total", "counter", []string{"result"}},
 	{"boxfleet_http_requests_total", "counter", []string{"code", "handler"}},
 	{"boxfleet_http_request_duration_seconds", "histogram", []string{"handler"}},
+	{"boxfleet_login_attempts_total", "counter", []string{"result"}},
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/boxfleet/boxfleet/controller/health"
 	"github.com/boxfleet/boxfleet/controller/hooks"
 	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/internal/clientaddr"
 	"github.com/boxfleet/boxfleet/internal/logging"
 	"github.com/boxfleet/boxfleet/subscribe"
 )
@@ -54,6 +55,16 @@ type Config struct {
 	// for tests that kill a controller mid-cycle (hidden flag).
 	CommitDelay time.Duration
 	Web         *web.FlagConfig
+
+	// AdminListen, when set, is the only address that serves the API,
+	// /metrics and the UI; the main listener then serves only /sub/ and
+	// health checks.
+	AdminListen string
+	// TrustedProxies are the CIDRs whose X-Forwarded-For and
+	// X-Forwarded-Proto are believed.
+	TrustedProxies []string
+	SessionIdle    time.Duration
+	SessionMaxAge  time.Duration
 }
 
 // Controller is the wired controller without its listener and loops.
@@ -84,11 +95,16 @@ func Build(st *store.Store, c Config, log *logrus.Logger) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--sub.templates-dir: %w", err)
 	}
-	a := api.New(api.Options{Store: st, Log: log, Registry: reg, Alerts: actor, Sub: &api.SubOptions{
-		Renderer: renderer, Ranker: ranker, Title: c.SubTitle, SupportURL: c.SubSupportURL,
-		WebPageURL: c.SubWebPageURL, UpdateInterval: c.SubUpdateInterval, ExternalURL: c.ExternalURL,
-		MissesPerMinute: c.SubMissesPerMinute,
-	}})
+	addr, err := clientaddr.New(c.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("--web.trusted-proxies: %w", err)
+	}
+	a := api.New(api.Options{Store: st, Log: log, Registry: reg, Alerts: actor, ClientAddr: addr, Health: ranker,
+		Sessions: api.SessionOptions{Idle: c.SessionIdle, MaxAge: c.SessionMaxAge}, Sub: &api.SubOptions{
+			Renderer: renderer, Ranker: ranker, Title: c.SubTitle, SupportURL: c.SubSupportURL,
+			WebPageURL: c.SubWebPageURL, UpdateInterval: c.SubUpdateInterval, ExternalURL: c.ExternalURL,
+			MissesPerMinute: c.SubMissesPerMinute,
+		}})
 	if c.CommitDelay > 0 {
 		acct.BeforeCommit = func(string) { time.Sleep(c.CommitDelay) }
 	}
@@ -123,6 +139,9 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 	if err := st.EnsureAdminToken(ctx, "file:"+filepath.Base(tokenFile), token); err != nil {
 		return fmt.Errorf("registering the admin token: %w", err)
 	}
+	if err := EnsureOwner(ctx, st, filepath.Join(c.DataDir, "admin.password"), log); err != nil {
+		return err
+	}
 
 	ctl, err := Build(st, c, log)
 	if err != nil {
@@ -138,9 +157,23 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 	delivering := make(chan struct{})
 	go func() { ctl.Hooks.Run(ctx); close(delivering) }()
 
-	srv := &http.Server{Handler: ctl.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	errc := make(chan error, 1)
+	handler := http.Handler(ctl.API)
+	if c.AdminListen != "" {
+		handler = ctl.API.PublicHandler()
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 2)
 	go func() { errc <- web.ListenAndServe(srv, c.Web, logging.Slog(log)) }()
+	var adminSrv *http.Server
+	if c.AdminListen != "" {
+		// Same TLS and basic-auth config as the main listener.
+		noSocket := false
+		adminFlags := &web.FlagConfig{WebListenAddresses: &[]string{c.AdminListen}, WebSystemdSocket: &noSocket, WebConfigFile: c.Web.WebConfigFile}
+		adminSrv = &http.Server{Handler: ctl.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		go func() { errc <- web.ListenAndServe(adminSrv, adminFlags, logging.Slog(log)) }()
+		log.WithField("address", c.AdminListen).Info("the API, UI and /metrics answer only on the admin listener")
+	}
+	go sweepSessions(ctx, st, c.SessionIdle, log)
 	log.WithFields(logrus.Fields{"store": st.Backend(), "id": c.ID, "prometheus": c.PrometheusURL}).Info("boxfleet controller started")
 
 	select {
@@ -151,6 +184,9 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
 	srv.Shutdown(sctx)
+	if adminSrv != nil {
+		adminSrv.Shutdown(sctx)
+	}
 	<-loops
 	<-delivering
 	if errors.Is(err, http.ErrServerClosed) {
@@ -204,4 +240,62 @@ func EnsureTokenFile(path string) (token string, created bool, err error) {
 		return "", false, err
 	}
 	return token, true, f.Sync()
+}
+
+// EnsureOwner creates the owner account "admin" when no account exists,
+// with a random password written to path (mode 0600). The log says where
+// the password is, never what it is. With several controllers on one
+// database, the one whose insert wins writes its file; the others find an
+// account and do nothing.
+func EnsureOwner(ctx context.Context, st *store.Store, path string, log logrus.FieldLogger) error {
+	n, err := st.CountAdmins(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	pw := store.RandomPassword()
+	role := store.RoleOwner
+	if _, err := st.CreateAdmin(ctx, "boxfleet", "admin", pw, store.AdminSpec{Role: &role}); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil
+		}
+		return fmt.Errorf("creating the owner account: %w", err)
+	}
+	// A file left from an earlier database holds a password that no longer
+	// works: replace it, never append to or reuse it.
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing the owner's password: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(pw + "\n"); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	log.WithField("file", path).Info("created the owner account \"admin\"; its password is in the file")
+	return nil
+}
+
+// sweepSessions deletes expired sessions now and then, so that sessions
+// nobody comes back to do not pile up.
+func sweepSessions(ctx context.Context, st *store.Store, idle time.Duration, log logrus.FieldLogger) {
+	if idle <= 0 {
+		idle = time.Hour
+	}
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := st.DeleteExpiredSessions(ctx, idle); err != nil && ctx.Err() == nil {
+				log.WithError(err).Warn("deleting expired sessions")
+			}
+		}
+	}
 }

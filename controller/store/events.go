@@ -89,6 +89,10 @@ type EventFilter struct {
 func (s *Store) Events(ctx context.Context, f EventFilter) ([]*Event, error) {
 	q, args := `SELECT id, at, actor, action, object_type, object_name, before_json, after_json, detail FROM events WHERE 1=1`, []any{}
 	add := func(cond string, v any) { q += " AND " + cond; args = append(args, v) }
+	if s.owner != "" {
+		// A reseller reads the history of its own users and nothing else.
+		add("object_type = 'user' AND object_name IN (SELECT name FROM users WHERE owner_admin = ?)", s.owner)
+	}
 	if f.ObjectType != "" {
 		add("object_type = ?", f.ObjectType)
 	}

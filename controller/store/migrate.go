@@ -175,6 +175,59 @@ CREATE TABLE hook_deliveries (
 )`,
 	16: `CREATE INDEX hook_deliveries_due ON hook_deliveries (status, next_attempt_at)`,
 	17: `CREATE INDEX hook_deliveries_hook ON hook_deliveries (hook_name, id)`,
+	// Admin accounts. Reseller limits live on the account: 0 and '' mean
+	// no limit. recovery_csv holds SHA-256 hashes of unused recovery codes.
+	18: `
+CREATE TABLE admins (
+  id {{id}},
+  name VARCHAR(64) NOT NULL,
+  role VARCHAR(16) NOT NULL,
+  password_hash VARCHAR(255) NOT NULL,
+  disabled INTEGER NOT NULL DEFAULT 0,
+  totp_secret VARCHAR(64) NOT NULL DEFAULT '',
+  totp_pending VARCHAR(64) NOT NULL DEFAULT '',
+  totp_last_step BIGINT NOT NULL DEFAULT 0,
+  recovery_csv TEXT NOT NULL,
+  max_users BIGINT NOT NULL DEFAULT 0,
+  max_traffic BIGINT NOT NULL DEFAULT 0,
+  plans_csv VARCHAR(1024) NOT NULL DEFAULT '',
+  groups_csv VARCHAR(1024) NOT NULL DEFAULT '',
+  created_by VARCHAR(255) NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  last_login_at BIGINT NOT NULL DEFAULT 0,
+  UNIQUE (name)
+)`,
+	// Named API tokens with a role; a reseller token acts for the account
+	// in admin_name. The legacy admin_tokens stay, with the owner's power.
+	19: `
+CREATE TABLE api_tokens (
+  id {{id}},
+  name VARCHAR(64) NOT NULL,
+  role VARCHAR(16) NOT NULL,
+  admin_name VARCHAR(64) NOT NULL DEFAULT '',
+  token_hash CHAR(64) NOT NULL,
+  expires_at BIGINT NOT NULL DEFAULT 0,
+  created_by VARCHAR(255) NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  UNIQUE (name),
+  UNIQUE (token_hash)
+)`,
+	// Browser sessions: the cookie's value is never stored, only its hash.
+	20: `
+CREATE TABLE sessions (
+  id {{id}},
+  token_hash CHAR(64) NOT NULL,
+  admin_name VARCHAR(64) NOT NULL,
+  address VARCHAR(64) NOT NULL DEFAULT '',
+  user_agent VARCHAR(255) NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  last_seen_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  UNIQUE (token_hash)
+)`,
+	// The reseller account that manages a user; '' for staff-managed users.
+	21: `ALTER TABLE users ADD COLUMN owner_admin VARCHAR(64) NOT NULL DEFAULT ''`,
+	22: `CREATE INDEX users_owner_admin ON users (owner_admin, name)`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -247,14 +300,15 @@ func (s *Store) applyMigration(ctx context.Context, conn *sqlx.Conn, v int) erro
 // alreadyApplied recognises, on MySQL, the error a statement gives when an
 // earlier run applied it and died before recording its version: MySQL
 // commits DDL on its own, so that gap exists there, and the migration must
-// then simply be recorded. 1050: table exists; 1061: duplicate index name;
-// 1062: duplicate row (the seed of meta).
+// then simply be recorded. 1050: table exists; 1060: duplicate column (an
+// ALTER TABLE ADD COLUMN); 1061: duplicate index name; 1062: duplicate row
+// (the seed of meta).
 func (s *Store) alreadyApplied(err error) bool {
 	var me *mysql.MySQLError
 	if s.dialect != mysqlDialect || !errors.As(err, &me) {
 		return false
 	}
-	return me.Number == 1050 || me.Number == 1061 || me.Number == 1062
+	return me.Number == 1050 || me.Number == 1060 || me.Number == 1061 || me.Number == 1062
 }
 
 func maxInt(xs []int) int {

@@ -54,6 +54,8 @@ type Store struct {
 	// byToken is UserByToken's query, prepared once: every subscription
 	// request runs it, and SQLite spent a sixth of the request parsing it.
 	byToken *sqlx.Stmt
+	// owner limits users to one reseller's (see OwnedBy); "" sees all.
+	owner string
 }
 
 // Open connects to MySQL when dsn is set (go-sql-driver format,

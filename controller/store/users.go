@@ -56,6 +56,7 @@ type User struct {
 	Groups        []string             `json:"groups"`
 	Note          string               `json:"note"`
 	Plan          string               `json:"plan,omitempty"`
+	OwnerAdmin    string               `json:"owner_admin,omitempty"` // the reseller account managing the user
 	CreatedAt     time.Time            `json:"created_at"`
 	UpdatedAt     time.Time            `json:"updated_at"`
 }
@@ -103,13 +104,14 @@ type userRow struct {
 	Groups        string `db:"groups_csv"`
 	Note          string `db:"note"`
 	Plan          string `db:"plan"`
+	OwnerAdmin    string `db:"owner_admin"`
 	CreatedAt     int64  `db:"created_at"`
 	UpdatedAt     int64  `db:"updated_at"`
 }
 
 const userCols = `id, name, uuid, password, ss_key_16, ss_key_32, sub_token, status, status_reason,
   traffic_limit, used_up, used_down, reset_strategy, period_start, expire_at, on_hold_seconds,
-  first_used_at, device_limit, groups_csv, note, plan, created_at, updated_at`
+  first_used_at, device_limit, groups_csv, note, plan, owner_admin, created_at, updated_at`
 
 func (r *userRow) user() *User {
 	return &User{
@@ -132,6 +134,7 @@ func (r *userRow) user() *User {
 		Groups:        splitCSV(r.Groups),
 		Note:          r.Note,
 		Plan:          r.Plan,
+		OwnerAdmin:    r.OwnerAdmin,
 		CreatedAt:     unix(r.CreatedAt),
 		UpdatedAt:     unix(r.UpdatedAt),
 	}
@@ -250,7 +253,7 @@ func (s *Store) CreateUser(ctx context.Context, actor, name, plan string, spec U
 	r := &userRow{
 		Name: name, UUID: creds.UUID, Password: creds.Password, SSKey16: creds.SSKey16, SSKey32: creds.SSKey32,
 		SubToken: NewToken(), Status: StatusActive, ResetStrategy: "no_reset",
-		PeriodStart: now, CreatedAt: now, UpdatedAt: now,
+		PeriodStart: now, CreatedAt: now, UpdatedAt: now, OwnerAdmin: s.owner,
 	}
 	var u *User
 	err := s.tx(ctx, func(tx *sqlx.Tx) error {
@@ -267,13 +270,18 @@ func (s *Store) CreateUser(ctx context.Context, actor, name, plan string, spec U
 		if err := spec.apply(r); err != nil {
 			return err
 		}
+		if s.owner != "" {
+			if err := s.ownerLimits(ctx, tx, r, nil); err != nil {
+				return err
+			}
+		}
 		r.PeriodStart = periodStart(r.ResetStrategy, now)
 		r.Status = r.derivedStatus(now)
 		// TrimPrefix, not ReplaceAll: "uuid, " contains "id, " too.
 		res, err := tx.NamedExecContext(ctx, `INSERT INTO users (`+strings.TrimPrefix(userCols, "id, ")+`) VALUES (
 		  :name, :uuid, :password, :ss_key_16, :ss_key_32, :sub_token, :status, :status_reason,
 		  :traffic_limit, :used_up, :used_down, :reset_strategy, :period_start, :expire_at, :on_hold_seconds,
-		  :first_used_at, :device_limit, :groups_csv, :note, :plan, :created_at, :updated_at)`, r)
+		  :first_used_at, :device_limit, :groups_csv, :note, :plan, :owner_admin, :created_at, :updated_at)`, r)
 		if err != nil {
 			if isDuplicate(err) {
 				return ErrConflict
@@ -314,6 +322,12 @@ func (s *Store) getUserRow(ctx context.Context, q sqlx.QueryerContext, name stri
 	if err := sqlx.GetContext(ctx, q, &r, query, name); err != nil {
 		return nil, notFound(err)
 	}
+	if s.owner != "" && r.OwnerAdmin != s.owner {
+		// Another's user is not there at all for a reseller, rather than
+		// forbidden: no read or change reaches it. (Names are global, so
+		// a create can still learn that a name is taken.)
+		return nil, ErrNotFound
+	}
 	return &r, nil
 }
 
@@ -349,6 +363,9 @@ type UserFilter struct {
 // users matching the filter.
 func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*User, int, error) {
 	where, args := []string{"1=1"}, []any{}
+	if s.owner != "" {
+		where, args = append(where, "owner_admin = ?"), append(args, s.owner)
+	}
 	if f.Status != "" {
 		where, args = append(where, "status = ?"), append(args, f.Status)
 	}
@@ -423,10 +440,15 @@ func (s *Store) mutateUser(ctx context.Context, actor, action, name, detail stri
 		if err != nil {
 			return err
 		}
-		before := r.user()
+		before, orig := r.user(), *r
 		now := s.now()
 		if err := fn(r, now); err != nil {
 			return err
+		}
+		if s.owner != "" {
+			if err := s.ownerLimits(ctx, tx, r, &orig); err != nil {
+				return err
+			}
 		}
 		r.UpdatedAt = now
 		if err := s.writeUser(ctx, tx, r); err != nil {
@@ -468,6 +490,9 @@ func (s *Store) UpdateUser(ctx context.Context, actor, name string, spec UserSpe
 // SuspendUser disables a user; reason says who asked and why (admin, or the
 // alert that fired), and decides who may lift it.
 func (s *Store) SuspendUser(ctx context.Context, actor, name, reason string) (*User, error) {
+	if s.owner != "" {
+		reason = resellerMark(s.owner) + strings.TrimPrefix(reason, "admin: ")
+	}
 	return s.mutateUser(ctx, actor, "user.suspend", name, reason, func(r *userRow, now int64) error {
 		r.Status, r.StatusReason = StatusDisabled, reason
 		return nil
@@ -478,6 +503,9 @@ func (s *Store) SuspendUser(ctx context.Context, actor, name, reason string) (*U
 // numbers say (active, limited, expired, on hold).
 func (s *Store) ResumeUser(ctx context.Context, actor, name string) (*User, error) {
 	return s.mutateUser(ctx, actor, "user.resume", name, "", func(r *userRow, now int64) error {
+		if s.owner != "" && r.Status == StatusDisabled && !strings.HasPrefix(r.StatusReason, resellerMark(s.owner)) {
+			return overLimit("status", "suspended by staff or an alert (%s); only staff can resume the user", r.StatusReason)
+		}
 		r.Status, r.StatusReason = StatusActive, ""
 		r.Status = r.derivedStatus(now)
 		return nil
@@ -545,3 +573,7 @@ func (s *Store) UserGauges(ctx context.Context, fn func(*UserGauge)) error {
 	}
 	return rows.Err()
 }
+
+// resellerMark starts the reason of a suspension a reseller made: still an
+// admin's (no alert lifts it), and the one kind the reseller may lift.
+func resellerMark(owner string) string { return "admin: [" + owner + "] " }

@@ -1,0 +1,213 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/boxfleet/boxfleet/controller/store"
+)
+
+// Grant is what one role may do on one route.
+type Grant int
+
+const (
+	Deny  Grant = iota // 403
+	Allow              // the whole route
+	Own                // resellers: the route, limited to the account's own users (the handler scopes it)
+)
+
+// Policy says who may call a route. Every route that is neither public
+// nor a node's own declares a grant for every role: Handle refuses to
+// register one that leaves a role out, so a new route cannot ship without
+// a decision for each.
+type Policy struct {
+	Public bool // anyone: /sub/, health checks, the login itself
+	Node   bool // only the node named in the path, with its node token
+	Roles  map[string]Grant
+}
+
+var (
+	public  = Policy{Public: true}
+	nodeOwn = Policy{Node: true}
+)
+
+// roles builds a policy from the grants of owner, operator, viewer and
+// reseller, in that order.
+func roles(owner, operator, viewer, reseller Grant) Policy {
+	return Policy{Roles: map[string]Grant{store.RoleOwner: owner, store.RoleOperator: operator,
+		store.RoleViewer: viewer, store.RoleReseller: reseller}}
+}
+
+// Common policies.
+var (
+	ownerOnly = roles(Allow, Deny, Deny, Deny)
+	staffRead = roles(Allow, Allow, Allow, Deny)  // reads resellers never see
+	staffEdit = roles(Allow, Allow, Deny, Deny)   // changes resellers never make
+	userRead  = roles(Allow, Allow, Allow, Own)   // users: resellers see their own
+	userEdit  = roles(Allow, Allow, Deny, Own)    // users: resellers change their own
+	anyAdmin  = roles(Allow, Allow, Allow, Allow) // every role, e.g. "who am I"
+)
+
+func (p Policy) check() error {
+	if p.Public || p.Node {
+		return nil
+	}
+	for _, r := range store.Roles {
+		if _, ok := p.Roles[r]; !ok {
+			return fmt.Errorf("no grant for role %s", r)
+		}
+	}
+	return nil
+}
+
+// Handle registers a route with its policy and instrumentation.
+func (a *API) Handle(name, method, path string, p Policy, h http.HandlerFunc) {
+	if err := p.check(); err != nil {
+		panic(fmt.Sprintf("route %s %s: %v", method, path, err))
+	}
+	inner := h
+	if !p.Public {
+		inner = a.require(p, h)
+	}
+	a.router.Handle(path, a.instrument(name, inner)).Methods(method).Name(name)
+}
+
+// Principal is who made a request.
+type Principal struct {
+	Actor   string // for the audit log: admin:NAME, token:NAME or node:NAME
+	Role    string // "" for a node
+	Node    string // the node of a node token
+	Account string // the admin account acting (sessions, reseller tokens)
+	Session *store.Session
+}
+
+type principalKey struct{}
+
+// Who returns the request's principal, or nil before authentication.
+func Who(r *http.Request) *Principal {
+	p, _ := r.Context().Value(principalKey{}).(*Principal)
+	return p
+}
+
+// Caller returns the audit-log actor of an authenticated request.
+func Caller(r *http.Request) string {
+	if p := Who(r); p != nil {
+		return p.Actor
+	}
+	return "anonymous"
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// identifyToken says whose bearer token this is, or nil for a token nobody
+// issued. The token-file admin tokens are the owner, as they were before
+// accounts existed; their actor keeps its "admin:" form so that the audit
+// log reads as it did.
+func (a *API) identifyToken(ctx context.Context, tok string) (*Principal, error) {
+	name, err := a.store.AdminTokenName(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	if name != "" {
+		return &Principal{Actor: "admin:" + name, Role: store.RoleOwner}, nil
+	}
+	t, err := a.store.APITokenFor(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	if t != nil {
+		return &Principal{Actor: "token:" + t.Name, Role: t.Role, Account: t.Admin}, nil
+	}
+	node, err := a.store.NodeNameForToken(ctx, tok)
+	if err != nil || node == "" {
+		return nil, err
+	}
+	return &Principal{Actor: "node:" + node, Node: node}, nil
+}
+
+// authenticate finds the principal of a bearer token or, failing that, a
+// session cookie. A request that carries a bearer token is judged on it
+// alone: a wrong token is not rescued by a cookie.
+func (a *API) authenticate(r *http.Request) (*Principal, error) {
+	if tok := bearer(r); tok != "" {
+		return a.identifyToken(r.Context(), tok)
+	}
+	if r.Header.Get("Authorization") != "" {
+		return nil, nil // another scheme (Basic…): nobody we know
+	}
+	tok := sessionCookie(r)
+	if tok == "" {
+		return nil, nil
+	}
+	se, err := a.store.SessionFor(r.Context(), tok, a.sess.Idle)
+	if err != nil || se == nil {
+		return nil, err
+	}
+	return &Principal{Actor: "admin:" + se.Admin, Role: se.Role, Account: se.Admin, Session: se}, nil
+}
+
+// require lets a request through when its principal may use the route:
+// 401 for no or an unknown credential, 403 for one that may not, or for a
+// cookie-authenticated change that a browser sent from another site.
+func (a *API) require(p Policy, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		who, err := a.authenticate(r)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		if who == nil {
+			unauthorized(w)
+			return
+		}
+		if who.Session != nil {
+			if err := a.cop.Check(r); err != nil {
+				writeError(w, http.StatusForbidden, codeForbidden, "cross-origin request refused", "")
+				return
+			}
+		}
+		if !p.allows(r, who) {
+			writeError(w, http.StatusForbidden, codeForbidden, "this credential may not use this endpoint", "")
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, who)))
+	}
+}
+
+func (p Policy) allows(r *http.Request, who *Principal) bool {
+	if p.Node {
+		return who.Node != "" && who.Node == mux.Vars(r)["name"]
+	}
+	return who.Node == "" && p.Roles[who.Role] != Deny
+}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="boxfleet"`)
+	writeError(w, http.StatusUnauthorized, codeUnauthorized, "missing or unknown bearer token or session", "")
+}
+
+// storeFor is the store as the caller may see it: a reseller's view holds
+// only its own users.
+func (a *API) storeFor(r *http.Request) *store.Store {
+	if p := Who(r); p != nil && p.Role == store.RoleReseller {
+		return a.store.OwnedBy(p.Account)
+	}
+	return a.store
+}
+
+// seesSecrets reports whether the caller may read credentials: viewers
+// read everything else, but not what would let them act as a user.
+func seesSecrets(r *http.Request) bool {
+	p := Who(r)
+	return p != nil && p.Role != store.RoleViewer
+}

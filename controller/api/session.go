@@ -1,0 +1,282 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/boxfleet/boxfleet/controller/store"
+)
+
+// SessionOptions are the browser sessions' timeouts.
+type SessionOptions struct {
+	Idle   time.Duration // a session unused this long ends
+	MaxAge time.Duration // a session ends this long after login, used or not
+}
+
+// Cookie names. Over TLS the __Host- prefix makes browsers refuse the
+// cookie unless it is Secure, host-only and for Path=/, so that no
+// subdomain or plain-HTTP page can plant or overwrite it. Browsers drop
+// such a cookie when it comes without Secure, so plain HTTP uses the plain
+// name.
+const (
+	cookieSecure = "__Host-boxfleet_session"
+	cookiePlain  = "boxfleet_session"
+)
+
+func sessionCookie(r *http.Request) string {
+	for _, n := range []string{cookieSecure, cookiePlain} {
+		if c, err := r.Cookie(n); err == nil && c.Value != "" {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+func (a *API) setSessionCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
+	secure := a.addr.Secure(r)
+	name := cookiePlain
+	if secure {
+		name = cookieSecure
+	}
+	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: secure, SameSite: http.SameSiteStrictMode})
+}
+
+type loginBody struct {
+	Name     string `json:"name"`
+	Password string `json:"password"`
+	TOTP     string `json:"totp,omitempty"`
+}
+
+// whoami is what GET /api/v1/session and a login answer.
+type whoami struct {
+	Actor     string     `json:"actor"`
+	Name      string     `json:"name,omitempty"` // the account, for sessions and reseller tokens
+	Role      string     `json:"role"`
+	Via       string     `json:"via"` // session or token
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	IdleFor   int64      `json:"idle_timeout_seconds,omitempty"`
+}
+
+// login checks a name, password and (when the account has one) TOTP code
+// and starts a session. Every refusal looks the same and, up to the TOTP
+// step, takes the same time: a name that does not exist still costs one
+// argon2id check.
+func (a *API) login(w http.ResponseWriter, r *http.Request) {
+	// A login form posted from another site would log the victim into the
+	// attacker's account: the same cross-origin rule as for any cookie
+	// request applies.
+	if err := a.cop.Check(r); err != nil {
+		writeError(w, http.StatusForbidden, codeForbidden, "cross-origin request refused", "")
+		return
+	}
+	var b loginBody
+	if err := decode(w, r, &b); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	addr := a.addr.Client(r)
+	// The name is whatever was typed: cut it so that a megabyte of name
+	// cannot become a megabyte of limiter table.
+	name := b.Name
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	addrKey, nameKey := "addr:"+limitKey(addr), "name:"+name
+	now := a.now()
+	if until := a.limiter.attempt(now, addrKey, nameKey); !until.IsZero() {
+		a.logins.WithLabelValues("locked").Inc()
+		retry := int(until.Sub(now).Seconds()) + 1
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+		writeError(w, http.StatusTooManyRequests, codeRateLimited,
+			fmt.Sprintf("too many failed logins; try again after %s (in %d s)", until.UTC().Format(time.RFC3339), retry), "")
+		return
+	}
+	acct, err := a.store.AdminLogin(r.Context(), b.Name)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		a.fail(w, r, err)
+		return
+	}
+	why := ""
+	switch {
+	case acct == nil:
+		store.DummyPasswordCheck(b.Password)
+		why = "unknown account"
+	case !store.CheckPassword(acct.PasswordHash, b.Password):
+		why = "wrong password"
+	case acct.Disabled:
+		why = "account disabled"
+	case acct.TOTP && b.TOTP == "":
+		why = "no TOTP code"
+	case acct.TOTP:
+		ok, _, err := a.store.CheckSecondFactor(r.Context(), acct.Name, b.TOTP)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		if !ok {
+			why = "wrong or reused TOTP code"
+		}
+	}
+	if why != "" {
+		locked := a.limiter.failed(now, addrKey, nameKey)
+		a.logins.WithLabelValues("failure").Inc()
+		if err := a.store.RecordLoginFailure(r.Context(), b.Name, addr, why); err != nil {
+			a.log.WithError(err).Warn("recording a failed login")
+		}
+		msg := "wrong name, password or TOTP code"
+		if locked {
+			msg += fmt.Sprintf("; too many failures: locked for %s", lockFor)
+		}
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, msg, "")
+		return
+	}
+	a.limiter.succeeded(nameKey, addrKey)
+	tok, err := a.store.CreateSession(r.Context(), acct.Name, addr, r.UserAgent(), a.sess.MaxAge)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.store.RecordLogin(r.Context(), acct.Name, addr); err != nil {
+		a.log.WithError(err).Warn("recording a login")
+	}
+	a.logins.WithLabelValues("success").Inc()
+	a.setSessionCookie(w, r, tok, int(a.sess.MaxAge/time.Second))
+	exp := a.store.Now().Add(a.sess.MaxAge).UTC().Truncate(time.Second)
+	writeJSON(w, http.StatusOK, whoami{Actor: "admin:" + acct.Name, Name: acct.Name, Role: acct.Role, Via: "session",
+		ExpiresAt: &exp, IdleFor: int64(a.sess.Idle / time.Second)})
+}
+
+func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
+	p := Who(r)
+	out := whoami{Actor: p.Actor, Name: p.Account, Role: p.Role, Via: "token"}
+	if p.Session != nil {
+		out.Via, out.ExpiresAt, out.IdleFor = "session", &p.Session.ExpiresAt, int64(a.sess.Idle/time.Second)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// logout ends the caller's session; with a bearer token there is none, and
+// the answer is the same.
+func (a *API) logout(w http.ResponseWriter, r *http.Request) {
+	if p := Who(r); p.Session != nil {
+		if _, err := a.store.EndSession(r.Context(), sessionCookie(r)); err != nil && !errors.Is(err, store.ErrNotFound) {
+			a.fail(w, r, err)
+			return
+		}
+		a.setSessionCookie(w, r, "", -1)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) listSessions(w http.ResponseWriter, r *http.Request) {
+	ss, err := a.store.ListSessions(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if ss == nil {
+		ss = []*store.Session{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": ss})
+}
+
+func (a *API) revokeSession(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(mux.Vars(r)["id"], 10, 64)
+	if err != nil {
+		writeError(w, http.StatusNotFound, codeNotFound, "no such session", "")
+		return
+	}
+	if err := a.store.RevokeSession(r.Context(), Caller(r), id); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ownAccount returns the account of a session, or answers 400: only a
+// browser session has a person behind it whose password or second factor
+// it may change (a reseller bot's token may not change its account's).
+func (a *API) ownAccount(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if p := Who(r); p.Session != nil {
+		return p.Session.Admin, true
+	}
+	writeError(w, http.StatusBadRequest, codeBadRequest, "only a browser session can change its own account", "")
+	return "", false
+}
+
+// changeOwnPassword lets any logged-in admin change its password, given
+// the current one. Like every password change it ends the account's
+// sessions, this one too.
+func (a *API) changeOwnPassword(w http.ResponseWriter, r *http.Request) {
+	name, ok := a.ownAccount(w, r)
+	if !ok {
+		return
+	}
+	var b struct {
+		Current string `json:"current_password"`
+		New     string `json:"new_password"`
+	}
+	if err := decode(w, r, &b); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	acct, err := a.store.AdminLogin(r.Context(), name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if !store.CheckPassword(acct.PasswordHash, b.Current) {
+		a.fail(w, r, &store.ValidationError{Field: "current_password", Reason: "is wrong"})
+		return
+	}
+	if err := a.store.SetAdminPassword(r.Context(), Caller(r), name, b.New); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.setSessionCookie(w, r, "", -1)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// beginOwnTOTP and confirmOwnTOTP are the admin's own enrolment; an owner
+// can also do it for an account (the CLI's admin totp enable).
+func (a *API) beginOwnTOTP(w http.ResponseWriter, r *http.Request) {
+	name, ok := a.ownAccount(w, r)
+	if !ok {
+		return
+	}
+	e, err := a.store.BeginTOTP(r.Context(), Caller(r), name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+func (a *API) confirmOwnTOTP(w http.ResponseWriter, r *http.Request) {
+	name, ok := a.ownAccount(w, r)
+	if !ok {
+		return
+	}
+	var b struct {
+		Code string `json:"code"`
+	}
+	if err := decode(w, r, &b); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	codes, err := a.store.ConfirmTOTP(r.Context(), Caller(r), name, b.Code)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	// Enabling TOTP ends the account's sessions (a second factor that
+	// left a stolen session alive would protect little): log in again.
+	a.setSessionCookie(w, r, "", -1)
+	writeJSON(w, http.StatusOK, map[string]any{"recovery_codes": codes})
+}
