@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -27,6 +28,7 @@ import (
 	"github.com/boxfleet/boxfleet/exporter/clashapi"
 	"github.com/boxfleet/boxfleet/exporter/collector"
 	"github.com/boxfleet/boxfleet/exporter/meter"
+	"github.com/boxfleet/boxfleet/exporter/sbapi"
 	"github.com/boxfleet/boxfleet/exporter/v2rayapi"
 	"github.com/boxfleet/boxfleet/internal/logging"
 )
@@ -39,6 +41,8 @@ func main() {
 		clashURL    = app.Flag("singbox.clash-api", "Base URL of sing-box's Clash API (experimental.clash_api.external_controller).").Default("http://127.0.0.1:9090").String()
 		secretFile  = app.Flag("singbox.clash-secret-file", "File holding the Clash API secret.").String()
 		v2rayAddr   = app.Flag("singbox.v2ray-api", "host:port of sing-box's V2Ray stats API; when set, per-user traffic is read from it exactly.").String()
+		apiAddr     = app.Flag("singbox.api", "host:port of sing-box's API service (sing-box 1.14+, services: type api); when set, per-user traffic is read from its connection events exactly.").String()
+		apiSecret   = app.Flag("singbox.api-secret-file", "File holding the API service's secret.").String()
 		minInterval = app.Flag("singbox.poll-interval", "Regular interval between polls of /connections when they are cheap; the budget stretches it on busy nodes.").Default("250ms").Duration()
 		maxInterval = app.Flag("singbox.poll-max-interval", "Longest interval between polls, however many connections are open.").Default("30s").Duration()
 		budget      = app.Flag("singbox.poll-budget", "Share of one CPU core that polling may cost sing-box and the exporter together; the interval stretches to keep within it.").Default("0.03").Float64()
@@ -55,7 +59,7 @@ func main() {
 	log := logging.New(logConfig)
 	if err := run(log, options{
 		metricsPath: *metricsPath, maxRequests: *maxRequests, clashURL: *clashURL, secretFile: *secretFile,
-		v2rayAddr: *v2rayAddr, minInterval: *minInterval, maxInterval: *maxInterval, budget: *budget,
+		v2rayAddr: *v2rayAddr, apiAddr: *apiAddr, apiSecretFile: *apiSecret, minInterval: *minInterval, maxInterval: *maxInterval, budget: *budget,
 		timeout: *timeout, statePath: *statePath, toolkit: toolkitFlags, agent: agentFlags,
 	}); err != nil {
 		log.WithError(err).Error("singbox_exporter failed")
@@ -65,6 +69,7 @@ func main() {
 
 type options struct {
 	metricsPath, clashURL, secretFile, v2rayAddr, statePath string
+	apiAddr, apiSecretFile                                  string
 	maxRequests                                             int
 	minInterval, maxInterval, timeout                       time.Duration
 	budget                                                  float64
@@ -93,6 +98,21 @@ func run(log *logrus.Logger, o options) error {
 		}
 		defer stats.Close()
 		cfg.Stats = stats
+	}
+	if o.apiAddr != "" {
+		if o.v2rayAddr != "" {
+			return errors.New("--singbox.api and --singbox.v2ray-api both measure users exactly: set one")
+		}
+		apiSecret, err := readSecret(o.apiSecretFile)
+		if err != nil {
+			return err
+		}
+		events, err := sbapi.Dial(o.apiAddr, apiSecret)
+		if err != nil {
+			return err
+		}
+		defer events.Close()
+		cfg.Events = events
 	}
 	m := meter.New(cfg)
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/boxfleet/boxfleet/exporter/attribution"
 	"github.com/boxfleet/boxfleet/exporter/clashapi"
+	"github.com/boxfleet/boxfleet/exporter/sbapi"
 	"github.com/boxfleet/boxfleet/exporter/state"
 )
 
@@ -26,9 +27,14 @@ type StatsReader interface {
 
 // Config says what to meter and how.
 type Config struct {
-	Clash     *clashapi.Client
-	Stats     StatsReader // nil: attribute from the Clash API
-	StatePath string      // empty: keep nothing across restarts
+	Clash *clashapi.Client
+	Stats StatsReader // nil: attribute from the Clash API (or Events)
+	// Events, when set, is sing-box's API service: per-user traffic comes
+	// from its connection events exactly, with updates of open
+	// connections every EventInterval (default 1s).
+	Events        EventSource
+	EventInterval time.Duration
+	StatePath     string // empty: keep nothing across restarts
 	// WriteInterval is the least time between two writes of the state.
 	WriteInterval time.Duration
 	// Polls happen between MinInterval and MaxInterval apart, as far apart
@@ -45,7 +51,9 @@ type Config struct {
 type Meter struct {
 	cfg    Config
 	engine *attribution.Engine
-	file   *state.File // owned by whoever holds pollMu
+	ledger *sbapi.Ledger // Events mode; owned by whoever holds pollMu
+	gaps   []gapSample   // Events mode; pollMu
+	file   *state.File   // owned by whoever holds pollMu
 
 	// pollMu serialises polls: the loop's own and those the agent asks for
 	// just before a reload.
@@ -79,6 +87,9 @@ func New(cfg Config) *Meter {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	if cfg.EventInterval <= 0 {
+		cfg.EventInterval = time.Second
+	}
 	m := &Meter{cfg: cfg, engine: attribution.New(attribution.Options{}), file: state.New(), kick: make(chan struct{}, 1)}
 	if cfg.StatePath != "" {
 		f, err := state.Load(cfg.StatePath)
@@ -94,14 +105,19 @@ func New(cfg Config) *Meter {
 			f.Engine = nil
 		}
 	}
+	m.ledger = sbapi.NewLedger(m.file.Events)
+	m.file.Events = nil
 	m.view.Counters = m.file.Counters.Clone()
 	m.view.Mode = m.mode()
 	return m
 }
 
 func (m *Meter) mode() string {
-	if m.cfg.Stats != nil {
+	switch {
+	case m.cfg.Stats != nil:
 		return "v2ray_api"
+	case m.cfg.Events != nil:
+		return "api"
 	}
 	return "clash_api"
 }
@@ -113,7 +129,11 @@ func (m *Meter) mode() string {
 // between the two keeps their unseen bytes apart. Either way, polls are
 // spaced so that their cost stays within the budget.
 func (m *Meter) Run(ctx context.Context) {
-	go m.followLogs(ctx)
+	if m.cfg.Events != nil {
+		go m.followEvents(ctx)
+	} else {
+		go m.followLogs(ctx)
+	}
 	for {
 		spacing, regular := m.intervals(m.Poll(ctx))
 		if !sleep(ctx, spacing) {

@@ -74,8 +74,14 @@ func (m *Meter) poll(ctx context.Context, final bool) (took time.Duration, err e
 			m.cfg.Log.WithFields(logrus.Fields{"up": res.Settled.Remainder.Up, "down": res.Settled.Remainder.Down, "candidates": res.Settled.Users}).Debug("remainder attributed")
 		}
 		m.account(res)
-		if final {
+		switch {
+		case final && m.cfg.Events != nil:
+			m.observeOpen(snap)
+		case final:
 			m.settleNow(start)
+		}
+		if m.cfg.Events != nil {
+			m.declareGap(snap, start)
 		}
 		if m.cfg.Stats != nil {
 			err = m.readStats(ctx, res.Restarted)
@@ -133,8 +139,8 @@ func (m *Meter) account(res attribution.Result) {
 	for in, t := range res.Inbounds {
 		c.Inbounds[in] = c.Inbounds[in].Add(t)
 	}
-	if m.cfg.Stats != nil {
-		return // users come from the stats service, exactly
+	if m.cfg.Stats != nil || m.cfg.Events != nil {
+		return // users come from the stats service or the events, exactly
 	}
 	for o, t := range res.Owners {
 		c.Users[o.User] = c.Users[o.User].Add(t)
@@ -231,9 +237,12 @@ func (m *Meter) save() (bool, error) {
 		return false, nil
 	}
 	m.file.Engine = m.engine.Export()
+	if m.cfg.Events != nil {
+		m.file.Events = m.ledger.Export()
+	}
 	m.file.SavedAt = time.Now()
 	err := state.Save(m.cfg.StatePath, m.file)
-	m.file.Engine = nil // a copy of every open connection: not kept between writes
+	m.file.Engine, m.file.Events = nil, nil // copies of every open connection: not kept between writes
 	if err != nil {
 		m.cfg.Log.WithError(err).Error("writing state file failed")
 		return false, err

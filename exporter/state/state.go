@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/boxfleet/boxfleet/exporter/attribution"
+	"github.com/boxfleet/boxfleet/exporter/sbapi"
 )
 
 // version changes when the layout does in a way old files cannot be read as.
@@ -53,7 +54,8 @@ type File struct {
 	SavedAt  time.Time                      `json:"saved_at"`
 	Counters Counters                       `json:"counters"`
 	Engine   *attribution.State             `json:"engine,omitempty"`
-	Stats    map[string]attribution.Traffic `json:"stats"` // last raw V2Ray API readings; nil until the first one
+	Stats    map[string]attribution.Traffic `json:"stats"`            // last raw V2Ray API readings; nil until the first one
+	Events   *sbapi.State                   `json:"events,omitempty"` // the API service's ledger
 }
 
 // New returns an empty state.
@@ -137,7 +139,7 @@ func Save(path string, f *File) error {
 // memory. Load reads it with encoding/json like any other JSON.
 func encode(w *bufio.Writer, f *File) error {
 	head := *f
-	head.Engine = nil
+	head.Engine = nil // written below, a connection at a time
 	b, err := json.Marshal(&head)
 	if err != nil {
 		return err

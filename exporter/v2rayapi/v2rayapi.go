@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/boxfleet/boxfleet/exporter/attribution"
+	"github.com/boxfleet/boxfleet/exporter/grpcraw"
 )
 
 // sing-box registers the service under V2Ray's name, so V2Ray tools work too.
@@ -39,9 +40,9 @@ func (c *Client) Close() error { return c.conn.Close() }
 // Users returns the cumulative per-user counters. It never resets them:
 // another reader (or our own restart) must see the same totals.
 func (c *Client) Users(ctx context.Context) (map[string]attribution.Traffic, error) {
-	req := rawMessage(encodeQuery("user>>>", false))
-	var resp rawMessage
-	if err := c.conn.Invoke(ctx, queryMethod, &req, &resp, grpc.ForceCodec(rawCodec{})); err != nil {
+	req := grpcraw.Message(encodeQuery("user>>>", false))
+	var resp grpcraw.Message
+	if err := c.conn.Invoke(ctx, queryMethod, &req, &resp, grpc.ForceCodec(grpcraw.Codec{})); err != nil {
 		return nil, fmt.Errorf("v2ray QueryStats: %w", err)
 	}
 	stats, err := decodeStats(resp)
@@ -86,13 +87,13 @@ func encodeQuery(pattern string, reset bool) []byte {
 // Stat{string name = 1; int64 value = 2}.
 func decodeStats(b []byte) (map[string]int64, error) {
 	out := map[string]int64{}
-	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+	err := grpcraw.EachField(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		if num != 1 || typ != protowire.BytesType {
 			return nil
 		}
 		var name string
 		var value int64
-		err := eachField(v, func(num protowire.Number, typ protowire.Type, v []byte, n uint64) error {
+		err := grpcraw.EachField(v, func(num protowire.Number, typ protowire.Type, v []byte, n uint64) error {
 			switch {
 			case num == 1 && typ == protowire.BytesType:
 				name = string(v)
@@ -109,55 +110,3 @@ func decodeStats(b []byte) (map[string]int64, error) {
 	})
 	return out, err
 }
-
-func eachField(b []byte, fn func(protowire.Number, protowire.Type, []byte, uint64) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("v2ray stats: bad tag: %w", protowire.ParseError(n))
-		}
-		b = b[n:]
-		var bytes []byte
-		var varint uint64
-		switch typ {
-		case protowire.BytesType:
-			bytes, n = protowire.ConsumeBytes(b)
-		case protowire.VarintType:
-			varint, n = protowire.ConsumeVarint(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return fmt.Errorf("v2ray stats: bad field %d: %w", num, protowire.ParseError(n))
-		}
-		b = b[n:]
-		if err := fn(num, typ, bytes, varint); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-type rawMessage []byte
-
-// rawCodec passes already encoded protobuf bytes through grpc.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	m, ok := v.(*rawMessage)
-	if !ok {
-		return nil, fmt.Errorf("rawCodec: unexpected %T", v)
-	}
-	return *m, nil
-}
-
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	m, ok := v.(*rawMessage)
-	if !ok {
-		return fmt.Errorf("rawCodec: unexpected %T", v)
-	}
-	*m = append((*m)[:0], data...)
-	return nil
-}
-
-func (rawCodec) Name() string { return "proto" }

@@ -305,33 +305,6 @@ func TestEncodeQueryBytes(t *testing.T) {
 	}
 }
 
-func TestRawCodec(t *testing.T) {
-	var c rawCodec
-	if c.Name() != "proto" {
-		t.Errorf("Name = %q", c.Name())
-	}
-	in := rawMessage(encodeQuery("user>>>", false))
-	b, err := c.Marshal(&in)
-	if err != nil || !reflect.DeepEqual(b, []byte(in)) {
-		t.Errorf("Marshal = %x, %v", b, err)
-	}
-	if _, err := c.Marshal(in); err == nil {
-		t.Error("Marshal of a non-pointer succeeded")
-	}
-	data := []byte{1, 2, 3}
-	out := rawMessage{9, 9, 9, 9, 9}
-	if err := c.Unmarshal(data, &out); err != nil || !reflect.DeepEqual([]byte(out), data) {
-		t.Errorf("Unmarshal = %x, %v", out, err)
-	}
-	data[0] = 7
-	if out[0] != 1 {
-		t.Error("Unmarshal kept a reference to grpc's buffer")
-	}
-	if err := c.Unmarshal(data, new([]byte)); err == nil {
-		t.Error("Unmarshal into a foreign type succeeded")
-	}
-}
-
 func FuzzDecodeStats(f *testing.F) {
 	b, boundaries := response()
 	f.Add(b)
