@@ -68,7 +68,7 @@ func (l *Ledger) Open() int { return len(l.conns) }
 
 // Apply folds one batch in and returns what each user's connections moved
 // in it. Connections without a user (sing-box's own DNS, inbounds without
-// users) are not credited: the node total minus the users' shows them as
+// users) are credited to the empty user: the caller counts them as
 // unattributed.
 //
 // A Reset replaces the ledger's view of what is open: connections it held
@@ -118,7 +118,7 @@ func (l *Ledger) Apply(b Batch) map[attribution.Owner]attribution.Traffic {
 			d = attribution.Traffic{Up: sub(e.Up, c.Up), Down: sub(e.Down, c.Down)}
 			c.Up, c.Down = max(c.Up, e.Up), max(c.Down, e.Down)
 		}
-		if c.User != "" && d != (attribution.Traffic{}) {
+		if d != (attribution.Traffic{}) {
 			o := attribution.Owner{User: c.User, Inbound: c.Inbound}
 			out[o] = out[o].Add(d)
 		}
@@ -155,7 +155,7 @@ func (l *Ledger) baseline(b Batch) {
 // event that way.
 func (l *Ledger) Observe(id string, up, down uint64) (attribution.Owner, attribution.Traffic, bool) {
 	c := l.conns[id]
-	if c == nil || c.User == "" {
+	if c == nil {
 		return attribution.Owner{}, attribution.Traffic{}, false
 	}
 	d := attribution.Traffic{Up: sub(up, c.Up), Down: sub(down, c.Down)}
