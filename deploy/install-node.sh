@@ -6,9 +6,11 @@
 # state) before systemd stops sing-box, so `systemctl stop` or `restart
 # sing-box` and package upgrades lose no traffic. The flush uses curl, else
 # wget, else bash; it gives up after 15 s and never prevents the stop.
-# With --singbox-v2ray-binary it also installs a sing-box built with the
-# V2Ray stats API and sets the exporter to exact mode; it never edits
-# sing-box's config, but prints the block to add to it.
+# With --singbox-api (sing-box 1.14 or later, stock builds) it sets the
+# exporter to read exact per-user traffic from sing-box's API service and
+# writes that service's secret; with --singbox-v2ray-binary it installs a
+# sing-box built with the V2Ray stats API for the same on older versions.
+# Either way it never edits sing-box's config, but prints the block to add.
 #
 #   install-node.sh --binary ./singbox_exporter \
 #     --controller-url https://boxfleet.example.com --token-file ./node.token \
@@ -33,6 +35,10 @@
 #                          the flags file
 #   --v2ray-api-listen HOST:PORT
 #                          the stats API's address (127.0.0.1:10085)
+#   --singbox-api HOST:PORT
+#                          exact mode on a stock sing-box 1.14+: the address
+#                          of its API service ("services": [{"type": "api"}]);
+#                          adds --singbox.api and its secret file
 #   --prefix DIR           install under DIR instead of / (packaging, tests):
 #                          no user is created, systemd is not touched
 #   --no-start             install and enable, but do not start
@@ -46,7 +52,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 binary= controller_url= token_file= node_name= node_address= labels=
 singbox_config=/etc/sing-box/config.json singbox_binary=
-singbox_v2ray_binary= v2ray_listen=127.0.0.1:10085 v2ray_listen_given=no
+singbox_v2ray_binary= v2ray_listen=127.0.0.1:10085 v2ray_listen_given=no singbox_api=
 prefix= start=yes dry_run=no
 
 die() { echo "install-node: $*" >&2; exit 1; }
@@ -66,6 +72,7 @@ $2"; shift ;;
     --singbox-binary) need "$@"; singbox_binary=$2; shift ;;
     --singbox-v2ray-binary) need "$@"; singbox_v2ray_binary=$2; shift ;;
     --v2ray-api-listen) need "$@"; v2ray_listen=$2; v2ray_listen_given=yes; shift ;;
+    --singbox-api) need "$@"; singbox_api=$2; shift ;;
     --prefix) need "$@"; prefix=${2%/}; shift ;;
     --no-start) start=no ;;
     --dry-run) dry_run=yes ;;
@@ -82,6 +89,23 @@ if [ -n "$controller_url" ]; then
   [ -f "$token_file" ] || die "no such token file: $token_file"
 fi
 [ -n "$node_name" ] || node_name=$(hostname)
+# check_hostport: an address goes verbatim into the flags file, a sed
+# replacement and the JSON printed below: host names, IPv4 and [IPv6]
+# addresses only.
+check_hostport() { # option value
+  case $2 in
+    *[!]A-Za-z0-9.:%[-]* | :* | *:) die "$1 wants HOST:PORT, got $2" ;;
+    *:*) ;;
+    *) die "$1 wants HOST:PORT, got $2" ;;
+  esac
+  case ${2##*:} in
+    *[!0-9]*) die "$1 wants HOST:PORT, got $2" ;;
+  esac
+}
+if [ -n "$singbox_api" ]; then
+  check_hostport --singbox-api "$singbox_api"
+  [ -z "$singbox_v2ray_binary" ] || die "--singbox-api and --singbox-v2ray-binary both make users exact: choose one"
+fi
 [ -n "$node_address" ] || node_address=$node_name
 # Exact mode: the given sing-box must have the V2Ray stats API, which its
 # `version` lists under Tags (with_v2ray_api); release builds lack it.
@@ -95,16 +119,7 @@ if [ -n "$singbox_v2ray_binary" ]; then
     *,with_v2ray_api,*) ;;
     *) die "$singbox_v2ray_binary has no V2Ray stats API: the Tags of its \`version\` (${tags:-none}) lack with_v2ray_api; build one with \`bash tools/build.sh sing-box-v2ray\`" ;;
   esac
-  # It goes verbatim into the flags file, a sed replacement and the JSON
-  # printed below: host names, IPv4 and [IPv6] addresses only.
-  case $v2ray_listen in
-    *[!]A-Za-z0-9.:%[-]* | :* | *:) die "--v2ray-api-listen wants HOST:PORT, got $v2ray_listen" ;;
-    *:*) ;;
-    *) die "--v2ray-api-listen wants HOST:PORT, got $v2ray_listen" ;;
-  esac
-  case ${v2ray_listen##*:} in
-    *[!0-9]*) die "--v2ray-api-listen wants HOST:PORT, got $v2ray_listen" ;;
-  esac
+  check_hostport --v2ray-api-listen "$v2ray_listen"
   v2ray_api=$v2ray_listen
 elif [ "$v2ray_listen_given" = yes ]; then
   die "--v2ray-api-listen goes with --singbox-v2ray-binary"
@@ -135,8 +150,11 @@ run() {
 # Without a controller the agent's lines are commented out.
 flags() {
   awk -v url="$controller_url" -v name="$node_name" -v addr="$node_address" \
-      -v cfg="$singbox_config" -v sb="$singbox_binary" -v labels="$labels" -v v2ray="$v2ray_api" '
+      -v cfg="$singbox_config" -v sb="$singbox_binary" -v labels="$labels" -v v2ray="$v2ray_api" \
+      -v api="$singbox_api" '
     function set(flag, value) { print flag "=" value }
+    /^(# ?)?--singbox\.api(-secret-file)?=/ && api != "" { next }
+    /^--singbox\.clash-api=/ && api != "" { print; set("--singbox.api", api); set("--singbox.api-secret-file", "/etc/singbox_exporter/api-secret"); next }
     /^(# ?)?--singbox\.v2ray-api=/ && v2ray != "" { next }
     /^--singbox\.clash-api=/ && v2ray != "" { print; set("--singbox.v2ray-api", v2ray); next }
     /^--controller\.|^--node\.|^--singbox\.(config|binary|reload-command)=/ && url == "" { print "# " $0; next }
@@ -219,6 +237,43 @@ keep_v2ray_flag() {
   fi
 }
 
+# keep_api_flags gives a kept flags file the API-service flags when it has
+# none, and leaves a file that has them as the operator has it.
+keep_api_flags() {
+  f=$conf_dir/flags
+  if grep -q '^--singbox\.api=' "$f"; then
+    echo "# keeping $f's --singbox.api"
+    return
+  fi
+  echo "+ add --singbox.api=$singbox_api to $f"
+  if [ "$dry_run" = no ]; then
+    cp -p "$f" "$f.tmp" # the kept file's mode and owner
+    { cat "$f"; [ -z "$(tail -c 1 "$f")" ] || echo
+      echo "--singbox.api=$singbox_api"; echo "--singbox.api-secret-file=/etc/singbox_exporter/api-secret"; } > "$f.tmp"
+    mv "$f.tmp" "$f"
+  fi
+}
+
+# api_notes tells the operator the rest of API mode: the service block for
+# sing-box's config, with the secret the exporter will send.
+api_notes() {
+  [ -n "$singbox_api" ] || return 0
+  host=${singbox_api%:*} port=${singbox_api##*:}
+  host=${host#\[}
+  host=${host%\]}
+  cat <<EOF
+
+# Exact mode: the exporter reads per-user traffic from sing-box's API
+# service at $singbox_api (sing-box 1.14 or later). Add this to sing-box's
+# config, $singbox_config (into its "services" if it has one), with the
+# secret from /etc/singbox_exporter/api-secret in place of SECRET:
+
+"services": [{"type": "api", "tag": "boxfleet-api", "listen": "$host", "listen_port": $port, "secret": "SECRET"}]
+
+# Then: sing-box check -c $singbox_config && systemctl restart sing-box
+EOF
+}
+
 # v2ray_notes tells the operator the rest of exact mode, which is theirs to
 # do: this script never edits sing-box's config.
 v2ray_notes() {
@@ -296,12 +351,23 @@ run install -d -m 0750 "$conf_dir"
 if [ -e "$conf_dir/flags" ]; then
   echo "# keeping $conf_dir/flags"
   [ -z "$v2ray_api" ] || keep_v2ray_flag
+  [ -z "$singbox_api" ] || keep_api_flags
 else
   echo "+ write $conf_dir/flags${v2ray_api:+ (exact mode: --singbox.v2ray-api=$v2ray_api)}"
   if [ "$dry_run" = no ]; then
     flags > "$conf_dir/flags.tmp"
     chmod 0640 "$conf_dir/flags.tmp"
     mv "$conf_dir/flags.tmp" "$conf_dir/flags"
+  fi
+fi
+# The API service's secret: random, written once, readable by the exporter.
+if [ -n "$singbox_api" ] && [ ! -e "$conf_dir/api-secret" ]; then
+  echo "+ write $conf_dir/api-secret"
+  if [ "$dry_run" = no ]; then
+    (umask 077; od -An -tx1 -N16 /dev/urandom | tr -d ' \n' > "$conf_dir/api-secret.tmp")
+    chmod 0640 "$conf_dir/api-secret.tmp"
+    mv "$conf_dir/api-secret.tmp" "$conf_dir/api-secret"
+    [ -n "$prefix" ] || chown "$owner" "$conf_dir/api-secret"
   fi
 fi
 if [ -n "$token_file" ] && [ ! -e "$conf_dir/token" ]; then
@@ -342,7 +408,7 @@ if grep -q '^--web\.config\.file=' "$conf_dir/flags" 2>/dev/null; then
   echo "# $conf_dir/flags sets --web.config.file: edit $dropin if it asks for TLS or a password" >&2
 fi
 
-[ -n "$prefix" ] && { echo "# --prefix: systemd left alone"; v2ray_notes; exit 0; }
+[ -n "$prefix" ] && { echo "# --prefix: systemd left alone"; v2ray_notes; api_notes; exit 0; }
 
 # 6. Let the agent replace sing-box's config: the directory's group is the
 # exporter's (setgid keeps new files in it), and sing-box, if it runs as
@@ -366,3 +432,4 @@ else
   run systemctl enable singbox_exporter.service
 fi
 v2ray_notes
+api_notes

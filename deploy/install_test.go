@@ -543,3 +543,67 @@ func TestInstallNodeRefusesSingBoxWithoutV2RayAPI(t *testing.T) {
 		}
 	}
 }
+
+// API mode on a stock sing-box: the flags, a secret written once and kept,
+// and a printed service block that the stock release build accepts.
+func TestInstallNodeAPIMode(t *testing.T) {
+	exe := staticBuild(t, "./cmd/singbox_exporter")
+	prefix := t.TempDir()
+	args := []string{"--binary", exe, "--prefix", prefix, "--singbox-api", "127.0.0.1:9091"}
+	out, err := installNode(t, args...)
+	if err != nil {
+		t.Fatalf("install-node.sh: %v\n%s", err, out)
+	}
+	flagsFile := filepath.Join(prefix, "etc/singbox_exporter/flags")
+	flags := readFile(t, flagsFile)
+	if got := activeLines(flags, "--singbox.api"); !slices.Equal(got, []string{"--singbox.api=127.0.0.1:9091"}) {
+		t.Errorf("flags file sets %q, want --singbox.api=127.0.0.1:9091 once:\n%s", got, flags)
+	}
+	if got := activeLines(flags, "--singbox.api-secret-file"); !slices.Equal(got, []string{"--singbox.api-secret-file=/etc/singbox_exporter/api-secret"}) {
+		t.Errorf("flags file sets %q for the secret file", got)
+	}
+	if b, err := exec.Command(exe, "@"+flagsFile, "--help").CombinedOutput(); err != nil {
+		t.Errorf("singbox_exporter rejects the flags: %v\n%s", err, lastLines(b, 3))
+	}
+	secretFile := filepath.Join(prefix, "etc/singbox_exporter/api-secret")
+	secret := readFile(t, secretFile)
+	if len(secret) != 32 || strings.Trim(secret, "0123456789abcdef") != "" {
+		t.Errorf("api-secret is %q, want 32 hex digits", secret)
+	}
+	if fi, err := os.Stat(secretFile); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("api-secret mode %v (%v), want 0640", fi.Mode().Perm(), err)
+	}
+	if strings.Contains(out, secret) {
+		t.Error("install-node.sh printed the secret")
+	}
+	// The printed block, with the secret filled in, passes a stock
+	// sing-box's check.
+	const block = `"services": [{"type": "api", "tag": "boxfleet-api", "listen": "127.0.0.1", "listen_port": 9091, "secret": "SECRET"}]`
+	if !strings.Contains(out, "\n"+block+"\n") {
+		t.Fatalf("install-node.sh did not print the service block:\n%s", out)
+	}
+	config := filepath.Join(t.TempDir(), "config.json")
+	os.WriteFile(config, []byte("{"+strings.Replace(block, "SECRET", secret, 1)+"}\n"), 0o600)
+	if b, err := exec.Command(testbin.Path(t, "sing-box"), "check", "-c", config).CombinedOutput(); err != nil {
+		t.Errorf("stock sing-box rejects the printed block: %v\n%s", err, b)
+	}
+
+	// A re-run keeps the secret and the flags; a kept flags file without
+	// the API flags gets them.
+	if out, err := installNode(t, args...); err != nil {
+		t.Fatalf("second run: %v\n%s", err, out)
+	}
+	if readFile(t, secretFile) != secret || readFile(t, flagsFile) != flags {
+		t.Error("a re-run changed the secret or the flags")
+	}
+	os.WriteFile(flagsFile, []byte("--web.listen-address=:9550\n"), 0o640)
+	if out, err := installNode(t, args...); err != nil {
+		t.Fatalf("third run: %v\n%s", err, out)
+	}
+	if got := readFile(t, flagsFile); got != "--web.listen-address=:9550\n--singbox.api=127.0.0.1:9091\n--singbox.api-secret-file=/etc/singbox_exporter/api-secret\n" {
+		t.Errorf("kept flags file became:\n%s", got)
+	}
+	if out, err := installNode(t, "--binary", exe, "--prefix", t.TempDir(), "--singbox-api", "9091"); err == nil || !strings.Contains(out, "wants HOST:PORT") {
+		t.Errorf("a bad address was accepted: %v\n%s", err, out)
+	}
+}
