@@ -27,6 +27,10 @@ import (
 
 const subscribeMethod = "/daemon.StartedService/SubscribeConnections"
 
+// maxMessage bounds one message of the event stream: room for a Reset of
+// several hundred thousand connections.
+const maxMessage = 256 << 20
+
 // Kind is what happened to a connection.
 type Kind int
 
@@ -69,7 +73,11 @@ type Client struct {
 // Dial prepares a client for addr (host:port); it connects lazily. The
 // secret is sent as a bearer token and never logged.
 func Dial(addr, secret string) (*Client, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// The first message of a subscription lists every open connection and
+	// the last 1,000 closed ones: about 200 bytes each, so 20,000 open
+	// connections pass grpc's default limit of 4 MB.
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage)))
 	if err != nil {
 		return nil, fmt.Errorf("sing-box API %s: %w", addr, err)
 	}
