@@ -73,6 +73,18 @@ func TestDemo(t *testing.T) {
 			return "exporter: " + strings.Join(regexp.MustCompile(`(?m)^singbox_(up|config_revision|config_apply_total)\b.*$`).FindAllString(body, -1), "; ")
 		})
 	}
+	// demo-1 reads users from sing-box's API service, demo-2 from the Clash
+	// API: each exporter says so, and demo-1's event stream is up.
+	for off, mode := range map[int]string{12016: "api", 12026: "clash_api"} {
+		waitFor(t, "exporter in "+mode+" mode with its stream up", 30*time.Second, func() bool {
+			_, body := get(t, url(off, "/metrics"))
+			return strings.Contains(body, `singbox_exporter_mode_info{mode="`+mode+`"} 1`) &&
+				strings.Contains(body, "\nsingbox_exporter_log_stream_up 1\n")
+		}, func() string {
+			_, body := get(t, url(off, "/metrics"))
+			return "exporter: " + strings.Join(regexp.MustCompile(`(?m)^singbox_exporter_(mode_info|log_stream_up)\b.*$`).FindAllString(body, -1), "; ")
+		})
+	}
 	waitFor(t, "Prometheus scraping every target", 90*time.Second, func() bool {
 		_, body := get(t, url(1010, "/api/v1/targets?state=active"))
 		up, down := strings.Count(body, `"health":"up"`), strings.Count(body, `"health":"down"`)+strings.Count(body, `"health":"unknown"`)

@@ -6,7 +6,11 @@ package grpcraw
 
 import (
 	"fmt"
+	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -67,4 +71,18 @@ func EachField(b []byte, fn func(num protowire.Number, typ protowire.Type, bytes
 		}
 	}
 	return nil
+}
+
+// Dial prepares a client connection to one of sing-box's gRPC services on
+// the node (plaintext: it listens on loopback). It reconnects at most 5 s
+// apart: grpc's own default backs off to two minutes, and after a sing-box
+// restart every call would fail fast for that long.
+func Dial(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	}, opts...)...)
 }

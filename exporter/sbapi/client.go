@@ -15,10 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -66,8 +66,11 @@ type Batch struct {
 
 // Client talks to one sing-box API service.
 type Client struct {
-	conn   *grpc.ClientConn
+	addr   string
 	secret string
+
+	mu   sync.Mutex
+	conn *grpc.ClientConn
 }
 
 // Dial prepares a client for addr (host:port); it connects lazily. The
@@ -76,26 +79,64 @@ func Dial(addr, secret string) (*Client, error) {
 	// The first message of a subscription lists every open connection and
 	// the last 1,000 closed ones: about 200 bytes each, so 20,000 open
 	// connections pass grpc's default limit of 4 MB.
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage)))
-	if err != nil {
-		return nil, fmt.Errorf("sing-box API %s: %w", addr, err)
+	c := &Client{addr: addr, secret: secret}
+	if err := c.redial(); err != nil {
+		return nil, err
 	}
-	return &Client{conn: conn, secret: secret}, nil
+	return c, nil
+}
+
+// redial replaces the client connection. A sing-box reload (SIGHUP) stops
+// the old API service but leaves its HTTP/2 connections open, answering
+// every call with an empty 200; grpc keeps using such a connection, so
+// after a broken subscription the client starts over on a new one.
+func (c *Client) redial() error {
+	conn, err := grpcraw.Dial(c.addr, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage)))
+	if err != nil {
+		return fmt.Errorf("sing-box API %s: %w", c.addr, err)
+	}
+	c.mu.Lock()
+	old := c.conn
+	c.conn = conn
+	c.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
 }
 
 // Close releases the connection.
-func (c *Client) Close() error { return c.conn.Close() }
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn.Close()
+}
 
 // Subscribe follows connection events until ctx ends or the stream breaks,
 // calling fn for each batch; sing-box sends traffic updates every interval.
 func (c *Client) Subscribe(ctx context.Context, interval time.Duration, fn func(Batch)) error {
+	err := c.subscribe(ctx, interval, fn)
+	if ctx.Err() == nil {
+		if rerr := c.redial(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
+	return err
+}
+
+func (c *Client) subscribe(ctx context.Context, interval time.Duration, fn func(Batch)) error {
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if c.secret != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.secret)
 	}
-	stream, err := c.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, subscribeMethod, grpc.ForceCodec(grpcraw.Codec{}))
+	// WaitForReady: while sing-box is restarting, wait for it (as long as
+	// ctx allows) rather than fail at once.
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, subscribeMethod,
+		grpc.ForceCodec(grpcraw.Codec{}), grpc.WaitForReady(true))
 	if err != nil {
 		return fmt.Errorf("sing-box API: %w", err)
 	}

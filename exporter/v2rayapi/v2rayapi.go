@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/boxfleet/boxfleet/exporter/attribution"
@@ -27,7 +26,7 @@ type Client struct {
 
 // Dial prepares a client for addr (host:port); it connects lazily.
 func Dial(addr string) (*Client, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpcraw.Dial(addr)
 	if err != nil {
 		return nil, fmt.Errorf("v2ray API %s: %w", addr, err)
 	}
