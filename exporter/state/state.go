@@ -139,14 +139,14 @@ func Save(path string, f *File) error {
 // memory. Load reads it with encoding/json like any other JSON.
 func encode(w *bufio.Writer, f *File) error {
 	head := *f
-	head.Engine = nil // written below, a connection at a time
+	head.Engine, head.Events = nil, nil // written below, a connection at a time
 	b, err := json.Marshal(&head)
 	if err != nil {
 		return err
 	}
 	w.Write(b[:len(b)-1]) // without the closing brace
+	enc := json.NewEncoder(w)
 	if s := f.Engine; s != nil {
-		enc := json.NewEncoder(w)
 		w.WriteString(`,"engine":{"total":`)
 		if err := enc.Encode(s.Total); err != nil {
 			return err
@@ -161,22 +161,43 @@ func encode(w *bufio.Writer, f *File) error {
 				return err
 			}
 		}
-		w.WriteString(`,"conns":{`)
-		first := true
-		for id, c := range s.Conns {
-			if !first {
-				w.WriteByte(',')
-			}
-			first = false
-			if err := enc.Encode(id); err != nil {
-				return err
-			}
-			w.WriteByte(':')
-			if err := enc.Encode(c); err != nil {
-				return err
-			}
+		w.WriteString(`,"conns":`)
+		if err := encodeMap(w, enc, s.Conns); err != nil {
+			return err
 		}
-		w.WriteString("}}")
+		w.WriteByte('}')
+	}
+	if s := f.Events; s != nil {
+		w.WriteString(`,"events":{"closed":`)
+		if err := enc.Encode(s.Closed); err != nil {
+			return err
+		}
+		w.WriteString(`,"conns":`)
+		if err := encodeMap(w, enc, s.Conns); err != nil {
+			return err
+		}
+		w.WriteByte('}')
+	}
+	w.WriteByte('}')
+	return nil
+}
+
+// encodeMap writes a map as a JSON object an entry at a time.
+func encodeMap[V any](w *bufio.Writer, enc *json.Encoder, m map[string]V) error {
+	w.WriteByte('{')
+	first := true
+	for k, v := range m {
+		if !first {
+			w.WriteByte(',')
+		}
+		first = false
+		if err := enc.Encode(k); err != nil {
+			return err
+		}
+		w.WriteByte(':')
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
 	}
 	w.WriteByte('}')
 	return nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/boxfleet/boxfleet/exporter/attribution"
+	"github.com/boxfleet/boxfleet/exporter/sbapi"
 )
 
 var hostileUsers = []string{
@@ -48,6 +49,13 @@ func sampleFile() *File {
 		Average: map[string][2]float64{`"quoted"`: {0.5, 1.25}},
 	}
 	f.Stats = map[string]attribution.Traffic{"алиса": {Up: 77, Down: 88}}
+	f.Events = &sbapi.State{
+		Conns: map[string]sbapi.Conn{
+			"c1":            {User: `"quoted"`, Inbound: "vless-in", Up: 1, Down: 2},
+			"c2 \"odd\" id": {User: "", Inbound: "", Up: 1 << 40, Down: 3},
+		},
+		Closed: []string{"a", "b\nc"},
+	}
 	return f
 }
 
