@@ -90,12 +90,12 @@ for i in 1 2; do
   printf '%s' "$secret" >"$ndir/clash.secret"
   psk=$(head -c 16 /dev/urandom | base64)
   port=$((base + 12000 + i * 10)) # 20090, 20100 by default
-  # demo-1 measures users exactly through sing-box's API service; demo-2
-  # through the Clash API alone, as a node on an older sing-box would.
-  services='[]' api_flags=()
+  # demo-1 measures users exactly through sing-box's API service (its
+  # exporter finds the service in the config it manages); demo-2 through
+  # the Clash API alone, as a node on an older sing-box would.
+  services='[]'
   if [ "$i" = 1 ]; then
     services="[{\"type\": \"api\", \"tag\": \"boxfleet-api\", \"listen\": \"127.0.0.1\", \"listen_port\": $((port + 7)), \"secret\": \"$secret\"}]"
-    api_flags=(--singbox.api "127.0.0.1:$((port + 7))" --singbox.api-secret-file "$ndir/clash.secret")
   fi
   cat >"$ndir/sing-box.json" <<JSON
 {
@@ -117,7 +117,7 @@ JSON
   echo "${pids[-1]}" >"$ndir/sing-box.pid"
   start "$node-exporter" "$root/bin/singbox_exporter" \
     --web.listen-address "127.0.0.1:$((port + 6))" --state.path "$ndir/exporter.state.json" \
-    --singbox.clash-api "http://127.0.0.1:$((port + 5))" --singbox.clash-secret-file "$ndir/clash.secret" "${api_flags[@]}" \
+    --singbox.clash-api "http://127.0.0.1:$((port + 5))" --singbox.clash-secret-file "$ndir/clash.secret" \
     --controller.url "http://127.0.0.1:$cp_port" --controller.token-file "$ndir/token" \
     --node.name "$node" --node.address 127.0.0.1 --node.label group=demo --node.label "region=local-$i" \
     --singbox.config "$ndir/sing-box.json" --singbox.binary "$sb" --singbox.pid-file "$ndir/sing-box.pid" \

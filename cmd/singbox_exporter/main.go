@@ -31,6 +31,7 @@ import (
 	"github.com/boxfleet/boxfleet/exporter/sbapi"
 	"github.com/boxfleet/boxfleet/exporter/v2rayapi"
 	"github.com/boxfleet/boxfleet/internal/logging"
+	"github.com/boxfleet/boxfleet/internal/sbconfig"
 )
 
 func main() {
@@ -99,15 +100,26 @@ func run(log *logrus.Logger, o options) error {
 		defer stats.Close()
 		cfg.Stats = stats
 	}
+	apiAddr, apiSecret := o.apiAddr, ""
 	if o.apiAddr != "" {
 		if o.v2rayAddr != "" {
 			return errors.New("--singbox.api and --singbox.v2ray-api both measure users exactly: set one")
 		}
-		apiSecret, err := readSecret(o.apiSecretFile)
-		if err != nil {
+		if apiSecret, err = readSecret(o.apiSecretFile); err != nil {
 			return err
 		}
-		events, err := sbapi.Dial(o.apiAddr, apiSecret)
+	} else if o.v2rayAddr == "" && o.agent.controllerURL != "" {
+		// The agent owns sing-box's config: an API service there is used
+		// without further flags, so adding the block is all it takes.
+		if b, err := os.ReadFile(o.agent.config); err == nil {
+			if addr, secret, ok := sbconfig.APIService(b); ok {
+				apiAddr, apiSecret = addr, secret
+				log.WithField("address", addr).Info("sing-box's config has an API service: users are read from its connection events")
+			}
+		}
+	}
+	if apiAddr != "" {
+		events, err := sbapi.Dial(apiAddr, apiSecret)
 		if err != nil {
 			return err
 		}
