@@ -157,13 +157,21 @@ func TestLoop(t *testing.T) {
 		clash, exp := promtest.FreeAddr(t), promtest.FreeAddr(t)
 		n.exporter = exp
 		host, port, _ := strings.Cut(n.ssAddr, ":")
+		// n2 has sing-box's API service, which its exporter finds in the
+		// config and reads users from exactly; n1 has the Clash API alone.
+		services := "[]"
+		if name == "n2" {
+			_, apiPort, _ := strings.Cut(promtest.FreeAddr(t), ":")
+			services = fmt.Sprintf(`[{"type": "api", "listen": "127.0.0.1", "listen_port": %s, "secret": "s3cret-%s"}]`, apiPort, name)
+		}
 		write(t, filepath.Join(n.dir, "config.json"), fmt.Sprintf(`{
   "log": {"level": "info"},
   "inbounds": [{"type": "shadowsocks", "tag": "ss", "listen": %q, "listen_port": %s,
     "method": "2022-blake3-aes-128-gcm", "password": %q, "users": []}],
   "outbounds": [{"type": "direct"}],
+  "services": %s,
   "experimental": {"clash_api": {"external_controller": %q, "secret": "s3cret-%s"}}
-}`, host, port, n.psk, clash, name))
+}`, host, port, n.psk, services, clash, name))
 		n.startSingBox(t)
 		proctest.Start(t, n.dir, "exporter", exporter, "--web.listen-address", exp, "--state.path", filepath.Join(n.dir, "state.json"),
 			"--singbox.clash-api", "http://"+clash, "--singbox.clash-secret-file", filepath.Join(n.dir, "clash.secret"),
