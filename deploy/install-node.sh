@@ -1,6 +1,14 @@
 #!/bin/sh
 # Installs singbox_exporter on a sing-box node as a hardened systemd service.
-# It installs the binary it is given and downloads nothing. It also gives
+# It installs the binary it is given; without --binary it fetches the one
+# for this machine's architecture from the controller, with the unit and
+# flags file beside it, which makes the one line a new node's answer shows
+# work on a fresh machine with only curl (or wget) and systemd:
+#
+#   curl -fsSL https://ctl.example/install/node.sh | sudo sh -s -- \
+#     --controller https://ctl.example --name fra-1 --token TOKEN
+#
+# It also gives
 # sing-box's unit a drop-in, sing-box.service.d/10-boxfleet-flush.conf, whose
 # ExecStop asks the exporter to flush (POST /-/flush: poll, count, write the
 # state) before systemd stops sing-box, so `systemctl stop` or `restart
@@ -17,11 +25,13 @@
 #     --node-name fra-1 --node-address fra-1.example.com --label region=eu
 #
 # Options:
-#   --binary PATH          singbox_exporter to install (required)
+#   --binary PATH          singbox_exporter to install; default: fetched from
+#                          the controller (/install/singbox_exporter-linux-ARCH)
 #   --controller-url URL   run the node agent against this controller; without
-#                          it the exporter only serves metrics
+#                          it the exporter only serves metrics (--controller)
 #   --token-file PATH      the node token `boxfleet node add` printed
-#   --node-name NAME       default: this host's name
+#   --token TOKEN          the token itself, instead of --token-file
+#   --node-name NAME       default: this host's name (--name)
 #   --node-address HOST    public host clients dial; default: --node-name
 #   --label KEY=VALUE      node label (region, group, ...); repeatable
 #   --singbox-config PATH  sing-box config the agent manages (/etc/sing-box/config.json)
@@ -50,7 +60,7 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-binary= controller_url= token_file= node_name= node_address= labels=
+binary= controller_url= token_file= token= node_name= node_address= labels=
 singbox_config=/etc/sing-box/config.json singbox_binary=
 singbox_v2ray_binary= v2ray_listen=127.0.0.1:10085 v2ray_listen_given=no singbox_api=
 prefix= start=yes dry_run=no
@@ -61,9 +71,10 @@ need() { [ $# -ge 2 ] || die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
   case $1 in
     --binary) need "$@"; binary=$2; shift ;;
-    --controller-url) need "$@"; controller_url=$2; shift ;;
+    --controller-url|--controller) need "$@"; controller_url=${2%/}; shift ;;
     --token-file) need "$@"; token_file=$2; shift ;;
-    --node-name) need "$@"; node_name=$2; shift ;;
+    --token) need "$@"; token=$2; shift ;;
+    --node-name|--name) need "$@"; node_name=$2; shift ;;
     --node-address) need "$@"; node_address=$2; shift ;;
     --label) need "$@"; case $2 in *=*) ;; *) die "--label wants KEY=VALUE, got $2" ;; esac
       labels="$labels
@@ -82,7 +93,44 @@ $2"; shift ;;
   shift
 done
 
-[ -n "$binary" ] || die "--binary is required"
+# fetch URL FILE: the one-line install downloads from the controller.
+fetch() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsSL --retry 2 -o "$2" "$1" || die "cannot fetch $1"
+  elif command -v wget >/dev/null 2>&1; then
+    wget -q -O "$2" "$1" || die "cannot fetch $1"
+  else
+    die "neither curl nor wget to fetch $1"
+  fi
+}
+if [ -n "$token" ] || [ -z "$binary" ] || [ ! -f "$here/singbox_exporter.flags" ]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+fi
+if [ -n "$token" ]; then
+  [ -z "$token_file" ] || die "give --token or --token-file, not both"
+  token_file=$work/node.token
+  (umask 077; printf '%s\n' "$token" > "$token_file")
+fi
+if [ -z "$binary" ] && [ -n "$controller_url" ]; then
+  case $(uname -m) in
+    x86_64|amd64) arch=amd64 ;;
+    aarch64|arm64) arch=arm64 ;;
+    *) die "no exporter build for $(uname -m); build one and pass --binary" ;;
+  esac
+  binary=$work/singbox_exporter
+  fetch "$controller_url/install/singbox_exporter-linux-$arch" "$binary"
+  chmod 0755 "$binary"
+fi
+# Run from a pipe (sh -s), the unit and flags file are not beside the
+# script: the controller serves them too.
+if [ ! -f "$here/singbox_exporter.flags" ] || [ ! -f "$here/singbox_exporter.service" ]; then
+  [ -n "$controller_url" ] || die "singbox_exporter.flags and .service are not beside the script; run it from deploy/ or give --controller"
+  here=$work
+  fetch "$controller_url/install/singbox_exporter.flags" "$here/singbox_exporter.flags"
+  fetch "$controller_url/install/singbox_exporter.service" "$here/singbox_exporter.service"
+fi
+[ -n "$binary" ] || die "--binary is required (or --controller, to fetch it)"
 [ -f "$binary" ] || die "no such binary: $binary"
 if [ -n "$controller_url" ]; then
   [ -n "$token_file" ] || die "--controller-url needs --token-file"

@@ -84,6 +84,7 @@ type Client struct {
 	Name    string // the table entry that matched, "" when none did
 	Format  Format
 	SingBox Version // FormatSingBox only; zero when the UA does not say
+	Lang    string  // FormatHTML only: the page's language (ChooseLang); "" is English
 }
 
 // uaRule maps a User-Agent prefix (compared case-insensitively) to a format.

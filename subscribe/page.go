@@ -12,8 +12,15 @@ import (
 	"github.com/boxfleet/boxfleet/subscribe/internal/esc"
 )
 
-// page is what the browser template (page.html) sees.
+// page is what the browser template (page.html) sees. Texts are in the
+// page's language; Status stays the API's word, for templates that style
+// by it.
 type page struct {
+	tr
+	Lang, Dir                   string // Dir: "rtl" for right-to-left languages, else "ltr"
+	Langs                       []langLink
+	StatusText                  string
+	UsedText, ExpireText        string
 	Title, User, Status, Reason string
 	Used, Limit                 string // human-readable bytes; Limit "" when unlimited
 	Percent                     int    // used share of the limit, 0..100
@@ -25,6 +32,15 @@ type page struct {
 	Imports                     []importButton
 	Links                       []shareLink
 }
+
+// langLink is one entry of the language picker.
+type langLink struct {
+	Code, Name string
+	Current    bool
+}
+
+// langNames are the languages as their speakers write them.
+var langNames = map[string]string{"en": "English", "zh-CN": "简体中文", "ru": "Русский", "fa": "فارسی"}
 
 type importButton struct {
 	Client string
@@ -40,10 +56,14 @@ type shareLink struct {
 
 var pageFuncs = htmltemplate.FuncMap{}
 
-func newPage(p *Profile) *page {
+func newPage(p *Profile, lang string) *page {
 	used := p.Upload + p.Download
+	t := translator(lang)
 	pg := &page{
-		Title:      profileTitle(p),
+		tr:         t,
+		Lang:       t.lang,
+		Dir:        "ltr",
+		Title:      pageTitle(p),
 		User:       p.User,
 		Status:     p.Status,
 		Reason:     p.Reason(),
@@ -52,20 +72,37 @@ func newPage(p *Profile) *page {
 		WebPageURL: p.WebPageURL,
 		SupportURL: p.SupportURL,
 	}
+	if rtl[t.lang] {
+		pg.Dir = "rtl"
+	}
+	for _, l := range Langs {
+		pg.Langs = append(pg.Langs, langLink{Code: l, Name: langNames[l], Current: l == t.lang})
+	}
 	if pg.Status == "" {
 		pg.Status = StatusActive
 	}
+	pg.StatusText = t.T("status_" + pg.Status)
+	if pg.StatusText == "" {
+		pg.StatusText = pg.Status
+	}
+	pg.Reason = t.T(reasonKey(p))
 	if p.Total > 0 {
 		pg.Limit = humanBytes(p.Total)
 		pg.Percent = int(min(100, max(0, used*100/p.Total)))
+		pg.UsedText = t.T("used_of", "used", pg.Used, "limit", pg.Limit)
+	} else {
+		pg.UsedText = t.T("used_unlimited", "used", pg.Used)
 	}
+	pg.ExpireText = t.T("never_expires")
 	if !p.Expire.IsZero() {
 		pg.Expire = p.Expire.UTC().Format("2006-01-02 15:04 UTC")
 		pg.DaysLeft = max(0, int(time.Until(p.Expire).Hours()/24))
+		pg.ExpireText = t.T("expires", "date", pg.Expire, "days", strconv.Itoa(pg.DaysLeft))
 	}
 	if p.SubURL != "" {
 		pg.SubQR = qrSVG(p.SubURL)
-		pg.Imports = importButtons(p.SubURL, pg.Title)
+		// The name the app gives the profile: as the headers say it.
+		pg.Imports = importButtons(p.SubURL, profileTitle(p))
 	}
 	p.endpoints(func(e *endpoint, c *sbconfig.Credentials) {
 		l := e.link(c)
@@ -73,6 +110,32 @@ func newPage(p *Profile) *page {
 		pg.Links = append(pg.Links, shareLink{Name: e.name(), URI: uri})
 	})
 	return pg
+}
+
+// pageTitle heads the page: the profile's title without the reason, which
+// the page shows in its own language beside it.
+func pageTitle(p *Profile) string {
+	if p.Title != "" {
+		return p.Title
+	}
+	return p.User
+}
+
+// reasonKey is the message key of p.Reason(), "" when there is none.
+func reasonKey(p *Profile) string {
+	switch p.Reason() {
+	case "":
+		return ""
+	case "Subscription disabled":
+		return "reason_disabled"
+	case "Traffic limit reached":
+		return "reason_limited"
+	case "Subscription expired":
+		return "reason_expired"
+	case "No servers available":
+		return "reason_no_servers"
+	}
+	return "reason_inactive"
 }
 
 // importButtons are the deep links that make each client add the

@@ -186,7 +186,7 @@ func (r *Renderer) Render(w io.Writer, c Client, p *Profile) error {
 		_, err := w.Write(s.b)
 		return err
 	case FormatHTML:
-		return r.page.Execute(w, newPage(p))
+		return r.page.Execute(w, newPage(p, c.Lang))
 	}
 	return fmt.Errorf("subscribe: unknown format %d", c.Format)
 }

@@ -32,6 +32,9 @@ func Choose(req *http.Request) Client {
 	if c.Name == "" && strings.Contains(req.Header.Get("Accept"), "text/html") {
 		c = Client{Name: "browser", Format: FormatHTML}
 	}
+	if c.Format == FormatHTML {
+		c.Lang = ChooseLang(req)
+	}
 	return c
 }
 
@@ -88,6 +91,8 @@ func SetHeaders(h http.Header, f Format, p *Profile) {
 	h.Set("Profile-Title", HeaderText(title))
 	if f != FormatHTML {
 		h.Set("Content-Disposition", ContentDisposition(title))
+	} else {
+		h.Set("Vary", "Accept-Language") // the page's language follows it
 	}
 	if u := p.WebPageURL; u != "" {
 		h.Set("Profile-Web-Page-Url", u)

@@ -79,8 +79,9 @@ func TestChoose(t *testing.T) {
 		{"/sub/x?format=clash", "SFA/1.11.4 (1; sing-box 1.11.4)", "", Client{Name: "format", Format: FormatMihomo}},
 		{"/sub/x?format=singbox", "SFA/1.11.4 (1; sing-box 1.11.4)", "", Client{Name: "SFA", Format: FormatSingBox, SingBox: Version{1, 11}}},
 		{"/sub/x?format=bogus", "clash-verge/v2", "", Client{Name: "clash-verge", Format: FormatMihomo}},
-		{"/sub/x", "Mozilla/5.0", "text/html", Client{Name: "browser", Format: FormatHTML}},
-		{"/sub/x", "SomeWebView", "text/html,application/xhtml+xml", Client{Name: "browser", Format: FormatHTML}},
+		{"/sub/x", "Mozilla/5.0", "text/html", Client{Name: "browser", Format: FormatHTML, Lang: "en"}},
+		{"/sub/x", "SomeWebView", "text/html,application/xhtml+xml", Client{Name: "browser", Format: FormatHTML, Lang: "en"}},
+		{"/sub/x?lang=fa", "Mozilla/5.0", "text/html", Client{Name: "browser", Format: FormatHTML, Lang: "fa"}},
 		{"/sub/x", "v2rayNG/1.9", "text/html", Client{Name: "v2rayNG", Format: FormatBase64}},
 	} {
 		req := httptest.NewRequest(http.MethodGet, c.target, nil)

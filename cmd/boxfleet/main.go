@@ -57,6 +57,8 @@ func main() {
 	serve.Flag("web.trusted-proxies", "CIDR of a reverse proxy or CDN whose X-Forwarded-For and X-Forwarded-Proto are believed (repeatable, or comma-separated).").StringsVar(&c.TrustedProxies)
 	serve.Flag("web.session-idle-timeout", "A browser session unused for this long ends.").Default("1h").DurationVar(&c.SessionIdle)
 	serve.Flag("web.session-max-age", "A browser session ends this long after login, however much it is used.").Default("12h").DurationVar(&c.SessionMaxAge)
+	serve.Flag("web.ui-refresh", "How long the admin UI's live numbers from Prometheus are cached: any number of open tabs costs one query per view per interval.").Default("10s").DurationVar(&c.UIRefresh)
+	serve.Flag("install.dir", "Directory with singbox_exporter-linux-amd64 and -arm64 (make dist), served at /install/ for the one-line node install.").StringVar(&c.InstallDir)
 	serve.Flag("testing.commit-delay", "Pause before each ledger commit (fault-injection for tests).").Hidden().DurationVar(&c.CommitDelay)
 	c.Web = kingpinflag.AddFlags(serve, ":8080")
 
@@ -75,6 +77,9 @@ func main() {
 	c.TrustedProxies = proxies
 	if c.SessionIdle < time.Second || c.SessionMaxAge < c.SessionIdle {
 		app.Fatalf("--web.session-idle-timeout must be at least 1s and at most --web.session-max-age")
+	}
+	if c.UIRefresh < time.Second {
+		app.Fatalf("--web.ui-refresh must be at least 1s")
 	}
 	if c.LeaseTTL < 3*time.Second {
 		app.Fatalf("--lease.ttl must be at least 3s")

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
+	"github.com/boxfleet/boxfleet/controller/live"
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/internal/clientaddr"
 )
@@ -30,6 +31,8 @@ type API struct {
 	sets setCache // rendered node user sets
 
 	health  Scorer
+	live    *live.Cache // Prometheus answers for the UI; nil: live numbers unknown
+	install InstallOptions
 	sess    SessionOptions
 	addr    *clientaddr.Resolver
 	cop     *http.CrossOriginProtection
@@ -60,6 +63,12 @@ type Options struct {
 	Now func() time.Time
 	// Health scores nodes for the reseller's node view; nil shows none.
 	Health Scorer
+	// Live answers the UI's live numbers from Prometheus, cached for the
+	// refresh interval; nil reports every live number as unknown.
+	Live *live.Cache
+	// Install configures the node install script and binaries and the
+	// install command a new node's answer carries.
+	Install InstallOptions
 }
 
 // Scorer gives a node's health score in 0..1 (health.Ranker).
@@ -90,6 +99,8 @@ func New(o Options) *API {
 		}, []string{"result"}),
 		sess:    o.Sessions,
 		health:  o.Health,
+		live:    o.Live,
+		install: o.Install,
 		addr:    o.ClientAddr,
 		cop:     http.NewCrossOriginProtection(),
 		limiter: newLoginLimiter(),
@@ -167,6 +178,16 @@ func (a *API) routes() {
 	a.Handle("users.reset", http.MethodPost, "/api/v1/users/{name}/reset", staffEdit, a.userAction((*store.Store).ResetUsage))
 	a.Handle("users.rotate_token", http.MethodPost, "/api/v1/users/{name}/rotate-token", userEdit, a.userAction((*store.Store).RotateToken))
 	a.Handle("users.usage", http.MethodGet, "/api/v1/users/{name}/usage", userRead, a.userUsage)
+	a.Handle("users.timeline", http.MethodGet, "/api/v1/users/{name}/timeline", userRead, a.userTimeline)
+	a.Handle("users.live", http.MethodGet, "/api/v1/users/{name}/live", userRead, a.userLiveHandler)
+	// Only POST: a user named "bulk" is still reached by GET, PATCH and
+	// DELETE /api/v1/users/bulk, which no other route takes.
+	a.Handle("users.bulk", http.MethodPost, "/api/v1/users/bulk", userEdit, a.bulkUsers)
+
+	a.Handle("stats.overview", http.MethodGet, "/api/v1/stats/overview", userRead, a.statsOverview)
+	a.Handle("stats.series", http.MethodGet, "/api/v1/stats/series", userRead, a.statsSeries)
+	a.Handle("stats.top_users", http.MethodGet, "/api/v1/stats/top-users", userRead, a.statsTopUsers)
+	a.installRoutes()
 
 	a.Handle("plans.list", http.MethodGet, "/api/v1/plans", userRead, a.listPlans)
 	a.Handle("plans.get", http.MethodGet, "/api/v1/plans/{name}", userRead, a.getPlan)
@@ -187,6 +208,8 @@ func (a *API) routes() {
 	a.Handle("hooks.put", http.MethodPut, "/api/v1/hooks/{name}", staffEdit, a.putHook)
 	a.Handle("hooks.delete", http.MethodDelete, "/api/v1/hooks/{name}", staffEdit, a.deleteHook)
 	a.Handle("hooks.deliveries", http.MethodGet, "/api/v1/hooks/{name}/deliveries", staffRead, a.hookDeliveries)
+	a.Handle("hooks.redeliver", http.MethodPost, "/api/v1/hooks/{name}/deliveries/{id}/redeliver", staffEdit, a.redeliver)
+	a.Handle("alerts.list", http.MethodGet, "/api/v1/alerts", staffRead, a.listAlerts)
 
 	a.Handle("events.list", http.MethodGet, "/api/v1/events", userRead, a.listEvents)
 	a.Handle("sd.exporters", http.MethodGet, "/api/v1/sd", staffRead, a.serveSD(exporterTargets))

@@ -18,26 +18,6 @@ import (
 	"github.com/boxfleet/boxfleet/internal/sbconfig"
 )
 
-func (a *API) listNodes(w http.ResponseWriter, r *http.Request) {
-	ns, err := a.store.ListNodes(r.Context())
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if ns == nil {
-		ns = []*store.Node{}
-	}
-	if Who(r).Role == store.RoleReseller {
-		out := make([]resellerNode, len(ns))
-		for i, n := range ns {
-			out[i] = a.nodeForReseller(n)
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"nodes": out})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"nodes": ns})
-}
-
 // resellerNode is what a reseller sees of a node: whether its users can
 // use it, not how it is set up (address, exporter, inbound parameters).
 type resellerNode struct {
@@ -63,10 +43,12 @@ type createNodeBody struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
-// createdNode is the only response that carries a node's token.
+// createdNode is the only response that carries a node's token, and
+// the one-line install command that uses it.
 type createdNode struct {
 	*store.Node
-	Token string `json:"token"`
+	Token          string `json:"token"`
+	InstallCommand string `json:"install_command"`
 }
 
 func (a *API) createNode(w http.ResponseWriter, r *http.Request) {
@@ -80,20 +62,7 @@ func (a *API) createNode(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, createdNode{Node: n, Token: tok})
-}
-
-func (a *API) getNode(w http.ResponseWriter, r *http.Request) {
-	n, err := a.store.GetNode(r.Context(), mux.Vars(r)["name"])
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if Who(r).Role == store.RoleReseller {
-		writeJSON(w, http.StatusOK, a.nodeForReseller(n))
-		return
-	}
-	writeJSON(w, http.StatusOK, n)
+	writeJSON(w, http.StatusCreated, createdNode{Node: n, Token: tok, InstallCommand: a.installCommand(r, n.Name, tok)})
 }
 
 func (a *API) deleteNode(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -13,20 +15,68 @@ import (
 )
 
 type userPage struct {
-	Users  []*store.User `json:"users"`
-	Total  int           `json:"total"`
-	Limit  int           `json:"limit"`
-	Offset int           `json:"offset"`
+	Users  []listedUser `json:"users"`
+	Total  int          `json:"total"`
+	Limit  int          `json:"limit"`
+	Offset int          `json:"offset"`
+	// Live is false when Prometheus could not be read: online, rates and
+	// devices are then unknown (false, 0 and null).
+	Live bool `json:"live"`
+}
+
+// listedUser is a user with its live numbers from Prometheus.
+type listedUser struct {
+	*store.User
+	Online   bool    `json:"online"`
+	RateUp   float64 `json:"rate_up"`   // bytes/s from the client, summed over nodes
+	RateDown float64 `json:"rate_down"` // bytes/s to the client
+	Devices  *int64  `json:"devices"`   // distinct source addresses now, summed over nodes; null when unknown
+}
+
+// expiringWindow is what the expiring3d filter means by soon.
+const expiringWindow = 3 * 86400
+
+// userFilter reads the list filters shared by the list and bulk actions.
+func (a *API) userFilter(ctx context.Context, status, plan, group, search, filters string) (store.UserFilter, bool, error) {
+	f := store.UserFilter{Status: status, Group: group, Plan: plan, Search: search}
+	if f.Status != "" && !slices.Contains(store.Statuses, f.Status) {
+		return f, false, &store.ValidationError{Field: "status", Reason: "unknown status"}
+	}
+	liveOK := true
+	for _, x := range strings.Split(filters, ",") {
+		switch strings.TrimSpace(x) {
+		case "":
+		case "over90":
+			f.Over90 = true
+		case "expiring3d":
+			f.ExpiringWithin = expiringWindow
+		case "overdevices":
+			f.OverDevices = true
+			live, ok := a.usersLive(ctx)
+			if !ok {
+				// Without Prometheus nobody is known to be over: an empty
+				// answer, marked not live, rather than a failed page.
+				liveOK = false
+			}
+			f.Devices = make(map[string]int64, len(live))
+			for u, l := range live {
+				f.Devices[u] = int64(l.SourceIPs)
+			}
+		default:
+			return f, false, &store.ValidationError{Field: "filter", Reason: "unknown filter " + strconv.Quote(x) + "; known: over90, expiring3d, overdevices"}
+		}
+	}
+	return f, liveOK, nil
 }
 
 func (a *API) listUsers(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := store.UserFilter{Status: q.Get("status"), Group: q.Get("group"), Plan: q.Get("plan"), Search: q.Get("search")}
-	if f.Status != "" && !slices.Contains(store.Statuses, f.Status) {
-		a.fail(w, r, &store.ValidationError{Field: "status", Reason: "unknown status"})
+	f, filterLive, err := a.userFilter(r.Context(), q.Get("status"), q.Get("plan"), q.Get("group"), q.Get("search"), q.Get("filter"))
+	if err != nil {
+		a.fail(w, r, err)
 		return
 	}
-	var err error
+	f.Sort = q.Get("sort")
 	if f.Limit, err = limitParam(r, 100, 1000); err != nil {
 		a.fail(w, r, err)
 		return
@@ -40,10 +90,20 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	live, ok := a.usersLive(r.Context())
+	page := userPage{Users: make([]listedUser, len(users)), Total: total, Limit: f.Limit, Offset: f.Offset, Live: ok && filterLive}
 	for i, u := range users {
-		users[i] = shownUser(r, u)
+		lu := listedUser{User: shownUser(r, u)}
+		if ok {
+			var d int64
+			if l := live[u.Name]; l != nil {
+				lu.Online, lu.RateUp, lu.RateDown, d = l.Connections > 0, l.Up, l.Down, int64(l.SourceIPs)
+			}
+			lu.Devices = &d
+		}
+		page.Users[i] = lu
 	}
-	writeJSON(w, http.StatusOK, userPage{Users: users, Total: total, Limit: f.Limit, Offset: f.Offset})
+	writeJSON(w, http.StatusOK, page)
 }
 
 type createUserBody struct {
@@ -64,15 +124,6 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, u)
-}
-
-func (a *API) getUser(w http.ResponseWriter, r *http.Request) {
-	u, err := a.storeFor(r).GetUser(r.Context(), mux.Vars(r)["name"])
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, shownUser(r, u))
 }
 
 func (a *API) updateUser(w http.ResponseWriter, r *http.Request) {

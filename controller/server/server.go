@@ -26,7 +26,9 @@ import (
 	"github.com/boxfleet/boxfleet/controller/collector"
 	"github.com/boxfleet/boxfleet/controller/health"
 	"github.com/boxfleet/boxfleet/controller/hooks"
+	"github.com/boxfleet/boxfleet/controller/live"
 	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/controller/webui"
 	"github.com/boxfleet/boxfleet/internal/clientaddr"
 	"github.com/boxfleet/boxfleet/internal/logging"
 	"github.com/boxfleet/boxfleet/subscribe"
@@ -65,6 +67,11 @@ type Config struct {
 	TrustedProxies []string
 	SessionIdle    time.Duration
 	SessionMaxAge  time.Duration
+	// UIRefresh is how long the UI's live numbers from Prometheus are
+	// cached: one query per view and interval, however many tabs.
+	UIRefresh time.Duration
+	// InstallDir holds the exporter binaries a node's install fetches.
+	InstallDir string
 }
 
 // Controller is the wired controller without its listener and loops.
@@ -100,6 +107,8 @@ func Build(st *store.Store, c Config, log *logrus.Logger) (*Controller, error) {
 		return nil, fmt.Errorf("--web.trusted-proxies: %w", err)
 	}
 	a := api.New(api.Options{Store: st, Log: log, Registry: reg, Alerts: actor, ClientAddr: addr, Health: ranker,
+		Live:     live.New(acct.Prom, c.UIRefresh),
+		Install:  api.InstallOptions{Dir: c.InstallDir, ExternalURL: c.ExternalURL},
 		Sessions: api.SessionOptions{Idle: c.SessionIdle, MaxAge: c.SessionMaxAge}, Sub: &api.SubOptions{
 			Renderer: renderer, Ranker: ranker, Title: c.SubTitle, SupportURL: c.SubSupportURL,
 			WebPageURL: c.SubWebPageURL, UpdateInterval: c.SubUpdateInterval, ExternalURL: c.ExternalURL,
@@ -157,7 +166,9 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 	delivering := make(chan struct{})
 	go func() { ctl.Hooks.Run(ctx); close(delivering) }()
 
-	handler := http.Handler(ctl.API)
+	// The admin UI beside the API, on whichever listener serves the API.
+	adminHandler := webui.New().Mount(ctl.API)
+	handler := adminHandler
 	if c.AdminListen != "" {
 		handler = ctl.API.PublicHandler()
 	}
@@ -169,7 +180,7 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 		// Same TLS and basic-auth config as the main listener.
 		noSocket := false
 		adminFlags := &web.FlagConfig{WebListenAddresses: &[]string{c.AdminListen}, WebSystemdSocket: &noSocket, WebConfigFile: c.Web.WebConfigFile}
-		adminSrv = &http.Server{Handler: ctl.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		adminSrv = &http.Server{Handler: adminHandler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 		go func() { errc <- web.ListenAndServe(adminSrv, adminFlags, logging.Slog(log)) }()
 		log.WithField("address", c.AdminListen).Info("the API, UI and /metrics answer only on the admin listener")
 	}
