@@ -8,13 +8,33 @@ VPKG      := github.com/prometheus/common/version
 LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH) \
              -X $(VPKG).BuildUser=$(USER) -X $(VPKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 
-.PHONY: all build tools test lint bench load fuzz run demo node clean
+.PHONY: all build ui ui-deps ui-test browser tools test lint bench load fuzz run demo node clean
 
 all: build
 
-build:
+# The admin UI (web/) is built into controller/webui/dist before the Go
+# build embeds it. A plain `go build` without it still compiles and serves a
+# page saying the UI is missing.
+build: ui
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/singbox_exporter ./cmd/singbox_exporter
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/boxfleet ./cmd/boxfleet
+
+# npm ci only when the lock file changed since the last install.
+ui-deps: web/node_modules/.package-lock.json
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+ui: ui-deps
+	cd web && npm run build
+
+# Unit tests of the UI (stores, formatting, components, message files, the
+# generated API types against openapi.json).
+ui-test: ui-deps
+	cd web && npx vitest run
+
+# Debian's Chromium for the browser tests (e2e/ui), installed when missing.
+browser:
+	bash tools/chromium.sh
 
 # The real programs the tests run, built once into a git-ignored cache.
 tools:
@@ -27,8 +47,11 @@ lint:
 # The one test command (README and .ci/run use it): lint, then every test,
 # integration tests with real sing-box included. One package at a time, so
 # that the timing-sensitive attribution test does not share the two cores.
-test: lint tools
-	$(GO) test -count=1 -p 1 -timeout 20m ./...
+# BOXFLEET_UI_E2E makes the browser test (e2e/ui) required rather than
+# skipped; BOXFLEET_UI_BINARY is the binary `make build` just produced,
+# which controller/webui's test runs to check that it carries the UI.
+test: lint tools browser build ui-test
+	BOXFLEET_UI_E2E=1 BOXFLEET_UI_BINARY=$(CURDIR)/bin/boxfleet $(GO) test -count=1 -p 1 -timeout 20m ./...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./exporter/... ./controller/... ./subscribe/...
@@ -43,7 +66,7 @@ fuzz:
 # The whole loop on loopback (README's first command): controller on SQLite,
 # two sing-box nodes with their exporters, Prometheus, Alertmanager,
 # blackbox. Ctrl-C stops everything.
-demo:
+demo: ui
 	bash scripts/demo.sh
 
 run: demo
