@@ -8,7 +8,7 @@ VPKG      := github.com/prometheus/common/version
 LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH) \
              -X $(VPKG).BuildUser=$(USER) -X $(VPKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 
-.PHONY: all build ui ui-deps ui-test browser tools test lint bench load fuzz run demo node clean
+.PHONY: all build dist ui ui-deps ui-test browser tools test lint bench load fuzz run demo node clean
 
 all: build
 
@@ -35,6 +35,15 @@ ui-test: ui-deps
 # Debian's Chromium for the browser tests (e2e/ui), installed when missing.
 browser:
 	bash tools/chromium.sh
+
+# The exporter for the nodes' architectures, served by `boxfleet serve
+# --install.dir dist` to the one-line node install. Static (no cgo), so it
+# runs on any Linux distribution.
+dist:
+	mkdir -p dist
+	for arch in amd64 arm64; do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/singbox_exporter-linux-$$arch ./cmd/singbox_exporter || exit 1; \
+	done
 
 # The real programs the tests run, built once into a git-ignored cache.
 tools:

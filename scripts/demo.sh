@@ -73,7 +73,7 @@ bf() { "$root/bin/boxfleet" --url "http://127.0.0.1:$cp_port" --token-file "$dir
 say "starting the controller on 127.0.0.1:$cp_port"
 start controller "$root/bin/boxfleet" serve --data.dir "$dir/controller" \
   --web.listen-address "127.0.0.1:$cp_port" --prometheus.url "http://127.0.0.1:$prom_port" \
-  --accounting.interval 15s --health.interval 15s
+  --accounting.interval 15s --health.interval 15s --install.dir "$root/dist"
 wait_http controller "http://127.0.0.1:$cp_port/-/healthy"
 
 for i in 1 2; do
