@@ -2,11 +2,8 @@
 package scripts
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxfleet/boxfleet/internal/demotest"
 	"github.com/boxfleet/boxfleet/internal/proctest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
 )
@@ -30,7 +28,7 @@ func TestDemo(t *testing.T) {
 		t.Skip("starts a whole fleet")
 	}
 	root := testbin.RepoRoot(t)
-	base := freeBase(t)
+	base := demotest.FreeBase(t)
 	cmd := exec.Command("bash", "scripts/demo.sh")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "BOXFLEET_DEMO_DIR="+t.TempDir(), fmt.Sprintf("BOXFLEET_DEMO_PORT=%d", base))
@@ -46,7 +44,7 @@ func TestDemo(t *testing.T) {
 	pgid := cmd.Process.Pid
 	t.Cleanup(func() { syscall.Kill(-pgid, syscall.SIGKILL) })
 
-	text := readUntil(t, out, "demo ready", 10*time.Minute)
+	text := demotest.ReadUntil(t, out, "demo ready", 10*time.Minute)
 	sub := regexp.MustCompile(`subscription \(demo user\)\s+(\S+)`).FindStringSubmatch(text)
 	if sub == nil {
 		t.Fatalf("no subscription URL in the demo's output:\n%s", text)
@@ -112,56 +110,6 @@ func TestDemo(t *testing.T) {
 	waitFor(t, "every demo process gone", 10*time.Second, func() bool {
 		return syscall.Kill(-pgid, 0) == syscall.ESRCH
 	})
-}
-
-// freeBase picks a controller port such that every port the demo derives
-// from it is free now.
-func freeBase(t *testing.T) int {
-	for range 50 {
-		base := 20000 + rand.IntN(20000)
-		ok := true
-		for _, off := range []int{0, 1010, 1013, 1035, 12010, 12011, 12012, 12015, 12016, 12020, 12021, 12022, 12025, 12026} {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
-}
-
-func readUntil(t *testing.T, r io.Reader, marker string, timeout time.Duration) string {
-	t.Helper()
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var b strings.Builder
-	deadline := time.After(timeout)
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("the demo exited before %q:\n%s", marker, b.String())
-			}
-			b.WriteString(l + "\n")
-			if strings.Contains(l, marker) {
-				return b.String()
-			}
-		case <-deadline:
-			t.Fatalf("no %q within %s:\n%s", marker, timeout, b.String())
-		}
-	}
 }
 
 func get(t *testing.T, u string) (int, string) {

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -27,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxfleet/boxfleet/internal/demotest"
 	"github.com/boxfleet/boxfleet/internal/proctest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
 )
@@ -65,7 +65,7 @@ func TestUI(t *testing.T) {
 
 	// The fleet, as an operator starts it.
 	dir := t.TempDir()
-	base := freeBase(t)
+	base := demotest.FreeBase(t)
 	demo := exec.Command("bash", "scripts/demo.sh")
 	demo.Dir = root
 	demo.Env = append(os.Environ(), "BOXFLEET_DEMO_DIR="+dir, fmt.Sprintf("BOXFLEET_DEMO_PORT=%d", base))
@@ -88,7 +88,7 @@ func TestUI(t *testing.T) {
 			syscall.Kill(-demo.Process.Pid, syscall.SIGKILL)
 		}
 	})
-	readUntil(t, out, "demo ready", 10*time.Minute)
+	demotest.ReadUntil(t, out, "demo ready", 10*time.Minute)
 	go io.Copy(io.Discard, out)
 	ctlURL := fmt.Sprintf("http://127.0.0.1:%d", base)
 	pw, err := os.ReadFile(filepath.Join(dir, "controller", "admin.password"))
@@ -251,53 +251,4 @@ func get(u string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
-}
-
-// freeBase finds a base port whose derived ports (scripts/demo.sh) are free.
-func freeBase(t *testing.T) int {
-	for range 50 {
-		base := 20000 + rand.IntN(20000)
-		ok := true
-		for _, off := range []int{0, 1010, 1013, 1035, 12010, 12011, 12012, 12015, 12016, 12020, 12021, 12022, 12025, 12026} {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
-}
-
-func readUntil(t *testing.T, r io.Reader, marker string, timeout time.Duration) string {
-	t.Helper()
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var b strings.Builder
-	deadline := time.After(timeout)
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("the demo exited before %q:\n%s", marker, b.String())
-			}
-			b.WriteString(l + "\n")
-			if strings.Contains(l, marker) {
-				return b.String()
-			}
-		case <-deadline:
-			t.Fatalf("no %q within %s:\n%s", marker, timeout, b.String())
-		}
-	}
 }
