@@ -1,8 +1,12 @@
 package api
 
 import (
+	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,8 +28,12 @@ type SubOptions struct {
 	// ExternalURL is the controller's public base URL, for the links a
 	// subscription page shows; empty uses the request's Host.
 	ExternalURL string
-	// MissesPerMinute is how many unknown tokens one IP may try per minute
-	// before all its subscription requests get 429 for the rest of it.
+	// MissesPerMinute is how many unknown tokens one IP may try per minute;
+	// more get 429 until the oldest leaves the minute. Valid tokens are
+	// always served: behind a CDN or a carrier NAT many users share one
+	// address, and one client with a rotated token must not lock out the
+	// rest. Tokens are 192 random bits, so the limit is there to keep a
+	// scanner off the database, not to make guessing possible.
 	MissesPerMinute int
 	// Now is the miss limiter's clock; nil is time.Now. Tests move it
 	// rather than wait out the minute.
@@ -61,15 +69,17 @@ func (a *API) enableSubscriptions(o *SubOptions) {
 }
 
 func (h *subHandler) serve(w http.ResponseWriter, r *http.Request) {
-	ip := limitKey(h.a.addr.Client(r))
-	if h.blocked(ip) {
-		w.Header().Set("Retry-After", "60")
-		writeError(w, http.StatusTooManyRequests, codeRateLimited, "too many unknown tokens from this address; wait a minute", "")
-		return
-	}
 	tok := mux.Vars(r)["token"]
 	u, err := h.a.store.UserByToken(r.Context(), tok)
-	if err == store.ErrNotFound {
+	if errors.Is(err, store.ErrNotFound) {
+		ip := limitKey(h.a.addr.Client(r))
+		if wait := h.wait(ip); wait > 0 {
+			secs := int(math.Ceil(wait.Seconds()))
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			writeError(w, http.StatusTooManyRequests, codeRateLimited,
+				fmt.Sprintf("too many unknown tokens from this address; retry in %d s", secs), "")
+			return
+		}
 		h.miss(ip)
 		// The same answer whether the token never existed or was rotated.
 		writeError(w, http.StatusNotFound, codeNotFound, "no such subscription", "")
@@ -158,11 +168,12 @@ func (h *subHandler) limiterFor(ip string) *window.Counter {
 	return l
 }
 
-func (h *subHandler) blocked(ip string) bool {
+// wait is how long the address must wait before its next miss is answered.
+func (h *subHandler) wait(ip string) time.Duration {
 	if h.o.MissesPerMinute <= 0 {
-		return false
+		return 0
 	}
-	return h.limiterFor(ip).Full(h.o.Now())
+	return h.limiterFor(ip).Wait(h.o.Now())
 }
 
 func (h *subHandler) miss(ip string) {

@@ -206,31 +206,41 @@ func TestSubUnknownTokensAndMissLimit(t *testing.T) {
 				t.Errorf("unknown token: %d %s, want 404 %s", r.code, r.body, gone.body)
 			}
 		}
-		// The limit is reached: even the valid token is refused.
-		r := e.sub(rotated.SubToken, "")
+		// The limit is reached: the next unknown token waits for the oldest
+		// miss to leave the minute, and says how long.
+		r := e.sub(store.NewToken(), "")
 		wantError(t, "after 3 misses", r, http.StatusTooManyRequests, "")
-		if ra := r.header.Get("Retry-After"); ra == "" {
-			t.Error("429 without Retry-After")
+		if ra := r.header.Get("Retry-After"); ra != "60" {
+			t.Errorf("Retry-After %q right after the third miss, want 60", ra)
+		}
+		// A valid token from the same address is served all the same:
+		// behind a NAT or a CDN it is another user's.
+		if r := e.sub(rotated.SubToken, ""); r.code != http.StatusOK {
+			t.Errorf("valid token from a limited address: %d %s, want 200", r.code, r.body)
 		}
 
 		// Another address is not affected.
 		other := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
 			LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)},
 		}).DialContext}}
-		resp, err := other.Get(srv.URL + "/sub/" + rotated.SubToken)
+		resp, err := other.Get(srv.URL + "/sub/" + store.NewToken())
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("from another address: %d, want 200", resp.StatusCode)
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("a miss from another address: %d, want 404", resp.StatusCode)
 		}
 
 		clk.add(59 * time.Second)
-		wantError(t, "within the minute", e.sub(rotated.SubToken, ""), http.StatusTooManyRequests, "")
+		r = e.sub(store.NewToken(), "")
+		wantError(t, "within the minute", r, http.StatusTooManyRequests, "")
+		if ra := r.header.Get("Retry-After"); ra != "1" {
+			t.Errorf("Retry-After %q a second before the minute ends, want 1", ra)
+		}
 		clk.add(2 * time.Second)
-		if r := e.sub(rotated.SubToken, ""); r.code != http.StatusOK {
-			t.Errorf("after the minute: %d %s", r.code, r.body)
+		if r := e.sub(store.NewToken(), ""); r.code != http.StatusNotFound {
+			t.Errorf("a miss after the minute: %d %s, want 404", r.code, r.body)
 		}
 	})
 }
@@ -381,11 +391,14 @@ func TestSubMissLimitIPv6(t *testing.T) {
 			t.Fatalf("miss %d: %d", i, code)
 		}
 	}
-	if code := get("[2001:db8:0:7:ffff:1:2:3]:40000", u.SubToken); code != http.StatusTooManyRequests {
-		t.Errorf("fresh address in the same /64: %d, want 429", code)
+	if code := get("[2001:db8:0:7:ffff:1:2:3]:40000", store.NewToken()); code != http.StatusTooManyRequests {
+		t.Errorf("a miss from a fresh address in the same /64: %d, want 429", code)
 	}
-	if code := get("[2001:db8:0:8::1]:40000", u.SubToken); code != http.StatusOK {
-		t.Errorf("another /64: %d, want 200", code)
+	if code := get("[2001:db8:0:7:ffff:1:2:3]:40000", u.SubToken); code != http.StatusOK {
+		t.Errorf("a valid token from the limited /64: %d, want 200", code)
+	}
+	if code := get("[2001:db8:0:8::1]:40000", store.NewToken()); code != http.StatusNotFound {
+		t.Errorf("a miss from another /64: %d, want 404", code)
 	}
 	if code := get("192.0.2.7:40000", u.SubToken); code != http.StatusOK {
 		t.Errorf("IPv4 client: %d, want 200", code)

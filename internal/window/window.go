@@ -28,6 +28,16 @@ func (c *Counter) Full(now time.Time) bool {
 	return !c.room(now)
 }
 
+// Wait is how long until one more event fits: zero when one fits now.
+func (c *Counter) Wait(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.room(now) {
+		return 0
+	}
+	return c.at[len(c.at)-c.N].Add(c.Window).Sub(now)
+}
+
 // Add records an event, whether or not it fits.
 func (c *Counter) Add(now time.Time) {
 	c.mu.Lock()

@@ -43,3 +43,22 @@ func TestTakeAllIsAllOrNothing(t *testing.T) {
 		t.Fatal("global counter over its limit")
 	}
 }
+
+func TestWait(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	c := New(2, time.Minute)
+	if w := c.Wait(t0); w != 0 {
+		t.Fatalf("empty counter waits %s", w)
+	}
+	c.Add(t0)
+	c.Add(t0.Add(10 * time.Second))
+	if w := c.Wait(t0.Add(20 * time.Second)); w != 40*time.Second {
+		t.Fatalf("full counter waits %s, want 40s (until the oldest leaves)", w)
+	}
+	if w := c.Wait(t0.Add(60 * time.Second)); w != 0 {
+		t.Fatalf("after the oldest left: waits %s", w)
+	}
+	if w := New(0, time.Minute).Wait(t0); w != 0 {
+		t.Fatalf("unlimited counter waits %s", w)
+	}
+}
