@@ -242,6 +242,7 @@ func (a *API) routes() {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such endpoint", "")
 	})
 	a.router.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", strings.Join(a.allowed(r), ", "))
 		writeError(w, http.StatusMethodNotAllowed, codeBadRequest, "method not allowed", "")
 	})
 }
@@ -305,4 +306,19 @@ func limitParam(r *http.Request, def, maxV int) (int, error) {
 		err = &store.ValidationError{Field: "limit", Reason: "must be at least 1"}
 	}
 	return n, err
+}
+
+// allowed lists the methods some route serves at the request's path, for
+// the Allow header a 405 must carry (RFC 9110).
+func (a *API) allowed(r *http.Request) []string {
+	var methods []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		var match mux.RouteMatch
+		if a.router.Match(probe, &match) && match.MatchErr == nil {
+			methods = append(methods, m)
+		}
+	}
+	return methods
 }

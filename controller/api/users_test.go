@@ -150,17 +150,21 @@ func TestNotFoundConflictAndMethod(t *testing.T) {
 		}
 		wantError(t, "duplicate user", e.call("POST", "/api/v1/users", adminToken, map[string]string{"name": "alice"}), http.StatusConflict, "conflict")
 		wantError(t, "duplicate node", e.call("POST", "/api/v1/nodes", adminToken, map[string]string{"name": "n1"}), http.StatusConflict, "conflict")
-		for _, c := range []struct{ method, path string }{
-			{"DELETE", "/api/v1/users"},
-			{"PUT", "/api/v1/users/alice"},
-			{"GET", "/api/v1/users/alice/suspend"},
-			{"POST", "/api/v1/plans"},
-			{"PATCH", "/api/v1/nodes/n1"},
-			{"POST", "/api/v1/sd"},
-			{"POST", "/metrics"},
+		// A 405 says what the path does allow (RFC 9110).
+		for _, c := range []struct{ method, path, allow string }{
+			{"DELETE", "/api/v1/users", "GET, POST"},
+			{"PUT", "/api/v1/users/alice", "GET, PATCH, DELETE"},
+			{"GET", "/api/v1/users/alice/suspend", "POST"},
+			{"POST", "/api/v1/plans", "GET"},
+			{"PATCH", "/api/v1/nodes/n1", "GET, PUT, DELETE"},
+			{"POST", "/api/v1/sd", "GET"},
+			{"POST", "/metrics", "GET"},
 		} {
 			r := e.call(c.method, c.path, adminToken, nil)
 			wantError(t, c.method+" "+c.path, r, http.StatusMethodNotAllowed, "")
+			if got := r.header.Get("Allow"); got != c.allow {
+				t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, got, c.allow)
+			}
 		}
 	})
 }
