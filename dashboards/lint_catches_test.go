@@ -25,7 +25,7 @@ func TestLintCatches(t *testing.T) {
 		{"bare counter", ts(`sum(singbox_traffic_bytes_total{node=~"$node"})`, ""), "read without rate"},
 		{"histogram bucket without rate", ts(`histogram_quantile(0.9, sum by (le) (boxfleet_http_request_duration_seconds_bucket))`, ""), "read without rate"},
 		{"rate of a gauge", ts(`sum(rate(singbox_connections{node=~"$node"}[5m]))`, ""), "rates are for counters"},
-		{"misspelt metric", ts(`sum(rate(singbox_trafic_bytes_total{node=~"$node"}[5m]))`, ""), "not exposed"},
+		{"misspelt metric", ts(`sum(rate(singbox_trafic_bytes_total{node=~"$node"}[5m]))`, ""), "not exposed"}, //nolint:misspell // the misspelling is the case
 		{"label the metric lacks", ts(`sum(singbox_user_connections{node=~"$node",username="a"})`, ""), `label "username" does not exist`},
 		{"parse error", ts(`sum(rate(singbox_traffic_bytes_total{node=~"$node"}[5m])`, ""), "does not parse"},
 		{"undefined variable", ts(`sum(rate(singbox_traffic_bytes_total{node=~"$nodes"}[5m]))`, ""), "undefined variable $nodes"},

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v2"
@@ -326,7 +327,7 @@ func (l linter) lintSelector(vs *parser.VectorSelector, path []parser.Node, quer
 		report("%s() of %s gauge %s: rates are for counters (deriv or delta for gauges)", fn, m.source, vs.Name)
 	}
 	for _, mt := range vs.LabelMatchers {
-		if mt.Name == labels.MetricName {
+		if mt.Name == model.MetricNameLabel {
 			continue
 		}
 		if m.labels != nil && !m.labels[mt.Name] {
@@ -347,8 +348,8 @@ func (l linter) lintSelector(vs *parser.VectorSelector, path []parser.Node, quer
 // enclosingFunc is the function a selector (or its range) is passed to
 // directly, or "" when it is not a function argument.
 func enclosingFunc(path []parser.Node) string {
-	for i := len(path) - 1; i >= 0; i-- {
-		switch n := path[i].(type) {
+	for _, p := range slices.Backward(path) {
+		switch n := p.(type) {
 		case *parser.MatrixSelector, *parser.ParenExpr:
 			continue
 		case *parser.Call:

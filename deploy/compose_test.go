@@ -106,7 +106,7 @@ func TestComposeFilesExist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range strings.Fields(string(out)) {
+	for f := range strings.FieldsSeq(string(out)) {
 		if f != "docker/secrets/.gitignore" {
 			t.Errorf("%s is committed: secrets belong in generated files only", f)
 		}
@@ -214,8 +214,8 @@ func listenPorts(t *testing.T, p *types.Project) map[string]map[string]bool {
 	}
 	for name, s := range p.Services {
 		owner := name
-		if strings.HasPrefix(s.NetworkMode, "service:") {
-			owner = strings.TrimPrefix(s.NetworkMode, "service:")
+		if after, ok := strings.CutPrefix(s.NetworkMode, "service:"); ok {
+			owner = after
 		}
 		for _, arg := range s.Command {
 			if v, ok := strings.CutPrefix(arg, "--web.listen-address="); ok {
@@ -254,9 +254,7 @@ func TestComposeContainerPathsAreMounted(t *testing.T) {
 		}
 		for _, v := range s.Volumes {
 			if v.Type == types.VolumeTypeBind && strings.HasSuffix(v.Source, ".yml") {
-				for _, ref := range configFileRefs(t, v.Source) {
-					paths = append(paths, ref)
-				}
+				paths = append(paths, configFileRefs(t, v.Source)...)
 			}
 			if v.Type == types.VolumeTypeBind && strings.HasSuffix(v.Target, "/provisioning/dashboards") {
 				paths = append(paths, grafanaProviderPaths(t, v.Source)...)

@@ -181,7 +181,7 @@ func TestDockerignoreKeepsSources(t *testing.T) {
 			t.Fatal(err)
 		}
 		var patterns []string
-		for _, l := range strings.Split(string(b), "\n") {
+		for l := range strings.SplitSeq(string(b), "\n") {
 			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
 				patterns = append(patterns, l)
 			}
@@ -189,7 +189,7 @@ func TestDockerignoreKeepsSources(t *testing.T) {
 		if !slices.Contains(patterns, "docker/secrets") {
 			t.Errorf("%s does not leave out docker/secrets", ig)
 		}
-		for _, d := range strings.Fields(string(out)) {
+		for d := range strings.FieldsSeq(string(out)) {
 			rel, err := filepath.Rel(root, d)
 			if err != nil || strings.HasPrefix(rel, "..") {
 				continue // a module dependency, fetched by go mod download

@@ -112,7 +112,7 @@ func TestInstallNodeMetricsOnly(t *testing.T) {
 		t.Fatalf("install-node.sh: %v\n%s", err, out)
 	}
 	flagsFile := filepath.Join(prefix, "etc/singbox_exporter/flags")
-	for _, line := range strings.Split(readFile(t, flagsFile), "\n") {
+	for line := range strings.SplitSeq(readFile(t, flagsFile), "\n") {
 		if strings.HasPrefix(line, "--controller.") || strings.HasPrefix(line, "--node.") {
 			t.Errorf("agent flag active without --controller-url: %s", line)
 		}
@@ -211,7 +211,7 @@ func TestInstallNodeFlushDropIn(t *testing.T) {
 func execStop(t *testing.T, dropIn string) string {
 	t.Helper()
 	var found []string
-	for _, line := range strings.Split(dropIn, "\n") {
+	for line := range strings.SplitSeq(dropIn, "\n") {
 		if cmd, ok := strings.CutPrefix(line, "ExecStop="); ok {
 			found = append(found, cmd)
 		}
@@ -343,7 +343,7 @@ func writeStub(t *testing.T, path, script string) {
 // activeLines returns the flags file's lines that set flag.
 func activeLines(flags, flag string) []string {
 	var out []string
-	for _, line := range strings.Split(flags, "\n") {
+	for line := range strings.SplitSeq(flags, "\n") {
 		if strings.HasPrefix(line, flag+"=") {
 			out = append(out, line)
 		}

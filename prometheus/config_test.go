@@ -1,6 +1,7 @@
 package prometheus
 
 import (
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,9 +192,7 @@ func TestEveryShippedAlertIsRouted(t *testing.T) {
 				}
 				seen++
 				labels := map[string]string{"alertname": r.Alert, "user": "alice", "node": "a"}
-				for k, v := range r.Labels {
-					labels[k] = v
-				}
+				maps.Copy(labels, r.Labels)
 				want := []string{"telegram"}
 				if r.Labels["boxfleet_action"] != "" {
 					want = []string{"boxfleet", "telegram"}

@@ -287,12 +287,15 @@ func fetchVia(t *testing.T, port int, target string) string {
 	for {
 		resp, err := client.Get(target)
 		if err == nil {
-			b, err := io.ReadAll(resp.Body)
+			b, rerr := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if err == nil && resp.StatusCode == http.StatusOK {
+			if rerr == nil && resp.StatusCode == http.StatusOK {
 				return string(b)
 			}
-			err = fmt.Errorf("status %s, body %q, %v", resp.Status, b, err)
+			err = fmt.Errorf("status %s, body %q", resp.Status, b)
+			if rerr != nil {
+				err = fmt.Errorf("status %s, reading the body: %w", resp.Status, rerr)
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("GET %s via 127.0.0.1:%d: %v", target, port, err)

@@ -148,7 +148,7 @@ func TestLinksNeverSplitSecrets(t *testing.T) {
 	p := fixtureProfile()
 	p.Credentials.Password = "a:b@c/d?e#f"
 	out := string(render(t, newRenderer(t), Client{Format: FormatLinks}, p))
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+	for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
 		scheme, rest, _ := strings.Cut(line, "://")
 		if scheme == "vmess" {
 			continue // base64 JSON, no userinfo

@@ -48,16 +48,6 @@ type Profile struct {
 	Nodes []Node
 }
 
-// serving reports whether the user gets real nodes. on_hold users do: their
-// period starts with the first connection, so they must be able to connect.
-func (p *Profile) serving() bool {
-	switch p.Status {
-	case "", StatusActive, StatusOnHold:
-		return true
-	}
-	return false
-}
-
 // Reason is the short text a placeholder entry and the title carry when the
 // user gets no nodes, or "" when the user is served normally.
 func (p *Profile) Reason() string {
@@ -163,12 +153,23 @@ func (p *Profile) endpoints(fn func(e *endpoint, c *sbconfig.Credentials)) {
 		return
 	}
 	var e endpoint // one for all entries: fn must not keep it
+	var marked sbconfig.Inbound
+	var markedTLS sbconfig.TLS
 	for i := range p.Nodes {
 		n := &p.Nodes[i]
+		_, mark := n.Labels[sbconfig.LabelTLSInsecure]
 		for j := range n.Inbounds {
 			in := &n.Inbounds[j]
 			if !supported(in.Type) {
 				continue
+			}
+			if mark && in.TLS != nil && in.TLS.Reality == nil && !in.TLS.Insecure && sbconfig.TLSInsecure(n.Labels, in.Tag) {
+				// The operator says this certificate cannot be verified
+				// (self-signed): a marked copy, the profile stays as it is.
+				marked, markedTLS = *in, *in.TLS
+				markedTLS.Insecure = true
+				marked.TLS = &markedTLS
+				in = &marked
 			}
 			e = endpoint{node: n, in: in, tag: in.Tag}
 			if e.tag == "" {

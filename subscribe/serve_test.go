@@ -323,8 +323,12 @@ func TestConcurrentRenders(t *testing.T) {
 			}
 			for range 50 {
 				var buf bytes.Buffer
-				if err := r.Render(&buf, Client{Format: FormatSingBox}, p); err != nil || !bytes.Equal(buf.Bytes(), want[p]) {
-					errs <- fmt.Errorf("render for %s differs (%v)", p.User, err)
+				if err := r.Render(&buf, Client{Format: FormatSingBox}, p); err != nil {
+					errs <- fmt.Errorf("render for %s: %w", p.User, err)
+					return
+				}
+				if !bytes.Equal(buf.Bytes(), want[p]) {
+					errs <- fmt.Errorf("render for %s differs", p.User)
 					return
 				}
 			}

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Builds the real programs the tests run (sing-box, Prometheus, promtool,
-# Alertmanager, amtool, blackbox_exporter) into a cache directory that git
+# Alertmanager, amtool, blackbox_exporter) and the linters `make lint` runs
+# (golangci-lint, govulncheck) into a cache directory that git
 # ignores, and skips whatever is already there. Each tool lives in its own
 # module under tools/ so that its dependency graph never touches ours, and
 # the binary's name carries the version so a bump never reuses a stale build.
 #
-#   tools/build.sh [sing-box|sing-box-v2ray|prometheus|promtool|alertmanager|amtool|blackbox_exporter|all]
+#   tools/build.sh [sing-box|sing-box-v2ray|prometheus|promtool|alertmanager|amtool|blackbox_exporter|golangci-lint|govulncheck|vulndb|all|lint]
+#
+# It prints the path of each binary it built or found.
 #
 # BOXFLEET_TOOLS_DIR overrides the cache (default: .cache/tools in the repo).
 set -euo pipefail
@@ -86,6 +89,44 @@ build_blackbox() {
   build_go_tool blackbox_exporter blackbox $m "${v#v}"
 }
 
+# The linters. golangci-lint stamps its version through main.version;
+# govulncheck reads its own from the build info.
+build_golangci_lint() {
+  local m=github.com/golangci/golangci-lint/v2 v out
+  v=$(mod_version golangci-lint $m)
+  out="$dir/golangci-lint-${v#v}"
+  [ -x "$out" ] && { echo "$out"; return; }
+  echo "building golangci-lint $v into $dir" >&2
+  (cd "$root/tools/golangci-lint" && go build -trimpath \
+    -ldflags "-s -w -X main.version=${v#v}" -o "$out.tmp" $m/cmd/golangci-lint)
+  mv "$out.tmp" "$out"
+  echo "$out"
+}
+
+build_govulncheck() {
+  local m=golang.org/x/vuln v
+  v=$(mod_version govulncheck $m)
+  build_go_tool govulncheck govulncheck $m/cmd/govulncheck "${v#v}"
+}
+
+# The Go vulnerability database as of the golang.org/x/vulndb version that
+# tools/vulndb pins, for govulncheck -db file://… where vuln.go.dev cannot be
+# reached: the module carries every OSV entry (data/osv), and its indexdb
+# command writes the v1 database layout govulncheck reads.
+build_vulndb() {
+  local m=golang.org/x/vulndb v src out
+  v=$(mod_version vulndb $m)
+  out="$dir/vulndb-$v"
+  [ -f "$out/index/db.json" ] && { echo "$out"; return; }
+  echo "indexing the Go vulnerability database $v into $dir" >&2
+  src=$(cd "$root/tools/vulndb" && go mod download $m && go list -m -f '{{.Dir}}' $m)
+  rm -rf "$out.tmp"
+  (cd "$root/tools/vulndb" && go run $m/cmd/indexdb -vulns "$src/data/osv" -out "$out.tmp")
+  rm -rf "$out"
+  mv "$out.tmp" "$out"
+  echo "$out"
+}
+
 # One build at a time: go test runs packages in parallel and each may ask.
 exec 9>"$dir/.lock"
 flock 9
@@ -97,6 +138,13 @@ case "${1:-all}" in
   alertmanager) build_alertmanager ;;
   amtool) build_amtool ;;
   blackbox_exporter) build_blackbox ;;
+  golangci-lint) build_golangci_lint ;;
+  govulncheck) build_govulncheck ;;
+  vulndb) build_vulndb ;;
+  lint)
+    build_golangci_lint
+    build_govulncheck
+    ;;
   all)
     build_singbox sing-box ""
     build_singbox sing-box-v2ray ",with_v2ray_api"
@@ -105,6 +153,8 @@ case "${1:-all}" in
     build_alertmanager
     build_amtool
     build_blackbox
+    build_golangci_lint
+    build_govulncheck
     ;;
   *) echo "unknown tool: $1" >&2; exit 2 ;;
 esac

@@ -273,7 +273,7 @@ func TestAccountsCLI(t *testing.T) {
 	sessions := c.ok("session", "list")
 	row(t, sessions, "ID") // the header
 	var opsIDs []string
-	for _, l := range strings.Split(sessions, "\n") {
+	for l := range strings.SplitSeq(sessions, "\n") {
 		if fs := strings.Fields(l); len(fs) > 2 && fs[1] == "ops" {
 			opsIDs = append(opsIDs, fs[0])
 		}

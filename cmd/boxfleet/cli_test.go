@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"encoding/json"
-	"github.com/boxfleet/boxfleet/internal/promtest"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
+	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/sbconfig"
 )
 

@@ -59,7 +59,6 @@ func main() {
 	serve.Flag("web.session-max-age", "A browser session ends this long after login, however much it is used.").Default("12h").DurationVar(&c.SessionMaxAge)
 	serve.Flag("web.ui-refresh", "How long the admin UI's live numbers from Prometheus are cached: any number of open tabs costs one query per view per interval.").Default("10s").DurationVar(&c.UIRefresh)
 	serve.Flag("install.dir", "Directory with singbox_exporter-linux-amd64 and -arm64 (make dist), served at /install/ for the one-line node install.").StringVar(&c.InstallDir)
-	serve.Flag("testing.commit-delay", "Pause before each ledger commit (fault-injection for tests).").Hidden().DurationVar(&c.CommitDelay)
 	c.Web = kingpinflag.AddFlags(serve, ":8080")
 
 	cmd, err := app.Parse(os.Args[1:])

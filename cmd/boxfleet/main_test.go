@@ -3,7 +3,7 @@ package main_test
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/boxfleet/boxfleet/internal/promtest"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
 )
 
@@ -189,8 +190,8 @@ func (c *controller) runEnv(env []string, args ...string) result {
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String()}
 	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
 			c.t.Fatal(err)
 		}
 		r.code = ee.ExitCode()
@@ -279,7 +280,7 @@ func readToken(t *testing.T, path string) string {
 // row finds the table row that starts with key and returns its fields.
 func row(t *testing.T, table, key string) []string {
 	t.Helper()
-	for _, l := range strings.Split(table, "\n") {
+	for l := range strings.SplitSeq(table, "\n") {
 		f := strings.Fields(l)
 		if len(f) > 0 && f[0] == key {
 			return f

@@ -64,7 +64,7 @@ func shBlock(t *testing.T, readme, heading string) []string {
 		t.Fatalf("no sh block after %q", heading)
 	}
 	var lines []string
-	for _, line := range strings.Split(block[1], "\n") {
+	for line := range strings.SplitSeq(block[1], "\n") {
 		line = strings.TrimSpace(regexp.MustCompile(`\s+#.*$`).ReplaceAllString(line, ""))
 		if line != "" {
 			lines = append(lines, line)

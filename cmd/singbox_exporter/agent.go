@@ -60,7 +60,7 @@ func (f *agentFlags) build(clash *clashapi.Client, statePath string, listen []st
 	}
 	var managed []string
 	for _, m := range f.managed {
-		for _, tag := range strings.Split(m, ",") {
+		for tag := range strings.SplitSeq(m, ",") {
 			if tag = strings.TrimSpace(tag); tag != "" {
 				managed = append(managed, tag)
 			}

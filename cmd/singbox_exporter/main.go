@@ -169,7 +169,7 @@ func run(log *logrus.Logger, o options) error {
 		srv.Shutdown(shutdown)
 	}
 	<-done // the meter writes its state before we exit
-	if err == http.ErrServerClosed {
+	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err

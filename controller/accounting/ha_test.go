@@ -10,28 +10,37 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
 	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
 )
 
-// controllerProc is one `boxfleet serve` process.
+// controllerProc is one `boxfleet serve` process, talking to MariaDB
+// through its own proxy that holds each COMMIT for 150 ms.
 type controllerProc struct {
-	id  string
-	cmd *exec.Cmd
+	id    string
+	cmd   *exec.Cmd
+	proxy *commitDelayProxy
 }
 
 func startController(t *testing.T, bin, dsn, promURL, id string) *controllerProc {
 	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newCommitDelayProxy(t, cfg.Addr, 150*time.Millisecond)
 	addr := promtest.FreeAddr(t)
-	cmd := exec.Command(bin, "serve", "--db.dsn", dsn, "--data.dir", t.TempDir(),
+	cmd := exec.Command(bin, "serve", "--db.dsn", proxy.dsn(dsn), "--data.dir", t.TempDir(),
 		"--prometheus.url", promURL, "--controller.id", id, "--web.listen-address", addr,
-		"--accounting.interval", "200ms", "--lease.ttl", "3s", "--testing.commit-delay", "150ms", "--log.level", "warn")
+		"--accounting.interval", "200ms", "--lease.ttl", "3s", "--log.level", "warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &controllerProc{id: id, cmd: cmd}
+	p := &controllerProc{id: id, cmd: cmd, proxy: proxy}
 	t.Cleanup(p.kill)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -58,8 +67,9 @@ func (p *controllerProc) kill() {
 
 // TestFailoverKeepsLedgerExact runs two controllers on one MariaDB while
 // traffic flows, kills whichever leads, several times, in the middle of its
-// cycles (each commit is delayed so that kills land between query and
-// commit), and checks that the other takes over within the lease TTL and
+// cycles (a proxy in front of MariaDB holds each COMMIT, and the kill
+// lands while the leader's COMMIT is held: between query and commit), and
+// checks that the other takes over within the lease TTL and
 // that the ledger ends exactly equal to the traffic.
 func TestFailoverKeepsLedgerExact(t *testing.T) {
 	db := storetest.NewMySQLDB(t)
@@ -81,7 +91,7 @@ func TestFailoverKeepsLedgerExact(t *testing.T) {
 	users := []string{"alice", "bob", "carol"}
 	stop := time.Now().Add(12 * time.Second)
 	nextKill := time.Now().Add(2 * time.Second)
-	kills := 0
+	kills, midCommit := 0, 0
 	for time.Now().Before(stop) {
 		node := []string{"n1", "n2"}[rand.IntN(2)]
 		f.move(node, users[rand.IntN(len(users))], []string{"upload", "download"}[rand.IntN(2)], rand.Int64N(1<<30))
@@ -93,6 +103,9 @@ func TestFailoverKeepsLedgerExact(t *testing.T) {
 		if err != nil || procs[holder] == nil {
 			continue
 		}
+		if procs[holder].proxy.waitHeld(2 * time.Second) {
+			midCommit++
+		}
 		procs[holder].kill()
 		delete(procs, holder)
 		kills++
@@ -101,8 +114,8 @@ func TestFailoverKeepsLedgerExact(t *testing.T) {
 		spawn()
 		nextKill = time.Now().Add(2 * time.Second)
 	}
-	if kills < 2 {
-		t.Fatalf("only %d leader kills happened", kills)
+	if kills < 2 || midCommit < 2 {
+		t.Fatalf("only %d leader kills happened, %d of them while a COMMIT was held", kills, midCommit)
 	}
 	f.settle(t)
 	deadline := time.Now().Add(30 * time.Second)
@@ -118,7 +131,7 @@ func TestFailoverKeepsLedgerExact(t *testing.T) {
 			}
 		}
 		if ok {
-			t.Logf("%d leader kills; ledger exact", kills)
+			t.Logf("%d leader kills (%d while a COMMIT was held); ledger exact", kills, midCommit)
 			return
 		}
 		if time.Now().After(deadline) {

@@ -71,7 +71,7 @@ func addFleet(f *fixture) {
 }
 
 // deadProm is a Prometheus API client for an address nothing listens on.
-func deadProm(t *testing.T) promv1.API {
+func deadProm(t testing.TB) promv1.API {
 	c, err := promapi.NewClient(promapi.Config{Address: "http://" + promtest.FreeAddr(t)})
 	if err != nil {
 		t.Fatal(err)

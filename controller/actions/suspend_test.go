@@ -1,6 +1,7 @@
 package actions_test
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -209,7 +210,7 @@ func TestUnknownTargetsAndActions(t *testing.T) {
 			t.Errorf("summary %+v, want 4 ignored and 1 unknown_target", sum)
 		}
 		f.wantStatus("grace", store.StatusActive)
-		if _, err := st.GetUser(ctx, "nobody"); err != store.ErrNotFound {
+		if _, err := st.GetUser(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("unknown user: %v, want ErrNotFound", err)
 		}
 		if after := f.events("", "", ""); after != before {

@@ -33,8 +33,7 @@ func (a *Actor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	msg, err := decodeMessage(w, r)
 	if err != nil {
 		status := http.StatusBadRequest
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			status = http.StatusRequestEntityTooLarge
 		}
 		writeJSON(w, status, map[string]any{"error": map[string]string{"code": "bad_request", "message": err.Error()}})
@@ -64,11 +63,10 @@ func decodeMessage(w http.ResponseWriter, r *http.Request) (*message, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxPayload)
 	var msg message
 	if err := json.NewDecoder(r.Body).Decode(&msg); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, err
 		}
-		return nil, fmt.Errorf("malformed webhook payload: %v", err)
+		return nil, fmt.Errorf("malformed webhook payload: %w", err)
 	}
 	if msg.Data == nil || msg.Version != "4" {
 		return nil, fmt.Errorf("not an Alertmanager webhook payload of version 4")

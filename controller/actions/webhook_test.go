@@ -3,6 +3,7 @@ package actions_test
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -69,9 +70,7 @@ func TestWebhookDecoding(t *testing.T) {
 	// not act: the whole payload is rejected before anything is done.
 	code, body := f.postRaw(mangle(func(m, al map[string]any) {
 		bad := map[string]any{}
-		for k, v := range al {
-			bad[k] = v
-		}
+		maps.Copy(bad, al)
 		bad["status"] = "unknown"
 		m["alerts"] = []any{al, bad}
 	}))

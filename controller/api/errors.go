@@ -86,11 +86,10 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return err
 		}
-		return fmt.Errorf("%w: %v", errBadBody, err)
+		return fmt.Errorf("%w: %w", errBadBody, err)
 	}
 	// Only EOF may follow the object: dec.More() would accept a stray "}"
 	// or "]" after it.

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/boxfleet/boxfleet/subscribe"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,6 +19,7 @@ import (
 	"github.com/boxfleet/boxfleet/controller/collector"
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
+	"github.com/boxfleet/boxfleet/subscribe"
 )
 
 // adminToken is registered in every test store; tests that need a second
@@ -186,9 +187,7 @@ func (e *env) createNode(name string, labels map[string]string) string {
 func (e *env) createUser(name string, fields map[string]any) *store.User {
 	e.t.Helper()
 	body := map[string]any{"name": name}
-	for k, v := range fields {
-		body[k] = v
-	}
+	maps.Copy(body, fields)
 	var u store.User
 	e.admin("POST", "/api/v1/users", body, http.StatusCreated, &u)
 	return &u

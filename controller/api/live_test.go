@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log"
@@ -85,8 +84,7 @@ func TestLiveNumbersFromPrometheus(t *testing.T) {
 	tg.Set(`singbox_connections{network="tcp"}`, 2)
 	tg.Set(`singbox_up`, 1)
 	tg.Set(`singbox_config_revision`, 5)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := t.Context()
 	go func() {
 		// alice moves 1,000 B/s up and 4,000 B/s down, the node as much.
 		for ctx.Err() == nil {

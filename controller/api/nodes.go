@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"strconv"
@@ -258,9 +259,7 @@ type targetGroup struct {
 
 func nodeLabels(n *store.Node) map[string]string {
 	l := map[string]string{"node": n.Name}
-	for k, v := range n.Labels {
-		l[k] = v
-	}
+	maps.Copy(l, n.Labels)
 	return l
 }
 

@@ -260,9 +260,7 @@ func loadNodeUsers(t *testing.T, url, tok string, clients int, d time.Duration) 
 	stop := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			c := &http.Client{}
 			var mine []time.Duration
 			for time.Now().Before(stop) {
@@ -276,7 +274,7 @@ func loadNodeUsers(t *testing.T, url, tok string, clients int, d time.Duration) 
 			mu.Lock()
 			all = append(all, mine...)
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	return all

@@ -131,9 +131,7 @@ func load(t *testing.T, url, ua string, conc int, dur time.Duration) loadResult 
 	)
 	stop := time.Now().Add(dur)
 	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			lat := make([]time.Duration, 0, 1<<16)
 			errs := 0
 			req, _ := http.NewRequest(http.MethodGet, url, nil)
@@ -158,7 +156,7 @@ func load(t *testing.T, url, ua string, conc int, dur time.Duration) loadResult 
 			res.lat = append(res.lat, lat...)
 			res.errors += errs
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	slices.Sort(res.lat)

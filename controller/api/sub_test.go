@@ -111,7 +111,7 @@ func (e *env) sub(token, query string, hdr ...string) response {
 func nodesOf(t *testing.T, body []byte) []string {
 	t.Helper()
 	var names []string
-	for _, line := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+	for line := range strings.SplitSeq(strings.TrimSpace(string(body)), "\n") {
 		u, err := url.Parse(line)
 		if err != nil {
 			t.Fatalf("link %q: %v", line, err)

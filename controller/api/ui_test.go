@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -200,9 +201,7 @@ func TestBulkDryRunMatchesRun(t *testing.T) {
 				func(u store.User) bool { return u.TrafficLimit == 1100 }, 1},
 		} {
 			dry := map[string]any{"dry_run": true}
-			for k, v := range c.body {
-				dry[k] = v
-			}
+			maps.Copy(dry, c.body)
 			d := e.bulk(adminToken, dry, http.StatusOK)
 			got := e.bulk(adminToken, c.body, http.StatusOK)
 			if d.Matched != c.n || got.Matched != d.Matched || got.Done != c.n || len(got.Failed) != 0 || d.Done != 0 {

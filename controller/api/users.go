@@ -43,7 +43,7 @@ func (a *API) userFilter(ctx context.Context, status, plan, group, search, filte
 		return f, false, &store.ValidationError{Field: "status", Reason: "unknown status"}
 	}
 	liveOK := true
-	for _, x := range strings.Split(filters, ",") {
+	for x := range strings.SplitSeq(filters, ",") {
 		switch strings.TrimSpace(x) {
 		case "":
 		case "over90":

@@ -417,7 +417,7 @@ func TestPlans(t *testing.T) {
 		}
 		u := e.createUser("alice", map[string]any{"plan": "gold", "device_limit": 5})
 		if u.Plan != "gold" || u.TrafficLimit != 100<<30 || u.DeviceLimit != 5 || u.ExpireAt == nil ||
-			u.ExpireAt.Sub(time.Now()) < 29*24*time.Hour || strings.Join(u.Groups, ",") != "eu" {
+			time.Until(*u.ExpireAt) < 29*24*time.Hour || strings.Join(u.Groups, ",") != "eu" {
 			t.Fatalf("user from plan with an override: %+v", u)
 		}
 		// Replacing keeps the creation time; empty reset means no_reset.
@@ -451,8 +451,7 @@ func TestEventsNewestFirstWithoutSecrets(t *testing.T) {
 		}
 		remember(e.createUser("alice", nil))
 		remember(e.createUser("bob", map[string]any{"note": "x"}))
-		var u store.User
-		u = e.user("POST", "/api/v1/users/alice/rotate-token", nil)
+		u := e.user("POST", "/api/v1/users/alice/rotate-token", nil)
 		remember(&u)
 		e.admin("PATCH", "/api/v1/users/bob", map[string]any{"traffic_limit_bytes": 5}, http.StatusOK, nil)
 		e.admin("POST", "/api/v1/users/bob/suspend", nil, http.StatusOK, nil)

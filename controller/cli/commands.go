@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -257,9 +258,7 @@ func mergeSpec(body map[string]any, sp store.UserSpec) {
 	b, _ := json.Marshal(sp)
 	var m map[string]any
 	_ = json.Unmarshal(b, &m)
-	for k, v := range m {
-		body[k] = v
-	}
+	maps.Copy(body, m)
 }
 
 func userDetail(w io.Writer, u *store.User, base string) {

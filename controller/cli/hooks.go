@@ -58,19 +58,32 @@ func (c *CLI) hookCommands(cmd *kingpin.CmdClause) {
 		var out struct{ Deliveries []*store.Delivery }
 		q := url.Values{"limit": {strconv.Itoa(*limit)}}
 		return c.call(http.MethodGet, "/api/v1/hooks/"+url.PathEscape(*dlName)+"/deliveries", q, nil, &out, func(w io.Writer) {
-			fmt.Fprintln(w, "ID\tEVENT\tACTION\tSTATUS\tATTEMPTS\tLAST\tNEXT\tERROR")
-			for _, d := range out.Deliveries {
-				last, next := "-", "-"
-				if d.LastStatus != 0 {
-					last = strconv.Itoa(d.LastStatus)
-				}
-				if d.NextAttemptAt != nil {
-					next = d.NextAttemptAt.Format(time.RFC3339)
-				}
-				fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.EventID, d.Action, d.Status, d.Attempts, last, next, d.LastError)
-			}
+			deliveryTable(w, out.Deliveries)
 		})
 	})
+
+	rd := cmd.Command("redeliver", "Queue one of a hook's deliveries again now (a failed one, say), with a fresh count of attempts.")
+	rdName := rd.Arg("name", "Hook name.").Required().String()
+	rdID := rd.Arg("id", "Delivery id (the ID column of hook deliveries).").Required().Int64()
+	rd.Action(func(*kingpin.ParseContext) error {
+		var d store.Delivery
+		path := "/api/v1/hooks/" + url.PathEscape(*rdName) + "/deliveries/" + strconv.FormatInt(*rdID, 10) + "/redeliver"
+		return c.call(http.MethodPost, path, nil, nil, &d, func(w io.Writer) { deliveryTable(w, []*store.Delivery{&d}) })
+	})
+}
+
+func deliveryTable(w io.Writer, ds []*store.Delivery) {
+	fmt.Fprintln(w, "ID\tEVENT\tACTION\tSTATUS\tATTEMPTS\tLAST\tNEXT\tERROR")
+	for _, d := range ds {
+		last, next := "-", "-"
+		if d.LastStatus != 0 {
+			last = strconv.Itoa(d.LastStatus)
+		}
+		if d.NextAttemptAt != nil {
+			next = d.NextAttemptAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.EventID, d.Action, d.Status, d.Attempts, last, next, d.LastError)
+	}
 }
 
 func hookTable(w io.Writer, hs []*store.Hook) {

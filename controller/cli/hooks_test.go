@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -120,6 +121,26 @@ func TestHookCommands(t *testing.T) {
 	}
 	if _, err := c.run("hook", "deliveries", "nobody"); err == nil || !strings.Contains(err.Error(), "not_found") {
 		t.Errorf("deliveries of an unknown hook: %v", err)
+	}
+
+	// A delivery is queued again by hand, with a fresh count of attempts.
+	ds, err := c.store.HookDeliveries(context.Background(), "ops", 0)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("deliveries %v (%v)", ds, err)
+	}
+	id := strconv.FormatInt(ds[0].ID, 10)
+	out = c.ok("hook", "redeliver", "ops", id)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || strings.Fields(lines[1])[0] != id || !strings.Contains(lines[1], "pending") {
+		t.Errorf("hook redeliver printed:\n%s", out)
+	}
+	if _, err := c.run("hook", "redeliver", "ops", "999999"); err == nil || !strings.Contains(err.Error(), "not_found") {
+		t.Errorf("redeliver of an unknown delivery: %v", err)
+	}
+	if _, err := c.run("hook", "redeliver", "ops", "x"); err == nil {
+		t.Error("redeliver of a delivery id that is not a number was accepted")
+	}
+	if evs, err := c.store.Events(context.Background(), store.EventFilter{Action: "hook.redeliver"}); err != nil || len(evs) != 1 {
+		t.Errorf("hook.redeliver audited %d times (%v), want once", len(evs), err)
 	}
 
 	if out := c.ok("hook", "delete", "ops"); out != "deleted ops\n" {

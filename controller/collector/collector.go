@@ -23,6 +23,8 @@ var (
 		"Traffic limit for the current period; absent when unlimited.", []string{"user"}, nil)
 	expiry = prometheus.NewDesc("boxfleet_user_expiry_timestamp_seconds",
 		"When the user expires; absent when never.", []string{"user"}, nil)
+	periodEnd = prometheus.NewDesc("boxfleet_user_period_end_timestamp_seconds",
+		"When the user's current traffic period ends and its use is reset; absent for no_reset.", []string{"user"}, nil)
 	devices = prometheus.NewDesc("boxfleet_user_device_limit",
 		"How many source IPs the user may use at once; absent when unlimited.", []string{"user"}, nil)
 	status = prometheus.NewDesc("boxfleet_user_status",
@@ -44,7 +46,7 @@ type Collector struct {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{storeUp, used, limit, expiry, devices, status, users, drained, lastSeen} {
+	for _, d := range []*prometheus.Desc{storeUp, used, limit, expiry, periodEnd, devices, status, users, drained, lastSeen} {
 		ch <- d
 	}
 }
@@ -87,6 +89,9 @@ func collectUsers(ctx context.Context, ch chan<- prometheus.Metric, st *store.St
 		}
 		if u.ExpireAt != 0 {
 			ch <- prometheus.MustNewConstMetric(expiry, prometheus.GaugeValue, float64(u.ExpireAt), u.Name)
+		}
+		if end, ok := u.PeriodEnd(); ok {
+			ch <- prometheus.MustNewConstMetric(periodEnd, prometheus.GaugeValue, float64(end.Unix()), u.Name)
 		}
 		if u.DeviceLimit > 0 {
 			ch <- prometheus.MustNewConstMetric(devices, prometheus.GaugeValue, float64(u.DeviceLimit), u.Name)

@@ -192,8 +192,7 @@ func TestPrometheusDownKeepsLastScores(t *testing.T) {
 	// Run keeps going through failures and picks Prometheus up again.
 	fleet["b"].exporter.Set("singbox_up", 0)
 	prom.Restart(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := t.Context()
 	go r.Run(ctx, 200*time.Millisecond)
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {

@@ -264,8 +264,7 @@ func (d *Deliverer) post(ctx context.Context, o *store.Outgoing) (int, string) {
 // transportError drops the URL from a client error: receivers often take
 // a token in the query string, and the reason is shown by the API.
 func transportError(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
 		if ue.Timeout() {
 			return "timed out"
 		}

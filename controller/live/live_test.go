@@ -27,23 +27,21 @@ func TestMemoOneQueryPerInterval(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if v, err := c.Memo(context.Background(), "q", fn); err != nil || v.(int) != 1 {
 				t.Errorf("got %v %v", v, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("10 concurrent requests made %d queries", n)
 	}
 	now = now.Add(time.Minute)
-	if _, err := c.Memo(context.Background(), "q", fn); err != fail {
+	if _, err := c.Memo(context.Background(), "q", fn); !errors.Is(err, fail) {
 		t.Fatalf("after the TTL: %v, want the new (failed) answer", err)
 	}
-	if _, err := c.Memo(context.Background(), "q", fn); err != fail || calls.Load() != 2 {
+	if _, err := c.Memo(context.Background(), "q", fn); !errors.Is(err, fail) || calls.Load() != 2 {
 		t.Fatalf("a failure is not kept: %v, %d calls", err, calls.Load())
 	}
 	if v, _ := c.Memo(context.Background(), "other", fn); v.(int) != 3 {

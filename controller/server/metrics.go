@@ -17,6 +17,7 @@ var Metrics = []Metric{
 	{"boxfleet_user_traffic_used_bytes", "gauge", []string{"user"}},
 	{"boxfleet_user_traffic_limit_bytes", "gauge", []string{"user"}},
 	{"boxfleet_user_expiry_timestamp_seconds", "gauge", []string{"user"}},
+	{"boxfleet_user_period_end_timestamp_seconds", "gauge", []string{"user"}},
 	{"boxfleet_user_device_limit", "gauge", []string{"user"}},
 	{"boxfleet_user_status", "gauge", []string{"status", "user"}},
 	{"boxfleet_users", "gauge", []string{"status"}},

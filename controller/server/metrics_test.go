@@ -34,8 +34,8 @@ func TestMetricsListed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	limit, devices, exp := int64(1<<30), int64(2), time.Now().Add(time.Hour)
-	if _, err := st.CreateUser(ctx, "t", "alice", "", store.UserSpec{TrafficLimit: &limit, DeviceLimit: &devices, ExpireAt: &exp}); err != nil {
+	limit, devices, exp, month := int64(1<<30), int64(2), time.Now().Add(time.Hour), "month"
+	if _, err := st.CreateUser(ctx, "t", "alice", "", store.UserSpec{TrafficLimit: &limit, DeviceLimit: &devices, ExpireAt: &exp, ResetStrategy: &month}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := st.CreateNode(ctx, "t", "n1", nil); err != nil {

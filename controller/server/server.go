@@ -53,10 +53,7 @@ type Config struct {
 	SubTitle, SubSupportURL, SubWebPageURL, ExternalURL, SubTemplates string
 	SubUpdateInterval                                                 time.Duration
 	SubMissesPerMinute                                                int
-	// CommitDelay pauses before each node's ledger commit: fault injection
-	// for tests that kill a controller mid-cycle (hidden flag).
-	CommitDelay time.Duration
-	Web         *web.FlagConfig
+	Web                                                               *web.FlagConfig
 
 	// AdminListen, when set, is the only address that serves the API,
 	// /metrics and the UI; the main listener then serves only /sub/ and
@@ -114,9 +111,6 @@ func Build(st *store.Store, c Config, log *logrus.Logger) (*Controller, error) {
 			WebPageURL: c.SubWebPageURL, UpdateInterval: c.SubUpdateInterval, ExternalURL: c.ExternalURL,
 			MissesPerMinute: c.SubMissesPerMinute,
 		}})
-	if c.CommitDelay > 0 {
-		acct.BeforeCommit = func(string) { time.Sleep(c.CommitDelay) }
-	}
 	leader := &accounting.Leader{Store: st, Acct: acct, Log: log, Holder: c.ID, Interval: c.AccountingInterval, TTL: c.LeaseTTL}
 	leader.Register(reg)
 	deliverer := hooks.New(st, leader.IsLeader, log, reg)

@@ -110,8 +110,7 @@ func (r *adminRow) setLimits(l *Limits) error {
 // naming the limit's own field in the error.
 func namesCSV(field string, names []string) (string, error) {
 	s, err := groupsCSV(names)
-	var ve *ValidationError
-	if errors.As(err, &ve) {
+	if ve, ok := errors.AsType[*ValidationError](err); ok {
 		return "", invalid(field, "%s", ve.Reason)
 	}
 	return s, err

@@ -282,11 +282,11 @@ func TestResellerLimits(t *testing.T) {
 				return err
 			},
 			"unlimited traffic": func() error {
-				_, err := shop.UpdateUser(bg, "a", "s1", store.UserSpec{TrafficLimit: ptr(int64(0))})
+				_, err := shop.UpdateUser(bg, "a", "s1", store.UserSpec{TrafficLimit: new(int64(0))})
 				return err
 			},
 			"more traffic than left": func() error {
-				_, err := shop.UpdateUser(bg, "a", "s1", store.UserSpec{TrafficLimit: ptr(int64(26 << 30))})
+				_, err := shop.UpdateUser(bg, "a", "s1", store.UserSpec{TrafficLimit: new(int64(26 << 30))})
 				return err
 			},
 		} {
@@ -301,10 +301,10 @@ func TestResellerLimits(t *testing.T) {
 		if _, err := shop.CreateUser(bg, "a", "s3", "basic", store.UserSpec{}); !errors.As(err, &le) {
 			t.Errorf("past the traffic total: %v", err)
 		}
-		if _, err := shop.CreateUser(bg, "a", "s3", "basic", store.UserSpec{TrafficLimit: ptr(int64(5 << 30))}); err != nil {
+		if _, err := shop.CreateUser(bg, "a", "s3", "basic", store.UserSpec{TrafficLimit: new(int64(5 << 30))}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := shop.CreateUser(bg, "a", "s4", "basic", store.UserSpec{TrafficLimit: ptr(int64(1))}); !errors.As(err, &le) {
+		if _, err := shop.CreateUser(bg, "a", "s4", "basic", store.UserSpec{TrafficLimit: new(int64(1))}); !errors.As(err, &le) {
 			t.Errorf("past the user count: %v", err)
 		}
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -61,7 +62,7 @@ func (s *Store) CreateAPIToken(ctx context.Context, actor, name string, sp APITo
 			return invalid("admin", "only reseller tokens act for an account")
 		case sp.Admin != "":
 			a, err := s.getAdminRow(ctx, tx, sp.Admin)
-			if err == ErrNotFound || (err == nil && a.Role != RoleReseller) {
+			if errors.Is(err, ErrNotFound) || (err == nil && a.Role != RoleReseller) {
 				return invalid("admin", "no reseller account named %q", sp.Admin)
 			}
 			if err != nil {
@@ -122,7 +123,7 @@ func (s *Store) APITokenFor(ctx context.Context, token string) (*APIToken, error
 	var t APIToken
 	err := s.db.GetContext(ctx, &t, `SELECT `+apiTokenCols+` FROM api_tokens WHERE token_hash = ?`, HashToken(token))
 	if err != nil {
-		if notFound(err) == ErrNotFound {
+		if errors.Is(notFound(err), ErrNotFound) {
 			return nil, nil
 		}
 		return nil, err
@@ -133,7 +134,7 @@ func (s *Store) APITokenFor(ctx context.Context, token string) (*APIToken, error
 	}
 	if t.Admin != "" {
 		a, err := s.getAdminRow(ctx, s.db, t.Admin)
-		if err == ErrNotFound || (err == nil && (a.Disabled || a.Role != RoleReseller)) {
+		if errors.Is(err, ErrNotFound) || (err == nil && (a.Disabled || a.Role != RoleReseller)) {
 			return nil, nil
 		}
 		if err != nil {

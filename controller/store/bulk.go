@@ -64,7 +64,7 @@ func (s *Store) SetPlan(ctx context.Context, actor, name, plan string) (*User, e
 		old := r.ResetStrategy
 		r.Plan, r.TrafficLimit, r.ResetStrategy, r.DeviceLimit, r.Groups = p.Name, p.TrafficLimit, p.ResetStrategy, p.DeviceLimit, p.GroupsCSV
 		if r.ResetStrategy != old {
-			r.PeriodStart = periodStart(r.ResetStrategy, now)
+			r.PeriodStart = switchedPeriodStart(r.ResetStrategy, now, r.PeriodStart)
 		}
 		r.Status = r.derivedStatus(now)
 		return nil

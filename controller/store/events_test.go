@@ -27,7 +27,7 @@ func TestEventsAuditEveryChange(t *testing.T) {
 			return u
 		}
 		keep(s.CreateUser(bg, "admin", "alice", "", store.UserSpec{}))
-		keep(s.UpdateUser(bg, "bob-admin", "alice", store.UserSpec{TrafficLimit: ptr[int64](5)}))
+		keep(s.UpdateUser(bg, "bob-admin", "alice", store.UserSpec{TrafficLimit: new(int64(5))}))
 		keep(s.SuspendUser(bg, "alert:Abuse", "alice", "alert Abuse fired"))
 		keep(s.ResumeUser(bg, "alert:Abuse", "alice"))
 		keep(s.RotateToken(bg, "admin", "alice"))
@@ -141,10 +141,10 @@ func TestUsersRevisionMovesOnUserChanges(t *testing.T) {
 			do   func() error
 		}{
 			{"create", func() error {
-				_, err := s.CreateUser(bg, "a", "u", "", store.UserSpec{ExpireAt: ptr(clk.now().Add(time.Hour))})
+				_, err := s.CreateUser(bg, "a", "u", "", store.UserSpec{ExpireAt: new(clk.now().Add(time.Hour))})
 				return err
 			}},
-			{"update", func() error { _, err := s.UpdateUser(bg, "a", "u", store.UserSpec{Note: ptr("x")}); return err }},
+			{"update", func() error { _, err := s.UpdateUser(bg, "a", "u", store.UserSpec{Note: new("x")}); return err }},
 			{"suspend", func() error { _, err := s.SuspendUser(bg, "a", "u", ""); return err }},
 			{"resume", func() error { _, err := s.ResumeUser(bg, "a", "u"); return err }},
 			{"rotate", func() error { _, err := s.RotateToken(bg, "a", "u"); return err }},

@@ -45,8 +45,6 @@ func date(y int, m time.Month, d, hh, mm, ss int) time.Time {
 	return time.Date(y, m, d, hh, mm, ss, 0, time.UTC)
 }
 
-func ptr[T any](v T) *T { return &v }
-
 // dump returns every row of every table as text, rows sorted, keyed by
 // table: what a thief of the database file would see, and a snapshot that
 // shows whether an operation wrote anything.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"regexp"
 	"slices"
@@ -130,10 +131,20 @@ func (sp *HookSpec) validate(existing bool) error {
 	return nil
 }
 
+// HighVolumeEvents are the actions "*" leaves out: they come in bursts (a
+// node re-registering, every user's period reset at a boundary, logins
+// under a password-guessing attack) and would drown what a receiver of
+// "*" wants. A hook hears them when it names them or their family
+// (node.register, node.*).
+var HighVolumeEvents = []string{"node.register", "user.period_reset", "session.login", "session.login_failed", "session.logout"}
+
 // hookMatches reports whether an action is one a hook's patterns name.
 func hookMatches(patterns []string, action string) bool {
 	for _, p := range patterns {
-		if p == "*" || p == action || (strings.HasSuffix(p, ".*") && strings.HasPrefix(action, p[:len(p)-1])) {
+		if p == "*" && !slices.Contains(HighVolumeEvents, action) {
+			return true
+		}
+		if p == action || (strings.HasSuffix(p, ".*") && strings.HasPrefix(action, p[:len(p)-1])) {
 			return true
 		}
 	}
@@ -181,7 +192,7 @@ func (s *Store) PutHook(ctx context.Context, actor, name string, sp HookSpec) (*
 	var out *Hook
 	err := s.tx(ctx, func(tx *sqlx.Tx) error {
 		before, err := s.getHookRow(ctx, tx, name)
-		if err != nil && err != ErrNotFound {
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		if err := sp.validate(before != nil); err != nil {

@@ -395,3 +395,32 @@ func BenchmarkSuspendWithHooks(b *testing.B) {
 		})
 	}
 }
+
+// "*" leaves out the high-volume events (node.register, period resets,
+// logins); a hook hears them only when it names them or their family.
+func TestStarLeavesOutHighVolumeEvents(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		setClock(s, date(2025, 6, 1, 10, 0, 0))
+		putHook(t, s, "all", "*")
+		putHook(t, s, "nodes", "node.*")
+		putHook(t, s, "reg", "node.register", "session.login_failed")
+		if _, _, err := s.CreateNode(bg, "admin", "n1", nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RegisterNode(bg, "n1", registration("eu")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RecordLoginFailure(bg, "root", "203.0.113.9", "bad password"); err != nil {
+			t.Fatal(err)
+		}
+		if got := actions(deliveries(t, s, "all")); !slices.Equal(got, []string{"node.create", "hook.put", "hook.put", "hook.put"}) {
+			t.Errorf("* deliveries %v, want no node.register or session.login_failed", got)
+		}
+		if got := actions(deliveries(t, s, "nodes")); !slices.Equal(got, []string{"node.register", "node.create"}) {
+			t.Errorf("node.* deliveries %v", got)
+		}
+		if got := actions(deliveries(t, s, "reg")); !slices.Equal(got, []string{"session.login_failed", "node.register"}) {
+			t.Errorf("explicit deliveries %v", got)
+		}
+	})
+}

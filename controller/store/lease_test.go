@@ -102,7 +102,7 @@ func TestLeaseRace(t *testing.T) {
 func TestCommitNodeFencedByLease(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		clk := setClock(s, date(2025, 1, 1, 0, 0, 0))
-		createUser(t, s, "alice", store.UserSpec{OnHoldSeconds: ptr[int64](60)})
+		createUser(t, s, "alice", store.UserSpec{OnHoldSeconds: new(int64(60))})
 		samples := []store.Sample{up("alice", 10), down("alice", 20), up("ghost", 5)}
 		commitAs := func(holder string) error {
 			_, err := s.CommitNode(bg, "accounting", holder, "n1", 7, samples, clk.now())

@@ -286,8 +286,11 @@ func (s *Store) migrate(ctx context.Context) error {
 	if s.dialect == mysqlDialect {
 		var got int
 		// The lock is per database: GET_LOCK names are server-wide.
-		if err := conn.GetContext(ctx, &got, `SELECT GET_LOCK(CONCAT('boxfleet_migrate.', DATABASE()), 60)`); err != nil || got != 1 {
-			return fmt.Errorf("waiting for the migration lock: %v", err)
+		if err := conn.GetContext(ctx, &got, `SELECT GET_LOCK(CONCAT('boxfleet_migrate.', DATABASE()), 60)`); err != nil {
+			return fmt.Errorf("waiting for the migration lock: %w", err)
+		}
+		if got != 1 {
+			return errors.New("waiting for the migration lock: not granted within 60s")
 		}
 		defer conn.ExecContext(context.Background(), `SELECT RELEASE_LOCK(CONCAT('boxfleet_migrate.', DATABASE()))`)
 	}

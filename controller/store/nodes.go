@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -168,7 +169,7 @@ func (s *Store) ListNodes(ctx context.Context) ([]*Node, error) {
 func (s *Store) NodeNameForToken(ctx context.Context, token string) (string, error) {
 	var name string
 	err := s.db.GetContext(ctx, &name, `SELECT name FROM nodes WHERE token_hash = ?`, HashToken(token))
-	if notFound(err) == ErrNotFound {
+	if errors.Is(notFound(err), ErrNotFound) {
 		return "", nil
 	}
 	return name, err
@@ -183,6 +184,9 @@ func (s *Store) RegisterNode(ctx context.Context, name string, reg sbconfig.Regi
 	}
 	if len(reg.Address) > 255 || len(reg.Exporter) > 255 || len(reg.Version) > 64 {
 		return nil, invalid("address", "address, exporter or version too long")
+	}
+	if reg.Address != "" && !sbconfig.ValidHost(reg.Address) {
+		return nil, invalid("address", "must be a host name or an IP address, without port or brackets")
 	}
 	if reg.Inbounds == nil {
 		reg.Inbounds = []sbconfig.Inbound{}
@@ -203,9 +207,7 @@ func (s *Store) RegisterNode(ctx context.Context, name string, reg sbconfig.Regi
 		// `node add`; an exporter started without --node.label must not
 		// silently move the node out of its group.
 		labels := maps.Clone(before.Labels)
-		for k, v := range reg.Labels {
-			labels[k] = v
-		}
+		maps.Copy(labels, reg.Labels)
 		lb, _ := json.Marshal(labels)
 		changed := r.Address != reg.Address || r.Exporter != reg.Exporter || r.Labels != string(lb) ||
 			r.Inbounds != string(ib) || r.Version != reg.Version

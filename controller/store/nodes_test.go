@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,13 +203,13 @@ func TestNodeUsers(t *testing.T) {
 		}
 		add("zed", store.UserSpec{Groups: &[]string{"eu"}})
 		add("anyone", store.UserSpec{})
-		add("waiting", store.UserSpec{OnHoldSeconds: ptr[int64](60)})
+		add("waiting", store.UserSpec{OnHoldSeconds: new(int64(60))})
 		add("us-only", store.UserSpec{Groups: &[]string{"us"}})
 		add("both", store.UserSpec{Groups: &[]string{"us", "eu"}})
 		add("europe", store.UserSpec{Groups: &[]string{"europe"}})
 		add("banned", store.UserSpec{})
-		add("over", store.UserSpec{TrafficLimit: ptr[int64](10)})
-		add("old", store.UserSpec{ExpireAt: ptr(clk.now().Add(time.Second))})
+		add("over", store.UserSpec{TrafficLimit: new(int64(10))})
+		add("old", store.UserSpec{ExpireAt: new(clk.now().Add(time.Second))})
 		if _, err := s.SuspendUser(bg, "admin", "banned", ""); err != nil {
 			t.Fatal(err)
 		}
@@ -267,5 +268,29 @@ func TestAdminTokens(t *testing.T) {
 			}
 		}
 		assertNotStored(t, s, "admin token", tok, other)
+	})
+}
+
+// A node's address goes into every client's config and share link: only a
+// host name or an IP address is taken, so that a node cannot add URL
+// parts (user info, query, fragment) or YAML to other nodes' entries.
+func TestRegisterNodeAddress(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		if _, _, err := s.CreateNode(bg, "admin", "n1", nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []string{"fra-1.example.net", "203.0.113.7", "2001:db8::1", "localhost", "xn--bcher-kva.example", "edge_1.example.com."} {
+			if _, err := s.RegisterNode(bg, "n1", sbconfig.Registration{Address: a}); err != nil {
+				t.Errorf("address %q refused: %v", a, err)
+			}
+		}
+		for _, a := range []string{"h.example:443?security=none#", "u@h.example", "h.example/x", "[2001:db8::1]", "a b", "h\n.example", "..", "-h.example", "büch.example", strings.Repeat("a", 64) + ".example"} {
+			if _, err := s.RegisterNode(bg, "n1", sbconfig.Registration{Address: a}); !isValidation(err, "address") {
+				t.Errorf("address %q: %v", a, err)
+			}
+		}
+		if n, err := s.GetNode(bg, "n1"); err != nil || n.Address != "edge_1.example.com." {
+			t.Errorf("address now %q (%v), want the last one accepted", n.Address, err)
+		}
 	})
 }

@@ -36,7 +36,7 @@ const maxPasswordLength = 1024
 var commonPasswords = map[string]bool{}
 
 func init() {
-	for _, p := range strings.Fields(`
+	for p := range strings.FieldsSeq(`
 123456789012 1234567890123 12345678901234 123456789123 1234567890qwerty
 qwertyuiop123 qwertyuiopasdfghjkl 1q2w3e4r5t6y 1q2w3e4r5t6y7u 1qaz2wsx3edc
 1qaz2wsx3edc4rfv qazwsxedcrfv 1qazxsw23edc zaq12wsxcde3 password1234 password12345

@@ -22,6 +22,39 @@ func periodStart(strategy string, now int64) int64 {
 	return 0 // no_reset: one period for the user's whole life
 }
 
+// newPeriodStart is the start to record when a period begins at now on
+// strategy (creation, a manual reset): the calendar boundary, or now itself
+// for no_reset, whose one period starts when it is begun.
+func newPeriodStart(strategy string, now int64) int64 {
+	if ps := periodStart(strategy, now); ps != 0 {
+		return ps
+	}
+	return now
+}
+
+// switchedPeriodStart is the start to record when a user moves to strategy
+// without a reset: moving to no_reset carries the usage over, so the period
+// keeps the start it had (prev).
+func switchedPeriodStart(strategy string, now, prev int64) int64 {
+	if ps := periodStart(strategy, now); ps != 0 {
+		return ps
+	}
+	if prev != 0 {
+		return prev
+	}
+	return now
+}
+
+// shownPeriodStart is when the current period began, as the API shows it:
+// no_reset rows written before periods were dated hold 0, and their one
+// period began when the user was created.
+func (r *userRow) shownPeriodStart() int64 {
+	if r.PeriodStart == 0 {
+		return r.CreatedAt
+	}
+	return r.PeriodStart
+}
+
 // day is the ledger's day key, yyyymmdd in UTC.
 func day(ts int64) int {
 	y, m, d := time.Unix(ts, 0).UTC().Date()

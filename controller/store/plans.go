@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -107,7 +108,7 @@ func (s *Store) PutPlan(ctx context.Context, actor string, p Plan) (*Plan, error
 	var out *Plan
 	err := s.tx(ctx, func(tx *sqlx.Tx) error {
 		before, err := s.getPlan(ctx, tx, p.Name)
-		if err != nil && err != ErrNotFound {
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		if before != nil {

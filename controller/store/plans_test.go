@@ -114,7 +114,7 @@ func TestUserFromPlan(t *testing.T) {
 		}
 
 		// The spec overrides the plan field by field.
-		u, err = s.CreateUser(bg, "admin", "m2", "month", store.UserSpec{TrafficLimit: ptr[int64](0), Groups: &[]string{}})
+		u, err = s.CreateUser(bg, "admin", "m2", "month", store.UserSpec{TrafficLimit: new(int64(0)), Groups: &[]string{}})
 		if err != nil || u.TrafficLimit != 0 || len(u.Groups) != 0 || u.DeviceLimit != 3 {
 			t.Errorf("spec over plan: %+v %v", u, err)
 		}
@@ -155,7 +155,7 @@ func TestUserFromPlan(t *testing.T) {
 func TestOnHoldFirstUse(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		clk := setClock(s, date(2025, 8, 1, 0, 0, 0))
-		createUser(t, s, "h", store.UserSpec{OnHoldSeconds: ptr[int64](3600)})
+		createUser(t, s, "h", store.UserSpec{OnHoldSeconds: new(int64(3600))})
 
 		// A series appearing at zero is not use.
 		clk.add(time.Minute)

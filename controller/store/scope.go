@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -35,7 +36,7 @@ func overLimit(field, format string, args ...any) error {
 // groups may use every node.
 func (s *Store) ownerLimits(ctx context.Context, tx *sqlx.Tx, r, orig *userRow) error {
 	a, err := s.getAdminRow(ctx, tx, s.owner)
-	if err == ErrNotFound || (err == nil && (a.Disabled || a.Role != RoleReseller)) {
+	if errors.Is(err, ErrNotFound) || (err == nil && (a.Disabled || a.Role != RoleReseller)) {
 		return overLimit("owner", "account %q may not manage users", s.owner)
 	}
 	if err != nil {

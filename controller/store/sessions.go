@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -71,7 +72,7 @@ func (s *Store) SessionFor(ctx context.Context, token string, idle time.Duration
 	err := s.db.GetContext(ctx, &se, `SELECT `+sessionCols+` FROM sessions s JOIN admins a ON a.name = s.admin_name
 	  WHERE s.token_hash = ?`, HashToken(token))
 	if err != nil {
-		if notFound(err) == ErrNotFound {
+		if errors.Is(notFound(err), ErrNotFound) {
 			return nil, nil
 		}
 		return nil, err

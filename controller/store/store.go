@@ -179,8 +179,7 @@ func (s *Store) tx(ctx context.Context, fn func(*sqlx.Tx) error) error {
 
 // isDuplicate reports a unique-key violation on either back end.
 func isDuplicate(err error) bool {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
+	if me, ok := errors.AsType[*mysql.MySQLError](err); ok {
 		return me.Number == 1062
 	}
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")

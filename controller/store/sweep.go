@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -159,7 +160,7 @@ func (s *Store) sweepStatuses(ctx context.Context, actor string) ([]StatusChange
 			return nil
 		})
 		switch {
-		case err == errUnchanged || err == ErrNotFound:
+		case errors.Is(err, errUnchanged) || errors.Is(err, ErrNotFound):
 			continue
 		case err != nil:
 			return out, fmt.Errorf("sweep %s: %w", name, err)

@@ -38,7 +38,7 @@ func TestSweepPeriodResets(t *testing.T) {
 		for _, c := range cases {
 			clk := setClock(s, c.created)
 			name := c.strategy + c.created.Format("20060102")
-			createUser(t, s, name, store.UserSpec{ResetStrategy: ptr(c.strategy), TrafficLimit: ptr[int64](100)})
+			createUser(t, s, name, store.UserSpec{ResetStrategy: new(c.strategy), TrafficLimit: new(int64(100))})
 			use(t, s, "n-"+name, name, 60, 50)
 			sweep(t, s)
 			if u := getUser(t, s, name); u.Status != store.StatusLimited {
@@ -94,11 +94,11 @@ func TestSweepStatuses(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		t0 := date(2025, 4, 10, 12, 0, 0)
 		clk := setClock(s, t0)
-		createUser(t, s, "expiring", store.UserSpec{ExpireAt: ptr(t0.Add(time.Hour))})
-		createUser(t, s, "heavy", store.UserSpec{TrafficLimit: ptr[int64](1000)})
-		createUser(t, s, "light", store.UserSpec{TrafficLimit: ptr[int64](1000)})
-		createUser(t, s, "banned", store.UserSpec{TrafficLimit: ptr[int64](10), ResetStrategy: ptr("day")})
-		createUser(t, s, "waiting", store.UserSpec{OnHoldSeconds: ptr[int64](86400)})
+		createUser(t, s, "expiring", store.UserSpec{ExpireAt: new(t0.Add(time.Hour))})
+		createUser(t, s, "heavy", store.UserSpec{TrafficLimit: new(int64(1000))})
+		createUser(t, s, "light", store.UserSpec{TrafficLimit: new(int64(1000))})
+		createUser(t, s, "banned", store.UserSpec{TrafficLimit: new(int64(10)), ResetStrategy: new("day")})
+		createUser(t, s, "waiting", store.UserSpec{OnHoldSeconds: new(int64(86400))})
 		use(t, s, "n1", "heavy", 999, 1)
 		use(t, s, "n1", "light", 999, 0)
 		use(t, s, "n1", "banned", 50, 50)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"math"
 	"regexp"
 	"slices"
@@ -126,7 +127,7 @@ func (r *userRow) user() *User {
 		UsedUp:        r.UsedUp,
 		UsedDown:      r.UsedDown,
 		ResetStrategy: r.ResetStrategy,
-		PeriodStart:   unix(r.PeriodStart),
+		PeriodStart:   unix(r.shownPeriodStart()),
 		ExpireAt:      optUnix(r.ExpireAt),
 		OnHoldSeconds: r.OnHoldSeconds,
 		FirstUsedAt:   optUnix(r.FirstUsedAt),
@@ -260,7 +261,7 @@ func (s *Store) CreateUser(ctx context.Context, actor, name, plan string, spec U
 		if plan != "" {
 			p, err := s.getPlan(ctx, tx, plan)
 			if err != nil {
-				if err == ErrNotFound {
+				if errors.Is(err, ErrNotFound) {
 					return invalid("plan", "no plan named %q", plan)
 				}
 				return err
@@ -275,7 +276,7 @@ func (s *Store) CreateUser(ctx context.Context, actor, name, plan string, spec U
 				return err
 			}
 		}
-		r.PeriodStart = periodStart(r.ResetStrategy, now)
+		r.PeriodStart = newPeriodStart(r.ResetStrategy, now)
 		r.Status = r.derivedStatus(now)
 		// TrimPrefix, not ReplaceAll: "uuid, " contains "id, " too.
 		res, err := tx.NamedExecContext(ctx, `INSERT INTO users (`+strings.TrimPrefix(userCols, "id, ")+`) VALUES (
@@ -662,7 +663,7 @@ func (s *Store) UpdateUser(ctx context.Context, actor, name string, spec UserSpe
 			return err
 		}
 		if r.ResetStrategy != old {
-			r.PeriodStart = periodStart(r.ResetStrategy, now)
+			r.PeriodStart = switchedPeriodStart(r.ResetStrategy, now, r.PeriodStart)
 		}
 		r.Status = r.derivedStatus(now)
 		return nil
@@ -698,7 +699,7 @@ func (s *Store) ResumeUser(ctx context.Context, actor, name string) (*User, erro
 func (s *Store) ResetUsage(ctx context.Context, actor, name string) (*User, error) {
 	return s.mutateUser(ctx, actor, "user.reset", name, "", func(r *userRow, now int64) error {
 		r.UsedUp, r.UsedDown = 0, 0
-		r.PeriodStart = periodStart(r.ResetStrategy, now)
+		r.PeriodStart = newPeriodStart(r.ResetStrategy, now)
 		r.Status = r.derivedStatus(now)
 		return nil
 	})
@@ -736,12 +737,22 @@ type UserGauge struct {
 	TrafficLimit int64  `db:"traffic_limit"`
 	ExpireAt     int64  `db:"expire_at"`
 	DeviceLimit  int64  `db:"device_limit"`
+	// ResetStrategy and PeriodStart give PeriodEnd.
+	ResetStrategy string `db:"reset_strategy"`
+	PeriodStart   int64  `db:"period_start"`
+}
+
+// PeriodEnd is when the sweep next resets the user's use (the end of the
+// current period); ok is false for no_reset, whose one period never ends.
+func (g *UserGauge) PeriodEnd() (time.Time, bool) {
+	return NextPeriodStart(g.ResetStrategy, time.Unix(g.PeriodStart, 0))
 }
 
 // UserGauges streams every user's gauge values to fn, without holding them
 // all in memory.
 func (s *Store) UserGauges(ctx context.Context, fn func(*UserGauge)) error {
-	rows, err := s.db.QueryxContext(ctx, `SELECT name, status, used_up + used_down AS used, traffic_limit, expire_at, device_limit FROM users`)
+	rows, err := s.db.QueryxContext(ctx, `SELECT name, status, used_up + used_down AS used, traffic_limit, expire_at, device_limit,
+	  reset_strategy, period_start FROM users`)
 	if err != nil {
 		return err
 	}

@@ -52,8 +52,8 @@ func TestCreateUserWithSpec(t *testing.T) {
 		setClock(s, now)
 		exp := now.Add(30 * 24 * time.Hour)
 		u := createUser(t, s, "bob", store.UserSpec{
-			TrafficLimit: ptr[int64](10 << 30), ResetStrategy: ptr("week"), ExpireAt: &exp,
-			DeviceLimit: ptr[int64](3), Groups: &[]string{"us", "eu", "eu"}, Note: ptr("ünïcode note ✓"),
+			TrafficLimit: new(int64(10 << 30)), ResetStrategy: new("week"), ExpireAt: &exp,
+			DeviceLimit: new(int64(3)), Groups: &[]string{"us", "eu", "eu"}, Note: new("ünïcode note ✓"),
 		})
 		u = getUser(t, s, u.Name)
 		if u.TrafficLimit != 10<<30 || u.ResetStrategy != "week" || u.DeviceLimit != 3 || u.Note != "ünïcode note ✓" {
@@ -127,12 +127,12 @@ func TestInvalidUserNames(t *testing.T) {
 
 func TestInvalidUserSpec(t *testing.T) {
 	specs := map[string]store.UserSpec{
-		"traffic_limit_bytes": {TrafficLimit: ptr[int64](-1)},
-		"reset_strategy":      {ResetStrategy: ptr("monthly")},
-		"on_hold_seconds":     {OnHoldSeconds: ptr[int64](-5)},
-		"device_limit":        {DeviceLimit: ptr[int64](-1)},
+		"traffic_limit_bytes": {TrafficLimit: new(int64(-1))},
+		"reset_strategy":      {ResetStrategy: new("monthly")},
+		"on_hold_seconds":     {OnHoldSeconds: new(int64(-5))},
+		"device_limit":        {DeviceLimit: new(int64(-1))},
 		"groups":              {Groups: &[]string{"eu", "a b"}},
-		"note":                {Note: ptr(strings.Repeat("n", 1025))},
+		"note":                {Note: new(strings.Repeat("n", 1025))},
 	}
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		for field, spec := range specs {
@@ -200,12 +200,12 @@ func TestListUsers(t *testing.T) {
 		if _, err := s.PutPlan(bg, "admin", store.Plan{Name: "basic"}); err != nil {
 			t.Fatal(err)
 		}
-		createUser(t, s, "anna", store.UserSpec{Groups: &[]string{"eu"}, Note: ptr("100% legit")})
+		createUser(t, s, "anna", store.UserSpec{Groups: &[]string{"eu"}, Note: new("100% legit")})
 		if _, err := s.CreateUser(bg, "admin", "bob_1", "basic", store.UserSpec{}); err != nil {
 			t.Fatal(err)
 		}
 		createUser(t, s, "bobx1", store.UserSpec{Groups: &[]string{"eu", "us"}})
-		createUser(t, s, "carl", store.UserSpec{Groups: &[]string{"us"}, Note: ptr("Paid by Anna")})
+		createUser(t, s, "carl", store.UserSpec{Groups: &[]string{"us"}, Note: new("Paid by Anna")})
 		createUser(t, s, "dora", store.UserSpec{Groups: &[]string{"asia-eu", "eu-west"}})
 		createUser(t, s, "emil", store.UserSpec{Groups: &[]string{"EU"}})
 		createUser(t, s, "fred", store.UserSpec{})
@@ -274,8 +274,8 @@ func TestListUsersPagination(t *testing.T) {
 func TestUpdateUserLiftsLimitedAndExpired(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		c := setClock(s, date(2025, 5, 1, 10, 0, 0))
-		createUser(t, s, "lim", store.UserSpec{TrafficLimit: ptr[int64](1000)})
-		createUser(t, s, "exp", store.UserSpec{ExpireAt: ptr(c.now().Add(time.Hour))})
+		createUser(t, s, "lim", store.UserSpec{TrafficLimit: new(int64(1000))})
+		createUser(t, s, "exp", store.UserSpec{ExpireAt: new(c.now().Add(time.Hour))})
 		use(t, s, "n1", "lim", 700, 800)
 		c.add(2 * time.Hour)
 		sweep(t, s)
@@ -286,16 +286,16 @@ func TestUpdateUserLiftsLimitedAndExpired(t *testing.T) {
 			t.Fatalf("expired user is %s", u.Status)
 		}
 
-		u, err := s.UpdateUser(bg, "admin", "lim", store.UserSpec{TrafficLimit: ptr[int64](1400)})
+		u, err := s.UpdateUser(bg, "admin", "lim", store.UserSpec{TrafficLimit: new(int64(1400))})
 		if err != nil || u.Status != store.StatusLimited {
 			t.Errorf("a limit still below usage lifted the limit: %v %v", u.Status, err)
 		}
-		u, err = s.UpdateUser(bg, "admin", "lim", store.UserSpec{TrafficLimit: ptr[int64](2000)})
+		u, err = s.UpdateUser(bg, "admin", "lim", store.UserSpec{TrafficLimit: new(int64(2000))})
 		if err != nil || u.Status != store.StatusActive || u.Used() != 1500 {
 			t.Errorf("raised limit: status %v, used %d, %v", u.Status, u.Used(), err)
 		}
 
-		u, err = s.UpdateUser(bg, "admin", "exp", store.UserSpec{ExpireAt: ptr(c.now().Add(24 * time.Hour))})
+		u, err = s.UpdateUser(bg, "admin", "exp", store.UserSpec{ExpireAt: new(c.now().Add(24 * time.Hour))})
 		if err != nil || u.Status != store.StatusActive {
 			t.Errorf("new expiry: status %v, %v", u.Status, err)
 		}
@@ -303,7 +303,7 @@ func TestUpdateUserLiftsLimitedAndExpired(t *testing.T) {
 		if err != nil || u.ExpireAt != nil || u.Status != store.StatusActive {
 			t.Errorf("zero time must clear the expiry: %v %v %v", u.ExpireAt, u.Status, err)
 		}
-		u, err = s.UpdateUser(bg, "admin", "exp", store.UserSpec{ExpireAt: ptr(c.now().Add(-time.Minute))})
+		u, err = s.UpdateUser(bg, "admin", "exp", store.UserSpec{ExpireAt: new(c.now().Add(-time.Minute))})
 		if err != nil || u.Status != store.StatusExpired {
 			t.Errorf("past expiry: status %v, %v", u.Status, err)
 		}
@@ -318,7 +318,7 @@ func TestUpdateUserResetStrategyStartsPeriod(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		setClock(s, date(2025, 5, 14, 10, 0, 0))
 		createUser(t, s, "m", store.UserSpec{})
-		u, err := s.UpdateUser(bg, "admin", "m", store.UserSpec{ResetStrategy: ptr("month")})
+		u, err := s.UpdateUser(bg, "admin", "m", store.UserSpec{ResetStrategy: new("month")})
 		if err != nil || !u.PeriodStart.Equal(date(2025, 5, 1, 0, 0, 0)) {
 			t.Errorf("period start %v (%v), want 1 May", u.PeriodStart, err)
 		}
@@ -328,9 +328,9 @@ func TestUpdateUserResetStrategyStartsPeriod(t *testing.T) {
 func TestSuspendResume(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		c := setClock(s, date(2025, 6, 1, 0, 0, 0))
-		createUser(t, s, "a", store.UserSpec{TrafficLimit: ptr[int64](100)})
-		createUser(t, s, "b", store.UserSpec{OnHoldSeconds: ptr[int64](3600)})
-		createUser(t, s, "c", store.UserSpec{ExpireAt: ptr(c.now().Add(time.Hour))})
+		createUser(t, s, "a", store.UserSpec{TrafficLimit: new(int64(100))})
+		createUser(t, s, "b", store.UserSpec{OnHoldSeconds: new(int64(3600))})
+		createUser(t, s, "c", store.UserSpec{ExpireAt: new(c.now().Add(time.Hour))})
 		createUser(t, s, "d", store.UserSpec{})
 		use(t, s, "n1", "a", 60, 60)
 		for _, n := range []string{"a", "b", "c", "d"} {
@@ -342,7 +342,7 @@ func TestSuspendResume(t *testing.T) {
 		c.add(2 * time.Hour)
 		// Neither the sweep nor an update lifts a suspension.
 		sweep(t, s)
-		if _, err := s.UpdateUser(bg, "admin", "a", store.UserSpec{TrafficLimit: ptr[int64](0)}); err != nil {
+		if _, err := s.UpdateUser(bg, "admin", "a", store.UserSpec{TrafficLimit: new(int64(0))}); err != nil {
 			t.Fatal(err)
 		}
 		for _, n := range []string{"a", "b", "c", "d"} {
@@ -350,7 +350,7 @@ func TestSuspendResume(t *testing.T) {
 				t.Errorf("%s is %s without a resume", n, u.Status)
 			}
 		}
-		if _, err := s.UpdateUser(bg, "admin", "a", store.UserSpec{TrafficLimit: ptr[int64](100)}); err != nil {
+		if _, err := s.UpdateUser(bg, "admin", "a", store.UserSpec{TrafficLimit: new(int64(100))}); err != nil {
 			t.Fatal(err)
 		}
 		want := map[string]string{"a": store.StatusLimited, "b": store.StatusOnHold, "c": store.StatusExpired, "d": store.StatusActive}
@@ -394,7 +394,7 @@ func TestRotateToken(t *testing.T) {
 func TestResetUsage(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		setClock(s, date(2025, 6, 1, 0, 0, 0))
-		createUser(t, s, "a", store.UserSpec{TrafficLimit: ptr[int64](100)})
+		createUser(t, s, "a", store.UserSpec{TrafficLimit: new(int64(100))})
 		use(t, s, "n1", "a", 70, 80)
 		sweep(t, s)
 		u, err := s.ResetUsage(bg, "admin", "a")
@@ -435,6 +435,58 @@ func TestDeleteUser(t *testing.T) {
 		again := createUser(t, s, "alice", store.UserSpec{})
 		if again.SubToken == old.SubToken || again.Credentials == old.Credentials {
 			t.Errorf("a recreated user got the deleted user's secrets")
+		}
+	})
+}
+
+// A no_reset user's one period begins when the user is created (or last
+// reset by hand), never at the Unix epoch.
+func TestNoResetPeriodStartIsTrue(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		c := setClock(s, date(2025, 5, 14, 10, 0, 0))
+		createUser(t, s, "n", store.UserSpec{})
+		u := getUser(t, s, "n")
+		if want := date(2025, 5, 14, 10, 0, 0); !u.PeriodStart.Equal(want) {
+			t.Errorf("no_reset period starts %v, want creation %v", u.PeriodStart, want)
+		}
+		c.set(date(2025, 6, 2, 8, 0, 0))
+		if _, err := s.ResetUsage(bg, "admin", "n"); err != nil {
+			t.Fatal(err)
+		}
+		if u := getUser(t, s, "n"); !u.PeriodStart.Equal(date(2025, 6, 2, 8, 0, 0)) {
+			t.Errorf("after a manual reset the period starts %v, want the reset", u.PeriodStart)
+		}
+		// month -> no_reset keeps the usage, so the period keeps its start.
+		if _, err := s.UpdateUser(bg, "admin", "n", store.UserSpec{ResetStrategy: new("month")}); err != nil {
+			t.Fatal(err)
+		}
+		c.set(date(2025, 6, 20, 8, 0, 0))
+		u, err := s.UpdateUser(bg, "admin", "n", store.UserSpec{ResetStrategy: new("no_reset")})
+		if err != nil || !u.PeriodStart.Equal(date(2025, 6, 1, 0, 0, 0)) {
+			t.Errorf("month -> no_reset: period starts %v (%v), want 1 June (usage carries over)", u.PeriodStart, err)
+		}
+		// The sweep never resets a no_reset user.
+		c.set(date(2026, 1, 1, 0, 0, 1))
+		if _, err := s.Sweep(bg, "sweeper"); err != nil {
+			t.Fatal(err)
+		}
+		if u := getUser(t, s, "n"); !u.PeriodStart.Equal(date(2025, 6, 1, 0, 0, 0)) {
+			t.Errorf("after a sweep the no_reset period starts %v", u.PeriodStart)
+		}
+	})
+}
+
+// no_reset rows written before periods were dated hold 0: the API shows
+// the user's creation instead of 1970.
+func TestLegacyNoResetPeriodStartShowsCreation(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		setClock(s, date(2025, 5, 14, 10, 0, 0))
+		createUser(t, s, "old", store.UserSpec{})
+		if _, err := s.DB().Exec(`UPDATE users SET period_start = 0 WHERE name = 'old'`); err != nil {
+			t.Fatal(err)
+		}
+		if u := getUser(t, s, "old"); !u.PeriodStart.Equal(date(2025, 5, 14, 10, 0, 0)) {
+			t.Errorf("legacy no_reset period starts %v, want creation", u.PeriodStart)
 		}
 	})
 }

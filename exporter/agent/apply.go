@@ -109,7 +109,7 @@ func (a *Agent) check(ctx context.Context, rendered []byte, users []sbconfig.Use
 	defer cancel()
 	out, err := exec.CommandContext(ctx, a.cfg.Binary, "check", "-c", f.Name()).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("sing-box check rejected the rendered config: %v: %s", err, redact(strings.TrimSpace(string(out)), users))
+		return fmt.Errorf("sing-box check rejected the rendered config: %w: %s", err, redact(strings.TrimSpace(string(out)), users))
 	}
 	return nil
 }
@@ -229,7 +229,7 @@ func (a *Agent) signal(ctx context.Context) error {
 	if a.cfg.ReloadCommand != "" {
 		out, err := exec.CommandContext(ctx, "/bin/sh", "-c", a.cfg.ReloadCommand).CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("reload command: %v: %s", err, strings.TrimSpace(string(out)))
+			return fmt.Errorf("reload command: %w: %s", err, strings.TrimSpace(string(out)))
 		}
 		return nil
 	}

@@ -71,7 +71,7 @@ func TestLongConnectionIsExact(t *testing.T) {
 
 func TestShortConnectionsOfOneUserAreExact(t *testing.T) {
 	r := newRig(t)
-	for i := 0; i < 5; i++ {
+	for i := range 5 {
 		r.open("alice", "in", "1.1.1.1:"+string(rune('0'+i))+"0000")
 	}
 	r.move(700, 70000) // all five opened and closed between polls
@@ -161,7 +161,7 @@ func TestUnexplainedRemainderWaitsThenIsUnattributed(t *testing.T) {
 	r := newRig(t)
 	r.move(0, 4096)
 	var total Traffic
-	for i := 0; i < 3; i++ {
+	for range 3 {
 		total = total.Add(r.poll().Unattributed)
 	}
 	if total.Down != 4096 {

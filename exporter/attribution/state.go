@@ -66,7 +66,6 @@ func (e *Engine) Import(s *State) {
 		e.conns[id] = &tracked{ConnState: c}
 	}
 	for u, a := range s.Average {
-		a := a
 		e.avg[u] = &a
 	}
 }

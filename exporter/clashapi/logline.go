@@ -88,11 +88,11 @@ func cutIDPrefix(s string) (uint32, string, bool) {
 		return 0, "", false
 	}
 	head := s[1:end]
-	sp := strings.IndexByte(head, ' ')
-	if sp < 0 {
+	before, _, ok := strings.Cut(head, " ")
+	if !ok {
 		return 0, "", false
 	}
-	id, err := strconv.ParseUint(head[:sp], 10, 32)
+	id, err := strconv.ParseUint(before, 10, 32)
 	if err != nil {
 		return 0, "", false
 	}

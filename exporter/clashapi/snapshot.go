@@ -74,10 +74,10 @@ func DecodeSnapshot(r io.Reader) (*Snapshot, error) {
 		}
 		return it.Error == nil
 	})
-	if it.Error != nil && it.Error != io.EOF {
+	if it.Error != nil && !errors.Is(it.Error, io.EOF) {
 		return nil, fmt.Errorf("decoding connections: %w", it.Error)
 	}
-	if it.Error == io.EOF {
+	if errors.Is(it.Error, io.EOF) {
 		return nil, fmt.Errorf("decoding connections: %w", io.ErrUnexpectedEOF)
 	}
 	if !up || !down {
@@ -188,8 +188,8 @@ func replaceInvalid(s string) string {
 // InboundTag turns the Clash API's "type" ("vless/vless-in") into the
 // inbound's tag. An untagged inbound has only its type there.
 func InboundTag(typ string) string {
-	if i := strings.IndexByte(typ, '/'); i >= 0 {
-		return typ[i+1:]
+	if _, after, ok := strings.Cut(typ, "/"); ok {
+		return after
 	}
 	return typ
 }

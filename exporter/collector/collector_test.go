@@ -201,7 +201,7 @@ func TestHostileNamesParse(t *testing.T) {
 // users, each with open connections.
 func BenchmarkScrape5kUsers(b *testing.B) {
 	v := sampleView()
-	for i := 0; i < 5000; i++ {
+	for i := range 5000 {
 		u := fmt.Sprintf("user%04d", i)
 		v.Counters.Users[u] = attribution.Traffic{Up: uint64(i) << 20, Down: uint64(i) << 24}
 		v.Active[u] = attribution.Activity{Connections: 2, SourceIPs: 1}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -134,7 +135,7 @@ func (n *node) scrape() map[string]*dto.MetricFamily { return scrape(n.t, n.metr
 // bytes: connections that open and close between two polls.
 func (u *user) short(t *testing.T, count, size int) {
 	c := socksClient(u.proxy, true)
-	for i := 0; i < count; i++ {
+	for range count {
 		resp, err := c.Get(fmt.Sprintf("http://%s/bytes?n=%d", u.origin.addr, size))
 		if err != nil {
 			t.Errorf("%s short request: %v", u.name, err)
@@ -203,7 +204,7 @@ func (n *node) quiesce() map[string]*dto.MetricFamily {
 	n.t.Helper()
 	var last float64 = -1
 	stable := 0
-	for i := 0; i < 60; i++ {
+	for range 60 {
 		time.Sleep(time.Second)
 		mf := n.scrape()
 		total := sumDirections(mf, "singbox_traffic_bytes_total", nil)
@@ -225,9 +226,7 @@ func sumDirections(mf map[string]*dto.MetricFamily, family string, labels map[st
 	var sum float64
 	for _, dir := range []string{"upload", "download"} {
 		l := map[string]string{"direction": dir}
-		for k, v := range labels {
-			l[k] = v
-		}
+		maps.Copy(l, labels)
 		v, _ := value(mf, family, l)
 		sum += v
 	}

@@ -47,7 +47,7 @@ func TestLoad(t *testing.T) {
 
 	report := func(name string, p *process, url string, cpu float64, polls int64) {
 		var worst time.Duration
-		for i := 0; i < 10; i++ {
+		for range 10 {
 			s := time.Now()
 			resp, err := http.Get(url)
 			if err != nil {
@@ -96,7 +96,7 @@ func rssPeakMiB(t *testing.T, p *process) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	for line := range strings.SplitSeq(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
 			return kb / 1024

@@ -115,9 +115,7 @@ func TestLoadSingbox(t *testing.T) {
 	errs := make(chan error, conns)
 	for range conns {
 		<-tick.C
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			c, err := socksDial(socks, sinkAddr)
 			if err != nil {
 				errs <- err
@@ -126,7 +124,7 @@ func TestLoadSingbox(t *testing.T) {
 			mu.Lock()
 			open = append(open, c)
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
@@ -268,14 +266,14 @@ func fetchConnections(t *testing.T, u string) (n, size int) {
 			break
 		}
 		size++
-		switch {
-		case b == key[matched]:
+		switch b {
+		case key[matched]:
 			matched++
 			if matched == len(key) {
 				n++
 				matched = 0
 			}
-		case b == key[0]:
+		case key[0]:
 			matched = 1
 		default:
 			matched = 0

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -42,9 +43,7 @@ func (c Counters) Clone() Counters {
 
 func cloneMap(m map[string]attribution.Traffic) map[string]attribution.Traffic {
 	out := make(map[string]attribution.Traffic, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
+	maps.Copy(out, m)
 	return out
 }
 

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -82,8 +83,8 @@ func (r *Resolver) Client(req *http.Request) string {
 	}
 	client := p
 	hops := forwarded(req)
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(hops[i])
+	for _, hop := range slices.Backward(hops) {
+		a, err := netip.ParseAddr(hop)
 		if err != nil {
 			break // a malformed hop: stop at the last address we could check
 		}
@@ -100,7 +101,7 @@ func (r *Resolver) Client(req *http.Request) string {
 func forwarded(req *http.Request) []string {
 	var hops []string
 	for _, line := range req.Header.Values("X-Forwarded-For") {
-		for _, h := range strings.Split(line, ",") {
+		for h := range strings.SplitSeq(line, ",") {
 			h = strings.TrimSpace(h)
 			// Some proxies add a port or brackets; keep the address.
 			if a, err := netip.ParseAddrPort(h); err == nil {

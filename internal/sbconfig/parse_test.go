@@ -110,7 +110,7 @@ func TestRealityPublicKeyMatchesSingBox(t *testing.T) {
 			t.Fatal(err)
 		}
 		var private, public string
-		for _, line := range strings.Split(string(out), "\n") {
+		for line := range strings.SplitSeq(string(out), "\n") {
 			if v, ok := strings.CutPrefix(line, "PrivateKey: "); ok {
 				private = strings.TrimSpace(v)
 			}

@@ -5,6 +5,11 @@
 // controller: Registration, NodeUsers and User.
 package sbconfig
 
+import (
+	"net"
+	"strings"
+)
+
 // Inbound types the fleet manages users for.
 const (
 	TypeVLESS       = "vless"
@@ -51,6 +56,58 @@ type TLS struct {
 	// self-signed demo certificates only, set by the operator.
 	Insecure bool     `json:"insecure,omitempty"`
 	Reality  *Reality `json:"reality,omitempty"`
+}
+
+// LabelTLSInsecure is the node label by which an operator marks a node's
+// certificates as ones clients cannot verify (self-signed): "true" for
+// every TLS inbound of the node, or a comma-separated list of inbound tags.
+// Subscriptions then set insecure (skip-cert-verify) for those inbounds;
+// REALITY inbounds are never affected. Set it on the node with
+// --node.label tls_insecure=true.
+const LabelTLSInsecure = "tls_insecure"
+
+// TLSInsecure reports whether a node's labels mark the inbound tagged tag
+// as insecure.
+func TLSInsecure(labels map[string]string, tag string) bool {
+	v := strings.TrimSpace(labels[LabelTLSInsecure])
+	if v == "" || strings.EqualFold(v, "false") {
+		return false
+	}
+	if strings.EqualFold(v, "true") {
+		return true
+	}
+	for t := range strings.SplitSeq(v, ",") {
+		if strings.TrimSpace(t) == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidHost reports whether s is what a node may give as the address
+// clients dial: an IP address (IPv6 without brackets) or an ASCII host name
+// (internationalized names in their xn-- form), with nothing that would
+// add parts to a URL or a config (user info, port, path, query, spaces).
+func ValidHost(s string) bool {
+	if net.ParseIP(s) != nil {
+		return true
+	}
+	name := strings.TrimSuffix(s, ".")
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Reality carries the public half of a REALITY key pair and the short IDs the

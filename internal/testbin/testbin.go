@@ -24,9 +24,14 @@ func RepoRoot(t testing.TB) string {
 
 // Path returns the path of tool (a name tools/build.sh accepts), building it
 // first when the cache does not have it. A failed build fails the test: the
-// real program is the point of these tests, so there is no silent skip.
+// real program is the point of these tests, so there is no silent skip. The
+// one skip is asked for: under -short (`make test-short`) every test that
+// runs a real program is skipped, saying which.
 func Path(t testing.TB, tool string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs the real %s: skipped under -short", tool)
+	}
 	root := RepoRoot(t)
 	cmd := exec.Command("bash", filepath.Join(root, "tools", "build.sh"), tool)
 	cmd.Stderr = os.Stderr

@@ -36,8 +36,10 @@ func TestTakeAllIsAllOrNothing(t *testing.T) {
 		}
 	}
 	// The refusals above must not have used the global room.
-	if !TakeAll(t0, global) || !TakeAll(t0, global) {
-		t.Fatal("refused takes used up the global counter")
+	for range 2 {
+		if !TakeAll(t0, global) {
+			t.Fatal("refused takes used up the global counter")
+		}
 	}
 	if TakeAll(t0, global) {
 		t.Fatal("global counter over its limit")

@@ -47,9 +47,13 @@ func NewSQLiteDB(t testing.TB) DB {
 
 // NewMySQLDB creates a database of its own for the test on the server named
 // by $BOXFLEET_TEST_MYSQL_DSN and drops it when the test ends. It skips the
-// test when the variable is unset.
+// test when the variable is unset, and under -short (`make test-short` runs
+// what needs no server).
 func NewMySQLDB(t testing.TB) DB {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("MySQL tests skipped under -short")
+	}
 	dsn := os.Getenv(DSNEnv)
 	if dsn == "" {
 		t.Skipf("MySQL tests skipped: set %s, e.g. root@tcp(127.0.0.1:3306)/test", DSNEnv)

@@ -2920,6 +2920,7 @@ export interface components {
             port?: number;
         };
         Registration: {
+            /** @description the public host clients dial: a host name (ASCII, internationalized names as xn--) or an IP address without brackets or port; anything else is refused with 400 */
             address?: string;
             exporter?: string;
             labels?: {
@@ -2961,7 +2962,7 @@ export interface components {
             url: string;
             /** @description HMAC key; never returned. Leave out to keep the current one of an existing hook. */
             secret?: string;
-            /** @description actions (user.suspend, user.resume, user.sweep, node.drain, node.undrain, node.create, ...), families (node.*) or * */
+            /** @description actions (user.suspend, user.resume, user.sweep, node.drain, node.undrain, node.create, ...), families (node.*) or * (which leaves out the high-volume node.register, user.period_reset, session.login, session.login_failed and session.logout unless named) */
             events: string[];
         };
         Hook: {
