@@ -95,9 +95,18 @@ bench:
 load:
 	BOXFLEET_LOAD=1 $(GO) test -count=1 -run 'TestLoad|Load' -v ./exporter/e2e ./controller/...
 
+# Every fuzzer of outside input, FUZZTIME each (their seed corpora run in
+# make test). A short minimisation keeps a slow input from stalling a run.
+FUZZTIME ?= 30s
+FUZZERS := exporter/clashapi:FuzzParseLogLine exporter/clashapi:FuzzDecodeSnapshot \
+	exporter/sbapi:FuzzDecodeBatch exporter/v2rayapi:FuzzDecodeStats \
+	controller/actions:FuzzWebhook controller/api:FuzzAPIBodies controller/api:FuzzNodeRegistration \
+	internal/sbconfig:FuzzInjectUsers subscribe:FuzzRenderProfile subscribe/links:FuzzRoundTrip
 fuzz:
-	$(GO) test ./exporter/clashapi -run '^$$' -fuzz FuzzParseLogLine -fuzztime 30s
-	$(GO) test ./exporter/clashapi -run '^$$' -fuzz FuzzDecodeSnapshot -fuzztime 30s
+	@for f in $(FUZZERS); do \
+	  echo "fuzz $$f"; \
+	  $(GO) test ./$${f%%:*} -run '^$$' -fuzz "^$${f##*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; \
+	done
 
 # The whole loop on loopback (README's first command): controller on SQLite,
 # two sing-box nodes with their exporters, Prometheus, Alertmanager,
