@@ -191,6 +191,15 @@ try {
   check((await page.textContent('[data-test=nav-users]')).includes('用户'), 'menu in Chinese')
   await shootAll('zh')
 
+  // Russian: every language is walked, not only the ones with screenshots.
+  await pickLang('Русский')
+  check((await page.getAttribute('html', 'lang')) === 'ru', 'html lang ru')
+  check((await page.getAttribute('html', 'dir')) !== 'rtl', 'Russian lays out left to right')
+  check((await page.textContent('[data-test=nav-users]')).includes('Пользователи'), 'menu in Russian')
+  await nav('users')
+  await page.waitForSelector('[data-test=user-link]')
+  await shot('users-ru')
+
   await pickLang('فارسی')
   check((await page.getAttribute('html', 'dir')) === 'rtl', 'Persian lays out right to left')
   await nav('users')
