@@ -49,6 +49,9 @@ func main() {
 		budget      = app.Flag("singbox.poll-budget", "Share of one CPU core that polling may cost sing-box and the exporter together; the interval stretches to keep within it.").Default("0.03").Float64()
 		timeout     = app.Flag("singbox.timeout", "Timeout of one poll of sing-box.").Default("10s").Duration()
 		statePath   = app.Flag("state.path", "File that keeps counters across restarts. Empty keeps nothing.").Default("singbox_exporter.state.json").String()
+		minBytes    = app.Flag("collector.user-min-bytes", "Expose a user's traffic counters only once the user moved at least this many bytes on this node (both directions together); a series that appears later starts from its whole value, which the controller bills in full. 1 hides users who never moved a byte; 0 exposes every user sing-box reports.").Default("1").Uint64()
+		idleTimeout = app.Flag("collector.user-idle-timeout", "Hide the traffic counters of a user who moved no byte on this node for this long; they come back with their whole value at the next byte. The bytes such a user moved last are billed only if a controller committed them before the series went, so keep this far above any accounting outage. 0 never hides an idle user.").Default("0").Duration()
+		deviceKey   = app.Flag("collector.device-key-file", "File holding a secret shared by every node of the fleet (at least 16 bytes); when set, singbox_user_source_ip_bucket lets Prometheus count a user's distinct client addresses across nodes without exposing them.").String()
 	)
 	agentFlags := addAgentFlags(app)
 	toolkitFlags := kingpinflag.AddFlags(app, ":9550")
@@ -62,6 +65,7 @@ func main() {
 		metricsPath: *metricsPath, maxRequests: *maxRequests, clashURL: *clashURL, secretFile: *secretFile,
 		v2rayAddr: *v2rayAddr, apiAddr: *apiAddr, apiSecretFile: *apiSecret, minInterval: *minInterval, maxInterval: *maxInterval, budget: *budget,
 		timeout: *timeout, statePath: *statePath, toolkit: toolkitFlags, agent: agentFlags,
+		userMinBytes: *minBytes, userIdleTimeout: *idleTimeout, deviceKeyFile: *deviceKey,
 	}); err != nil {
 		log.WithError(err).Error("singbox_exporter failed")
 		os.Exit(1)
@@ -70,9 +74,10 @@ func main() {
 
 type options struct {
 	metricsPath, clashURL, secretFile, v2rayAddr, statePath string
-	apiAddr, apiSecretFile                                  string
+	apiAddr, apiSecretFile, deviceKeyFile                   string
 	maxRequests                                             int
-	minInterval, maxInterval, timeout                       time.Duration
+	userMinBytes                                            uint64
+	minInterval, maxInterval, timeout, userIdleTimeout      time.Duration
 	budget                                                  float64
 	toolkit                                                 *web.FlagConfig
 	agent                                                   *agentFlags
@@ -83,6 +88,15 @@ func run(log *logrus.Logger, o options) error {
 	secret, err := readSecret(o.secretFile)
 	if err != nil {
 		return err
+	}
+	collectorOpts := collector.Options{UserMinBytes: o.userMinBytes, UserIdleTimeout: o.userIdleTimeout}
+	if o.deviceKeyFile != "" {
+		if collectorOpts.DeviceKey, err = collector.LoadDeviceKey(o.deviceKeyFile); err != nil {
+			return err
+		}
+		log.WithField("file", o.deviceKeyFile).Info("device key loaded: client addresses are exposed as keyed-hash buckets")
+	} else {
+		log.Info("no --collector.device-key-file: devices are counted per node only, and a device on two nodes counts twice")
 	}
 	clash, err := clashapi.NewClient(o.clashURL, secret)
 	if err != nil {
@@ -130,7 +144,7 @@ func run(log *logrus.Logger, o options) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		collector.New(m),
+		collector.NewWithOptions(m, collectorOpts),
 		versioncollector.NewCollector("singbox_exporter"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -101,3 +101,21 @@ func TestFlushEndpointFailures(t *testing.T) {
 		}
 	})
 }
+
+// A device key too short to be a secret stops the exporter at start, and
+// the error names the problem without repeating the key.
+func TestShortDeviceKeyRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "device.key")
+	if err := os.WriteFile(path, []byte("hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	err := run(log, options{deviceKeyFile: path, clashURL: "http://127.0.0.1:1"})
+	if err == nil {
+		t.Fatal("the exporter started with a 7-byte device key")
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("the error shows the key: %v", err)
+	}
+}

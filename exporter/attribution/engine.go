@@ -41,6 +41,10 @@ type Owner struct {
 type Activity struct {
 	Connections int
 	SourceIPs   int
+	// Sources are the distinct client addresses behind SourceIPs, for the
+	// collector's fleet-wide device count; they never become labels. The
+	// set is the one counted, handed on as it is: read it, never change it.
+	Sources map[string]bool
 }
 
 // Result is what one snapshot added.
@@ -345,6 +349,7 @@ func (e *Engine) activity(r *Result) {
 	for u, set := range ips {
 		a := r.Active[u]
 		a.SourceIPs = len(set)
+		a.Sources = set
 		r.Active[u] = a
 	}
 }

@@ -1,6 +1,9 @@
 package attribution
 
 import (
+	"maps"
+	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -40,7 +43,8 @@ func (r *rig) poll(conns ...clashapi.Connection) Result {
 }
 
 func conn(id, inbound, source string, up, down uint64) clashapi.Connection {
-	return clashapi.Connection{ID: id, Inbound: inbound, Source: source, SourceIP: source[:len(source)-5], Upload: up, Download: down}
+	ip, _, _ := net.SplitHostPort(source)
+	return clashapi.Connection{ID: id, Inbound: inbound, Source: source, SourceIP: ip, Upload: up, Download: down}
 }
 
 func userSum(res Result) map[string]Traffic {
@@ -215,6 +219,10 @@ func TestActivity(t *testing.T) {
 	res := r.poll(conn("a", "in", "1.1.1.1:40000", 0, 0), conn("b", "in", "1.1.1.1:40001", 0, 0), conn("c", "in", "3.3.3.3:40000", 0, 0))
 	if a := res.Active["alice"]; a.Connections != 3 || a.SourceIPs != 2 {
 		t.Fatalf("activity %+v, want 3 connections from 2 IPs", a)
+	}
+	got := slices.Sorted(maps.Keys(res.Active["alice"].Sources))
+	if !slices.Equal(got, []string{"1.1.1.1", "3.3.3.3"}) {
+		t.Fatalf("sources %q, want the two distinct addresses", got)
 	}
 }
 

@@ -3,6 +3,12 @@
 package collector
 
 import (
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/boxfleet/boxfleet/exporter/attribution"
@@ -27,6 +33,8 @@ var (
 	userTrafficDesc  = desc("singbox_user_traffic_bytes_total", "Bytes moved per user.", "user", "direction")
 	userConnsDesc    = desc("singbox_user_connections", "Open connections per user.", "user")
 	userIPsDesc      = desc("singbox_user_source_ips", "Distinct client IPs per user with a connection open now.", "user")
+	userBucketDesc   = desc("singbox_user_source_ip_bucket", "1 for each bucket of the fleet's keyed hash that a client address of the user with a connection open now falls in (an IPv6 /64 counts as one address); at most 32 per user, the lowest. Distinct (user, bucket) pairs across nodes count a user's devices fleet-wide.", "user", "bucket")
+	hiddenDesc       = desc("singbox_exporter_users_hidden", "Users with a counter here whose traffic series are not exposed, by reason: min_bytes (fewer bytes than --collector.user-min-bytes), idle (no byte for --collector.user-idle-timeout).", "reason")
 	inboundDesc      = desc("singbox_inbound_traffic_bytes_total", "Bytes moved per inbound.", "inbound", "direction")
 	unattributedDesc = desc("singbox_unattributed_traffic_bytes_total", "Node total minus the per-user sum: bytes no user could be found for.", "direction")
 	estimatedDesc    = desc("singbox_exporter_attribution_estimated_bytes_total", "Per-user bytes split by estimate between several users (Clash API mode).", "direction")
@@ -43,18 +51,62 @@ var (
 	sinceDesc        = desc("singbox_exporter_counters_start_timestamp_seconds", "When the per-user and node counters started from zero; changes only when the state file is lost.")
 	restartsDesc     = desc("singbox_exporter_singbox_restarts_total", "sing-box restarts noticed by counters starting again.")
 	lastPollDesc     = desc("singbox_exporter_last_poll_success_timestamp_seconds", "Unix time of the last successful poll of sing-box; bytes moved since are not counted yet.")
-	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, lastPollDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc}
+	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, lastPollDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc, userBucketDesc, hiddenDesc}
 )
+
+// Options tune what the collector exposes; the zero value exposes every
+// user and no device buckets.
+type Options struct {
+	// UserMinBytes hides the traffic series of users who moved fewer
+	// bytes (both directions together) on this node. The counters keep
+	// counting, and a series that appears later starts from its whole
+	// value, which the controller's accounting bills in full (a series it
+	// has no checkpoint for counts from zero): with 1, users who never
+	// moved a byte cost no series, and nothing is billed late.
+	UserMinBytes uint64
+	// UserIdleTimeout, when set, hides the traffic series of users whose
+	// counters have not moved for that long; they come back, with their
+	// whole value, at the next byte, and the accounting bills what they
+	// moved meanwhile. What a user moved just before going idle is billed
+	// only if a controller committed it before the series went, so the
+	// timeout must be far longer than the accounting can be down.
+	UserIdleTimeout time.Duration
+	// DeviceKey, the fleet's shared secret, turns on
+	// singbox_user_source_ip_bucket (see devices.go).
+	DeviceKey []byte
+}
 
 // Collector is a prometheus.Collector over a Source.
 type Collector struct {
-	src Source
+	src     Source
+	opts    Options
+	devices *deviceHasher // nil without a device key
+	now     func() time.Time
+
+	mu    sync.Mutex
+	moved map[string]lastMove // by user, with UserIdleTimeout
+}
+
+// lastMove is a user's counters when they last changed, and when that was
+// seen.
+type lastMove struct {
+	t  attribution.Traffic
+	at time.Time
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
 
-// New returns a collector reading src.
-func New(src Source) *Collector { return &Collector{src: src} }
+// New returns a collector reading src that exposes everything.
+func New(src Source) *Collector { return NewWithOptions(src, Options{}) }
+
+// NewWithOptions returns a collector reading src, tuned by o.
+func NewWithOptions(src Source, o Options) *Collector {
+	c := &Collector{src: src, opts: o, now: time.Now, moved: map[string]lastMove{}}
+	if len(o.DeviceKey) > 0 {
+		c.devices = newDeviceHasher(o.DeviceKey)
+	}
+	return c
+}
 
 // Describe sends every descriptor.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
@@ -86,9 +138,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	traffic(trafficDesc, v.Counters.Node)
 	traffic(unattributedDesc, v.Counters.Unattributed)
 	traffic(estimatedDesc, v.Counters.Estimated)
+	small, idle := 0, 0
+	idleUsers := c.idleUsers(v.Counters.Users)
 	for user, t := range v.Counters.Users {
-		traffic(userTrafficDesc, t, user)
+		switch {
+		case t.Up+t.Down < c.opts.UserMinBytes:
+			small++
+		case idleUsers[user]:
+			idle++
+		default:
+			traffic(userTrafficDesc, t, user)
+		}
 	}
+	gauge(hiddenDesc, float64(small), "min_bytes")
+	gauge(hiddenDesc, float64(idle), "idle")
 	for in, t := range v.Counters.Inbounds {
 		traffic(inboundDesc, t, in)
 	}
@@ -100,6 +163,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for user, a := range v.Active {
 			gauge(userConnsDesc, float64(a.Connections), user)
 			gauge(userIPsDesc, float64(a.SourceIPs), user)
+		}
+		if c.devices != nil {
+			sources := make(map[string][]string, len(v.Active))
+			for user, a := range v.Active {
+				sources[user] = slices.Collect(maps.Keys(a.Sources))
+			}
+			for user, bs := range c.devices.buckets(sources) {
+				for _, b := range bs {
+					gauge(userBucketDesc, 1, user, strconv.Itoa(int(b)))
+				}
+			}
 		}
 		gauge(unownedDesc, float64(v.Unowned))
 	}
@@ -119,6 +193,36 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(logLinesDesc, float64(v.LogLines))
 	counter(logErrorsDesc, float64(v.LogErrors))
 	counter(restartsDesc, float64(v.Restarts))
+}
+
+// idleUsers notes which users' counters moved since the last scrape and
+// returns those that have not moved for the idle timeout (none without a
+// timeout). A user first seen counts as moving now, so after an exporter
+// restart every series is exposed for one timeout again.
+func (c *Collector) idleUsers(users map[string]attribution.Traffic) map[string]bool {
+	if c.opts.UserIdleTimeout <= 0 {
+		return nil
+	}
+	now := c.now()
+	idle := map[string]bool{}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for user, t := range users {
+		m, ok := c.moved[user]
+		if !ok || m.t != t {
+			m = lastMove{t: t, at: now}
+			c.moved[user] = m
+		}
+		if now.Sub(m.at) >= c.opts.UserIdleTimeout {
+			idle[user] = true
+		}
+	}
+	for user := range c.moved {
+		if _, ok := users[user]; !ok {
+			delete(c.moved, user)
+		}
+	}
+	return idle
 }
 
 func boolFloat(b bool) float64 {
