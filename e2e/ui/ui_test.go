@@ -108,6 +108,17 @@ func TestUI(t *testing.T) {
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(blob) }))
 	t.Cleanup(origin.Close)
 
+	// The receiver of an outgoing hook the browser creates: the alerts page
+	// must show its deliveries as delivered.
+	var hooked atomic.Int64
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			hooked.Add(1)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(receiver.Close)
+
 	// The controller behind a reverse proxy that strips /panel, as an
 	// operator's nginx would: the browser checks the UI works under it.
 	target, _ := url.Parse(ctlURL)
@@ -124,7 +135,8 @@ func TestUI(t *testing.T) {
 	browser := exec.CommandContext(ctx, node, "e2e/ui.mjs")
 	browser.Dir = filepath.Join(root, "web")
 	browser.Env = append(os.Environ(), "BF_URL="+ctlURL, "BF_PASSWORD="+strings.TrimSpace(string(pw)),
-		"BF_SHOTS="+shots, "BF_USER=webui-alice", "BF_CHROMIUM="+chromium, "BF_PREFIX_URL="+prefixed.URL+"/panel/")
+		"BF_SHOTS="+shots, "BF_USER=webui-alice", "BF_CHROMIUM="+chromium, "BF_PREFIX_URL="+prefixed.URL+"/panel/",
+		"BF_HOOK_URL="+receiver.URL+"/hook")
 	browser.Stderr = os.Stderr
 	bout, err := browser.StdoutPipe()
 	if err != nil {
@@ -146,7 +158,7 @@ func TestUI(t *testing.T) {
 	}()
 	var moved atomic.Int64
 	sc := bufio.NewScanner(bout)
-	okSeen, prefixOK := false, false
+	okSeen, prefixOK, totpOK := false, false, false
 	times := map[string]string{}
 	for sc.Scan() {
 		line := sc.Text()
@@ -160,6 +172,8 @@ func TestUI(t *testing.T) {
 			times[f[1]] = f[2]
 		case line == "PREFIX ok":
 			prefixOK = true
+		case line == "TOTP ok":
+			totpOK = true
 		case line == "OK":
 			okSeen = true
 		}
@@ -175,6 +189,12 @@ func TestUI(t *testing.T) {
 	}
 	if !prefixOK {
 		t.Error("the browser did not check the UI under a path prefix")
+	}
+	if !totpOK {
+		t.Error("the browser did not enrol TOTP and sign in with a code")
+	}
+	if hooked.Load() == 0 {
+		t.Error("the hook the browser created was never delivered")
 	}
 	if moved.Load() == 0 {
 		t.Error("no traffic went through the sing-box client")

@@ -6,8 +6,10 @@
 //   OK                 everything passed
 // Environment: BF_URL (controller root), BF_PASSWORD (owner "admin"),
 // BF_SHOTS (directory for screenshots), BF_USER (name to create),
-// BF_PREFIX_URL (the controller behind a proxy that strips a path prefix).
+// BF_PREFIX_URL (the controller behind a proxy that strips a path prefix),
+// BF_HOOK_URL (a receiver for an outgoing hook the script creates).
 import { chromium } from 'playwright-core'
+import { createHmac } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 
@@ -20,6 +22,37 @@ const say = (...a) => console.log(...a)
 function check(ok, what) {
   if (!ok) throw new Error('check failed: ' + what)
 }
+
+// RFC 6238 TOTP as an authenticator app computes it (HMAC-SHA1, 30 s
+// steps, 6 digits), so that the test signs in the way a person does and
+// the server's check is not bypassed.
+function base32(s) {
+  const abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
+  let bits = 0, v = 0
+  const out = []
+  for (const c of s.replace(/[\s=]/g, '').toUpperCase()) {
+    const i = abc.indexOf(c)
+    if (i < 0) throw new Error('not base32: ' + s)
+    v = ((v << 5) | i) & 0xffff
+    bits += 5
+    if (bits >= 8) {
+      out.push((v >>> (bits - 8)) & 0xff)
+      bits -= 8
+    }
+  }
+  return Buffer.from(out)
+}
+const totpStep = (ms = Date.now()) => Math.floor(ms / 30000)
+function totp(secret, step = totpStep()) {
+  const msg = Buffer.alloc(8)
+  msg.writeBigUInt64BE(BigInt(step))
+  const h = createHmac('sha1', base32(secret)).update(msg).digest()
+  const o = h[h.length - 1] & 15
+  const n = (((h[o] & 0x7f) << 24) | (h[o + 1] << 16) | (h[o + 2] << 8) | h[o + 3]) % 1000000
+  return String(n).padStart(6, '0')
+}
+// RFC 6238 appendix B, SHA-1, T = 59 s (its 8 digits 94287082, cut to 6).
+check(totp('GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ', totpStep(59000)) === '287082', 'the test\'s own TOTP matches RFC 6238')
 
 const browser = await chromium.launch({
   executablePath: process.env.BF_CHROMIUM || '/usr/bin/chromium',
@@ -73,6 +106,23 @@ try {
   const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }))
   check(!/token|session|password/i.test(stored.replace(/boxfleet\.(locale|theme)/g, '')), 'no credentials in web storage: ' + stored)
 
+  // Set up what the later steps use, through the API as a script would: an
+  // outgoing hook (its deliveries show on the alerts page) and a second
+  // owner account (it enrols TOTP on its account page).
+  const apiCall = (method, path, body) => page.evaluate(async ([m, p, b]) => {
+    const r = await fetch('../' + p, { method: m, headers: { 'Content-Type': 'application/json' }, body: b ? JSON.stringify(b) : undefined })
+    return r.status + ' ' + await r.text()
+  }, [method, path, body])
+  if (process.env.BF_HOOK_URL) {
+    const r = await apiCall('PUT', 'api/v1/hooks/webui-hook', { url: process.env.BF_HOOK_URL, secret: 'webui-hook-secret-0123456789', events: ['user.*', 'node.*'] })
+    check(r.startsWith('200') || r.startsWith('201'), 'hook created: ' + r)
+  }
+  const totpUser = 'webui-totp'
+  const totpPass = 'first-Password-4711'
+  const totpPass2 = 'second-Password-0815'
+  const created = await apiCall('POST', 'api/v1/admins', { name: totpUser, role: 'owner', password: totpPass })
+  check(created.startsWith('201') || created.startsWith('200'), 'second owner created: ' + created)
+
   // Create a user from the users page.
   await nav('users')
   await page.click('[data-test=user-create]')
@@ -96,8 +146,16 @@ try {
     return /[1-9]/.test(t.replace(/\/s/g, ''))
   })
   say('TIME live_rate ' + liveMs)
-  const usageMs = await waitFor('usage in the ledger', 150000, async () => page.isVisible('[data-test=usage-table]'))
+  const usageMs = await waitFor('usage in the ledger', 150000, async () => page.isVisible('[data-test=usage-chart] canvas'))
   say('TIME usage ' + usageMs)
+  // The chart has a table beside it (for screen readers, for copying
+  // numbers): the same days and nodes.
+  await page.click('[data-test=usage-as-table]')
+  await page.waitForSelector('[data-test=usage-table]')
+  check(/demo-1|demo-2/.test(await page.textContent('[data-test=usage-table]')), 'the usage table names the node')
+  check(!(await page.isVisible('[data-test=usage-chart]')), 'the table replaces the chart')
+  await page.click('[data-test=usage-as-chart]')
+  await page.waitForSelector('[data-test=usage-chart] canvas')
   await shot('user-en')
 
   // Suspend: the page says why, and offers resume.
@@ -127,12 +185,36 @@ try {
   // The row shows the status and its reason.
   check(/suspended/.test(await page.textContent('[data-test=users-table]')), 'the suspended user in the list')
 
-  // Drain a node.
+  // Drain a node. The controller's drain guard keeps at least one healthy
+  // undrained node per group (--nodes.drain-min-healthy 1): once the health
+  // query scores both nodes, draining demo-2 passes it and draining demo-1,
+  // the last one, is refused with the reason on its card until forced.
   await nav('nodes')
   await page.waitForSelector('[data-test=node-demo-2]')
+  await waitFor('both nodes scored healthy', 90000, async () => {
+    const scores = await page.$$eval('[data-test^=health-demo-]', (els) => els.map((e) => Number(e.dataset.score || 0)))
+    return scores.length === 2 && scores.every((x) => x > 0)
+  })
   await page.click('[data-test=drain-demo-2]')
   await page.waitForSelector('[data-test=node-demo-2] [data-test=node-drained]')
   await page.waitForSelector('[data-test=undrain-demo-2]')
+  check(!(await page.isVisible('[data-test=node-demo-2] [data-test=drain-refused]')), 'draining demo-2 passes the guard')
+  await page.click('[data-test=drain-demo-1]')
+  await page.waitForSelector('[data-test=node-demo-1] [data-test=drain-refused]')
+  const refusal = await page.textContent('[data-test=node-demo-1] [data-test=drain-refused]')
+  check(/guard/i.test(refusal) && /demo-1/.test(refusal) && /healthy/.test(refusal), 'the guard\'s reason on the card: ' + refusal)
+  check(!(await page.isVisible('[data-test=node-demo-1] [data-test=node-drained]')), 'the refused drain left demo-1 serving')
+  await page.locator('[data-test=node-demo-1]').scrollIntoViewIfNeeded()
+  await shot('node-drain-refused-en')
+  await page.click('[data-test=force-drain-demo-1]')
+  await page.click('.n-popconfirm__action .n-button--primary-type')
+  await page.waitForSelector('[data-test=node-demo-1] [data-test=node-drained]')
+  check(!(await page.isVisible('[data-test=node-demo-1] [data-test=drain-refused]')), 'the forced drain clears the refusal')
+  // The override is in the audit log; demo-1 serves again.
+  const forced = await apiCall('GET', 'api/v1/events?action=node.drain_forced&limit=5')
+  check(forced.includes('demo-1'), 'node.drain_forced audited: ' + forced)
+  await page.click('[data-test=undrain-demo-1]')
+  await page.waitForSelector('[data-test=drain-demo-1]')
   // Add a node: the install command and the token, shown once.
   await page.click('[data-test=node-add]')
   await page.fill('[data-test=node-name]', 'webui-node')
@@ -162,8 +244,52 @@ try {
   await page.keyboard.press('Escape')
   await page.waitForFunction(() => !document.querySelector('[data-test=refresh-paused]'))
 
+  // The column chooser and a saved view (filter, sort, columns), kept per
+  // admin in this browser across reloads.
+  const rateShown = () => page.evaluate(() => [...document.querySelectorAll('[data-test=users-table] thead th')].some((th) => th.textContent.trim() === 'Rate'))
+  check(await rateShown(), 'the rate column shows by default')
+  await page.click('[data-test=columns]')
+  await page.click('[data-test=column-rate]')
+  await waitFor('the rate column hidden', 5000, async () => !(await rateShown()))
+  await page.click('[data-test=columns]')
+  await page.fill('[data-test=user-search]', userName)
+  await page.waitForFunction((u) => location.search.includes('search=' + u), userName)
+  await page.click('[data-test=view-save]')
+  await page.fill('[data-test=view-name]', 'mine')
+  await page.click('[data-test=view-store]')
+  await page.click('[data-test=columns]')
+  await page.click('[data-test=column-rate]')
+  await waitFor('the rate column back', 5000, rateShown)
+  await page.click('[data-test=columns]')
+  await page.goto(base + 'ui/users')
+  await page.waitForSelector('[data-test=user-link]')
+  check(await rateShown(), 'the column choice survives a reload')
+  await page.click('[data-test=views]')
+  await page.waitForTimeout(300)
+  const mine = page.locator('.n-base-select-option >> text=mine')
+  await mine.click({ timeout: 5000 }).catch(() => mine.click({ force: true }))
+  await page.waitForFunction((u) => location.search.includes('search=' + u), userName)
+  await waitFor('the view\'s columns', 5000, async () => !(await rateShown()))
+  const listed = await page.$$eval('[data-test=user-link]', (els) => els.map((e) => e.textContent))
+  check(listed.length === 1 && listed[0] === userName, 'the view filters the list: ' + listed.join(','))
+  await page.click('[data-test=columns]')
+  await page.click('[data-test=column-rate]')
+  await waitFor('the rate column back', 5000, rateShown)
+  await page.click('[data-test=columns]')
+
   // Every page, in English, then in Chinese.
-  const pagesToShoot = ['overview', 'users', 'nodes', 'traffic', 'events', 'plans', 'hooks', 'admins', 'sessions']
+  // The hook's deliveries (the user's creation and suspension, the drain)
+  // on the alerts page, delivered to the Go test's receiver.
+  if (process.env.BF_HOOK_URL) {
+    await nav('events')
+    await waitFor('a delivered hook delivery on the alerts page', 60000, async () => {
+      const text = (await page.textContent('[data-test=hook-deliveries]').catch(() => '')) || ''
+      return text.includes('webui-hook') && /delivered/.test(text)
+    })
+    check(await page.isVisible('[data-test=hook-deliveries] [data-test=to-hooks]'), 'a link from the deliveries to the hooks page')
+  }
+
+  const pagesToShoot = ['overview', 'users', 'nodes', 'traffic', 'events', 'plans', 'hooks', 'admins', 'sessions', 'account']
   async function shootAll(lang) {
     for (const p of pagesToShoot) {
       await nav(p)
@@ -270,6 +396,70 @@ try {
     await page.click('[data-test=logout]')
     await page.waitForSelector('[data-test=login-name]')
   }
+
+  // The second owner's own account page: change the password, enrol TOTP
+  // (the QR code and the secret, a wrong code refused, the recovery codes
+  // once), then sign in with a code this script computes, and turn TOTP off.
+  await page.goto(base + 'ui/login')
+  await page.waitForSelector('[data-test=login-name]')
+  if ((await page.getAttribute('html', 'lang')) !== 'en') await pickLang('English')
+  async function login(name, password, code) {
+    await page.fill('[data-test=login-name]', name)
+    await page.fill('[data-test=login-password]', password)
+    await page.fill('[data-test=login-totp]', code ?? '')
+    await page.click('[data-test=login-submit]')
+  }
+  await login(totpUser, totpPass)
+  await page.waitForSelector('[data-test=page-overview]')
+  await page.click('[data-test=nav-account]')
+  await page.waitForSelector('[data-test=page-account]')
+  check((await page.textContent('[data-test=account-name]')).trim() === totpUser, 'the account page is the signed-in account')
+  await page.waitForSelector('[data-test=totp-state]:has-text("off")')
+  await page.fill('[data-test=pw-current]', totpPass)
+  await page.fill('[data-test=pw-new]', totpPass2)
+  await page.fill('[data-test=pw-repeat]', totpPass2)
+  await page.click('[data-test=pw-submit]')
+  await page.waitForSelector('[data-test=login-name]') // the change ended the session
+  await login(totpUser, totpPass2)
+  await page.waitForSelector('[data-test=page-overview]')
+  await page.click('[data-test=nav-account]')
+  await page.click('[data-test=totp-begin]')
+  await page.waitForSelector('[data-test=totp-secret]')
+  check(await page.isVisible('[data-test=totp-card] [data-test=qr]'), 'a QR code of the otpauth URI')
+  const secret = (await page.textContent('[data-test=totp-secret]')).replace(/\s+/g, '')
+  check(/^[A-Z2-7]{16,}$/.test(secret), 'a base32 secret: ' + secret)
+  await shot('account-totp-en')
+  await page.fill('[data-test=totp-code]', totp(secret, totpStep() - 10)) // five minutes old
+  await page.click('[data-test=totp-confirm]')
+  await page.waitForSelector('[data-test=totp-error]')
+  await page.fill('[data-test=totp-code]', totp(secret))
+  await page.click('[data-test=totp-confirm]')
+  await page.waitForSelector('[data-test=recovery-codes]')
+  const confirmedStep = totpStep()
+  const codes = await page.$$eval('[data-test=recovery-codes] li', (els) => els.map((e) => e.textContent.trim()))
+  check(codes.length === 10 && codes.every((c) => /^[A-Z2-7]{4}(-[A-Z2-7]{4}){3}$/.test(c)), 'ten recovery codes: ' + codes.join(' '))
+  await page.click('[data-test=totp-relogin]')
+  await page.waitForSelector('[data-test=login-name]')
+  // The password alone no longer signs in.
+  await login(totpUser, totpPass2)
+  await page.waitForSelector('[data-test=login-error]')
+  // A code works once, so sign in with the next step's code, when it is the
+  // current one: what a person typing the app's next code does.
+  await waitFor('the next TOTP step', 35000, async () => totpStep() > confirmedStep)
+  await login(totpUser, totpPass2, totp(secret))
+  await page.waitForSelector('[data-test=page-overview]')
+  const me = await apiCall('GET', 'api/v1/session')
+  check(me.startsWith('200') && me.includes(`"name": "${totpUser}"`), 'signed in as the TOTP account: ' + me)
+  await page.click('[data-test=nav-account]')
+  await page.waitForSelector('[data-test=totp-state]:has-text("on")')
+  await page.click('[data-test=totp-disable]')
+  await page.click('.n-popconfirm__action .n-button--primary-type')
+  await page.waitForSelector('[data-test=login-name]')
+  await login(totpUser, totpPass2)
+  await page.waitForSelector('[data-test=page-overview]')
+  say('TOTP ok')
+  await page.click('[data-test=logout]')
+  await page.waitForSelector('[data-test=login-name]')
 
   // Lockout: failed logins until the limiter answers 429; the page says
   // when to try again. Last, since it locks this address out.

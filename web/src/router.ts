@@ -14,6 +14,7 @@ export const pages = [
   { path: '/hooks', name: 'hooks', component: () => import('./views/HooksPage.vue') },
   { path: '/admins', name: 'admins', component: () => import('./views/AdminsPage.vue'), meta: { owner: true } },
   { path: '/sessions', name: 'sessions', component: () => import('./views/SessionsPage.vue') },
+  { path: '/account', name: 'account', component: () => import('./views/AccountPage.vue') },
 ]
 
 export function makeRouter() {

@@ -108,3 +108,26 @@ describe('session store', () => {
     expect(s.isOwner).toBe(false)
   })
 })
+
+describe('users page views', async () => {
+  const v = await import('../src/stores/views')
+  const q = { status: 'limited', plan: '', group: 'eu', search: '', filter: ['over90'], sort: '-used', limit: 100 }
+  test('hidden columns are per admin and ignore unknown names', () => {
+    v.saveHidden('alice', ['rate', 'plan'])
+    expect(v.loadHidden('alice')).toEqual(['rate', 'plan'])
+    expect(v.loadHidden('bob')).toEqual([])
+    localStorage.setItem('boxfleet.users.hidden.carol', JSON.stringify(['rate', 'nonsense']))
+    expect(v.loadHidden('carol')).toEqual(['rate'])
+    localStorage.setItem('boxfleet.users.hidden.dave', '{not json')
+    expect(v.loadHidden('dave')).toEqual([])
+  })
+  test('saved views: per admin, replaced by name, sorted, deleted', () => {
+    v.saveView('alice', { name: 'over quota', query: q, hidden: ['rate'] })
+    v.saveView('alice', { name: 'eu', query: { ...q, status: '' }, hidden: [] })
+    const again = v.saveView('alice', { name: 'over quota', query: { ...q, limit: 500 }, hidden: [] })
+    expect(again.map((x) => x.name)).toEqual(['eu', 'over quota'])
+    expect(v.loadViews('alice').find((x) => x.name === 'over quota')?.query.limit).toBe(500)
+    expect(v.loadViews('bob')).toEqual([])
+    expect(v.deleteView('alice', 'eu').map((x) => x.name)).toEqual(['over quota'])
+  })
+})

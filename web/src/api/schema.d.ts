@@ -922,10 +922,16 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Drain: leave the node out of subscriptions */
+        /**
+         * Drain: leave the node out of subscriptions
+         * @description Refused with 409 (code conflict, field force) when the node is healthy and draining it would leave fewer than --nodes.drain-min-healthy undrained healthy nodes in its group; ?force=true overrides.
+         */
         post: {
             parameters: {
-                query?: never;
+                query?: {
+                    /** @description Drain even when fewer than --nodes.drain-min-healthy undrained healthy nodes would stay in the node's group (a 409 otherwise); recorded in the audit log as node.drain_forced. */
+                    force?: boolean;
+                };
                 header?: never;
                 path: {
                     name: string;
@@ -2918,6 +2924,8 @@ export interface components {
             tag?: string;
             type?: string;
             port?: number;
+            /** @description The config's network, tcp or udp; absent: both */
+            network?: string;
         };
         Registration: {
             /** @description the public host clients dial: a host name (ASCII, internationalized names as xn--) or an IP address without brackets or port; anything else is refused with 400 */

@@ -46,6 +46,9 @@ export const usePrefs = defineStore('prefs', {
     return {
       locale: pickLocale(s?.getItem('boxfleet.locale') ?? null, typeof navigator !== 'undefined' ? navigator.languages ?? [] : []),
       theme: (['light', 'dark', 'system'].includes(theme) ? theme : 'system') as Theme,
+      // How the user page shows usage per day: a chart, or a table for
+      // screen readers and for copying numbers.
+      usageView: (s?.getItem('boxfleet.usageView') === 'table' ? 'table' : 'chart') as 'chart' | 'table',
       systemDark: typeof matchMedia !== 'undefined' && matchMedia('(prefers-color-scheme: dark)').matches,
     }
   },
@@ -63,6 +66,10 @@ export const usePrefs = defineStore('prefs', {
       this.theme = t
       storage()?.setItem('boxfleet.theme', t)
       this.apply()
+    },
+    setUsageView(v: 'chart' | 'table') {
+      this.usageView = v
+      storage()?.setItem('boxfleet.usageView', v)
     },
     apply() {
       const html = document.documentElement
