@@ -1,6 +1,11 @@
 # boxfleet: the controller, the node exporter, their tools and tests.
 
 GO        ?= go
+# The version recipe, one for every build: the Makefile's own, and the
+# Dockerfiles', which print it with `make -s ldflags VERSION=… REVISION=…`
+# (the image build has no .git to describe). GO_VERSION is go.mod's
+# toolchain, the Go `make docker` builds the images with.
+GO_VERSION := $(shell sed -n 's/^toolchain go//p' go.mod)
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
 BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
@@ -8,7 +13,7 @@ VPKG      := github.com/prometheus/common/version
 LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH) \
              -X $(VPKG).BuildUser=$(USER) -X $(VPKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 
-.PHONY: all build dist ui ui-deps ui-test browser tools test test-short lint vulncheck bench load fuzz run demo node clean
+.PHONY: all build ldflags docker dist ui ui-deps ui-test browser tools test test-short lint vulncheck bench load fuzz run demo node clean
 
 all: build
 
@@ -18,6 +23,18 @@ all: build
 build: ui
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/singbox_exporter ./cmd/singbox_exporter
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/boxfleet ./cmd/boxfleet
+
+# The linker flags that stamp the version, for the Dockerfiles.
+ldflags:
+	@echo '$(LDFLAGS)'
+
+# The two images, stamped like `make build`'s binaries and built with
+# go.mod's toolchain.
+DOCKER_ARGS := --build-arg GO_VERSION=$(GO_VERSION) --build-arg VERSION=$(VERSION) \
+               --build-arg REVISION=$(REVISION) --build-arg BRANCH=$(BRANCH)
+docker:
+	docker build -f docker/Dockerfile.boxfleet $(DOCKER_ARGS) -t boxfleet .
+	docker build -f docker/Dockerfile.exporter $(DOCKER_ARGS) -t singbox_exporter .
 
 # npm ci only when the lock file changed since the last install.
 ui-deps: web/node_modules/.package-lock.json

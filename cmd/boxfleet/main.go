@@ -26,7 +26,7 @@ func main() {
 	app.Version(version.Print("boxfleet"))
 	app.HelpFlag.Short('h')
 	logConfig := logging.AddFlags(app)
-	cli.Register(app)
+	admin := cli.Register(app)
 
 	serve := app.Command("serve", "Run the controller.")
 	host, _ := os.Hostname()
@@ -34,13 +34,13 @@ func main() {
 	serve.Flag("data.dir", "Directory for the embedded SQLite database, the generated admin token and the first owner's password (admin.password).").Default("./data").StringVar(&c.DataDir)
 	serve.Flag("db.dsn", "MySQL DSN (user:pass@tcp(host:3306)/boxfleet). Empty: embedded SQLite in --data.dir.").Envar("BOXFLEET_DB_DSN").StringVar(&c.DSN)
 	serve.Flag("db.dsn-file", "File holding the MySQL DSN (keeps the password out of the process list).").StringVar(&c.DSNFile)
-	serve.Flag("admin.token-file", "Admin token file; created with a random token (mode 0600) when missing. Default: <data.dir>/admin.token.").StringVar(&c.AdminTokenFile)
 	serve.Flag("prometheus.url", "Prometheus that scrapes the exporters (accounting, health ranking).").Default("http://127.0.0.1:9090").StringVar(&c.PrometheusURL)
 	serve.Flag("accounting.interval", "How often traffic is read from Prometheus into the ledger, and quotas and expiries are swept.").Default("10s").DurationVar(&c.AccountingInterval)
 	serve.Flag("lease.ttl", "How long the accounting lease lasts without renewal: another controller takes over within this after the leader dies.").Default("15s").DurationVar(&c.LeaseTTL)
 	serve.Flag("controller.id", "This controller's identity in the lease (several controllers on one MySQL).").Default(fmt.Sprintf("%s-%d", host, os.Getpid())).StringVar(&c.ID)
 	serve.Flag("health.query", "PromQL giving each node a score in 0..1 (label node); empty uses the built-in one, documented in the README.").StringVar(&c.HealthQuery)
 	serve.Flag("health.interval", "How often node scores are read from Prometheus.").Default("30s").DurationVar(&c.HealthInterval)
+	serve.Flag("nodes.drain-min-healthy", "A manual drain is refused (unless forced) when it would leave fewer than this many undrained healthy nodes in the node's group; 0 turns the guard off.").Default("1").IntVar(&c.DrainMinHealthy)
 	serve.Flag("actions.dry-run", "Record what alert actions would do without doing it.").BoolVar(&c.Actions.DryRun)
 	rate := serve.Flag("actions.rate-limit", "At most this many alert actions of any kind, as N/window.").Default("30/1m").String()
 	suspendRate := serve.Flag("actions.suspend-rate-limit", "At most this many users suspended by alerts, as N/window.").Default("20/1m").String()
@@ -61,6 +61,9 @@ func main() {
 	serve.Flag("install.dir", "Directory with singbox_exporter-linux-amd64 and -arm64 (make dist), served at /install/ for the one-line node install.").StringVar(&c.InstallDir)
 	c.Web = kingpinflag.AddFlags(serve, ":8080")
 
+	if servesHelp(app, os.Args[1:]) {
+		admin.HideAdminFlags()
+	}
 	cmd, err := app.Parse(os.Args[1:])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "boxfleet: %v\n", err)
@@ -69,6 +72,7 @@ func main() {
 	if cmd != serve.FullCommand() {
 		return // admin commands ran as kingpin actions
 	}
+	c.AdminTokenFile = admin.TokenFile // --admin.token-file is shared with the admin commands
 	var proxies []string
 	for _, p := range c.TrustedProxies {
 		proxies = append(proxies, strings.Split(p, ",")...)
@@ -100,4 +104,25 @@ func main() {
 		log.WithError(err).Error("boxfleet stopped")
 		os.Exit(1)
 	}
+}
+
+// servesHelp reports whether args ask for serve's help (serve --help, help
+// serve), which should not list the admin commands' flags. Parsing the
+// context runs no action and sets no value.
+func servesHelp(app *kingpin.Application, args []string) bool {
+	pc, err := app.ParseContext(args)
+	if err != nil || pc.SelectedCommand == nil {
+		return false
+	}
+	switch pc.SelectedCommand.FullCommand() {
+	case "serve":
+		return true
+	case "help":
+		for _, e := range pc.Elements {
+			if _, ok := e.Clause.(*kingpin.ArgClause); ok && e.Value != nil && *e.Value == "serve" {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 var (
@@ -55,29 +56,12 @@ type controller struct {
 	dsn     string
 	addr    string
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *testsupport.SyncBuffer
 	exited  chan struct{}
 	// extra are more serve flags (listeners, proxies, timeouts).
 	extra []string
 	// apiURL, when set, is where admin commands go instead of addr.
 	apiURL string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newController(t *testing.T, dataDir, dsn string) *controller {
@@ -105,7 +89,7 @@ func (c *controller) start() {
 		args = append(args, "--db.dsn", c.dsn)
 	}
 	args = append(args, c.extra...)
-	c.log = &syncBuffer{}
+	c.log = &testsupport.SyncBuffer{}
 	c.cmd = exec.Command(c.bin, args...)
 	c.cmd.Env = cleanEnv()
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log

@@ -28,7 +28,7 @@ type episode struct {
 // listAlerts answers the alerts that act: those Prometheus has firing with
 // a boxfleet_action label, and the episodes the controller handled that
 // are still firing, with what it did (dry runs marked).
-func (a *API) listAlerts(w http.ResponseWriter, r *http.Request) {
+func (a *API) listAlerts(_ http.ResponseWriter, r *http.Request) (any, error) {
 	out := struct {
 		Live     bool          `json:"live"`
 		Alerts   []firingAlert `json:"alerts"`
@@ -53,28 +53,25 @@ func (a *API) listAlerts(w http.ResponseWriter, r *http.Request) {
 	}
 	eps, err := a.store.FiringAlertActions(r.Context(), 500)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	for _, e := range eps {
 		out.Episodes = append(out.Episodes, episode{Alert: e.AlertName, Fingerprint: e.Fingerprint, Action: e.Action,
 			Target: e.Target, Since: time.Unix(e.StartsAt, 0).UTC(), State: e.State, Applied: e.Applied,
 			Result: e.Result, UpdatedAt: time.Unix(e.UpdatedAt, 0).UTC()})
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // redeliver queues one of a hook's deliveries again.
-func (a *API) redeliver(w http.ResponseWriter, r *http.Request) {
+func (a *API) redeliver(_ http.ResponseWriter, r *http.Request) (any, error) {
 	id, err := strconv.ParseInt(mux.Vars(r)["id"], 10, 64)
 	if err != nil || id <= 0 {
-		a.fail(w, r, &store.ValidationError{Field: "id", Reason: "must be a delivery id"})
-		return
+		return nil, &store.ValidationError{Field: "id", Reason: "must be a delivery id"}
 	}
 	d, err := a.store.Redeliver(r.Context(), Caller(r), mux.Vars(r)["name"], id)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, d)
+	return d, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/internal/apiclient"
 )
 
 // Grant is what one role may do on one route.
@@ -172,12 +173,12 @@ func (a *API) require(p Policy, h http.HandlerFunc) http.HandlerFunc {
 		}
 		if who.Session != nil {
 			if err := a.cop.Check(r); err != nil {
-				writeError(w, http.StatusForbidden, codeForbidden, "cross-origin request refused", "")
+				writeError(w, http.StatusForbidden, apiclient.CodeForbidden, "cross-origin request refused", "")
 				return
 			}
 		}
 		if !p.allows(r, who) {
-			writeError(w, http.StatusForbidden, codeForbidden, "this credential may not use this endpoint", "")
+			writeError(w, http.StatusForbidden, apiclient.CodeForbidden, "this credential may not use this endpoint", "")
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, who)))
@@ -193,7 +194,7 @@ func (p Policy) allows(r *http.Request, who *Principal) bool {
 
 func unauthorized(w http.ResponseWriter) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="boxfleet"`)
-	writeError(w, http.StatusUnauthorized, codeUnauthorized, "missing or unknown bearer token or session", "")
+	writeError(w, http.StatusUnauthorized, apiclient.CodeUnauthorized, "missing or unknown bearer token or session", "")
 }
 
 // storeFor is the store as the caller may see it: a reseller's view holds

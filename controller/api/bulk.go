@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/internal/apiclient"
 )
 
 // bulkBody is POST /api/v1/users/bulk: one action on a list of names or on
@@ -49,29 +50,24 @@ const maxBulk = 100_000
 
 var bulkActions = []string{"suspend", "resume", "reset", "extend", "add_traffic", "set_plan", "set_groups", "rotate_token", "delete"}
 
-func (a *API) bulkUsers(w http.ResponseWriter, r *http.Request) {
+func (a *API) bulkUsers(w http.ResponseWriter, r *http.Request) (any, error) {
 	var b bulkBody
 	if err := decode(w, r, &b); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if !slices.Contains(bulkActions, b.Action) {
-		a.fail(w, r, &store.ValidationError{Field: "action", Reason: "must be one of suspend, resume, reset, extend, add_traffic, set_plan, set_groups, rotate_token, delete"})
-		return
+		return nil, &store.ValidationError{Field: "action", Reason: "must be one of suspend, resume, reset, extend, add_traffic, set_plan, set_groups, rotate_token, delete"}
 	}
 	// A reset hands out a period's traffic anew: staff only, as the
 	// single-user route.
 	if b.Action == "reset" && Who(r).Role == store.RoleReseller {
-		writeError(w, http.StatusForbidden, codeForbidden, "resellers may not reset usage", "action")
-		return
+		return nil, &apiclient.Error{Status: http.StatusForbidden, Code: apiclient.CodeForbidden, Message: "resellers may not reset usage", Field: "action"}
 	}
 	if (b.Names == nil) == (b.Filter == nil) {
-		a.fail(w, r, &store.ValidationError{Field: "names", Reason: "give either names or filter"})
-		return
+		return nil, &store.ValidationError{Field: "names", Reason: "give either names or filter"}
 	}
 	if err := b.validate(); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	st := a.storeFor(r)
 	res := bulkResult{Failed: []bulkFailure{}, DryRun: b.DryRun}
@@ -79,13 +75,11 @@ func (a *API) bulkUsers(w http.ResponseWriter, r *http.Request) {
 	if b.Filter != nil {
 		f, _, err := a.userFilter(r.Context(), b.Filter.Status, b.Filter.Plan, b.Filter.Group, b.Filter.Search, b.Filter.Filter)
 		if err != nil {
-			a.fail(w, r, err)
-			return
+			return nil, err
 		}
 		f.Limit = maxBulk + 1
 		if names, err = st.UserNames(r.Context(), f); err != nil {
-			a.fail(w, r, err)
-			return
+			return nil, err
 		}
 	} else {
 		slices.Sort(b.Names)
@@ -97,20 +91,17 @@ func (a *API) bulkUsers(w http.ResponseWriter, r *http.Request) {
 					res.Failed = append(res.Failed, bulkFailure{Name: n, Error: "no such user"})
 					continue
 				}
-				a.fail(w, r, err)
-				return
+				return nil, err
 			}
 			names = append(names, n)
 		}
 	}
 	if len(names) > maxBulk {
-		a.fail(w, r, &store.ValidationError{Field: "filter", Reason: "matches more than 100000 users; narrow it"})
-		return
+		return nil, &store.ValidationError{Field: "filter", Reason: "matches more than 100000 users; narrow it"}
 	}
 	res.Matched = len(names)
 	if b.DryRun {
-		writeJSON(w, http.StatusOK, res)
-		return
+		return res, nil
 	}
 	actor := Caller(r)
 	// Each user in its own transaction, audited as the single action is:
@@ -127,7 +118,7 @@ func (a *API) bulkUsers(w http.ResponseWriter, r *http.Request) {
 		}
 		res.Done++
 	}
-	writeJSON(w, http.StatusOK, res)
+	return res, nil
 }
 
 func (b *bulkBody) validate() error {

@@ -10,61 +10,41 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/internal/apiclient"
 )
 
-// errorBody is the one shape every error response has, so that scripts can
-// branch on code without parsing prose.
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-		Field   string `json:"field,omitempty"`
-	} `json:"error"`
-}
-
-// Error codes, stable across releases.
-const (
-	codeBadRequest   = "bad_request"
-	codeInvalid      = "invalid"
-	codeUnauthorized = "unauthorized"
-	codeForbidden    = "forbidden"
-	codeNotFound     = "not_found"
-	codeConflict     = "conflict"
-	codeTooLarge     = "too_large"
-	codeInternal     = "internal"
-	codeUnavailable  = "unavailable"
-	codeRateLimited  = "rate_limited"
-	codeOverLimit    = "over_limit" // a reseller's change past its account's limits
-)
-
+// writeError writes the API's one error shape, apiclient.Envelope, which
+// the CLI and the node agent decode.
 func writeError(w http.ResponseWriter, status int, code, msg, field string) {
-	var b errorBody
-	b.Error.Code, b.Error.Message, b.Error.Field = code, msg, field
-	writeJSON(w, status, b)
+	writeJSON(w, status, apiclient.Envelope{Error: &apiclient.Error{Code: code, Message: msg, Field: field}})
 }
 
-// fail maps store and decoding errors to status codes; anything unexpected
-// is logged and answered as a 500 without internals.
+// fail maps store and decoding errors to status codes, and writes an
+// *apiclient.Error a handler returns as it is; anything unexpected is
+// logged and answered as a 500 without internals.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *store.ValidationError
 	var mbe *http.MaxBytesError
 	var le *store.LimitError
+	var ae *apiclient.Error
 	switch {
+	case errors.As(err, &ae):
+		writeError(w, ae.Status, ae.Code, ae.Message, ae.Field)
 	case errors.As(err, &le):
-		writeError(w, http.StatusForbidden, codeOverLimit, le.Error(), le.Field)
+		writeError(w, http.StatusForbidden, apiclient.CodeOverLimit, le.Error(), le.Field)
 	case errors.As(err, &ve):
-		writeError(w, http.StatusBadRequest, codeInvalid, ve.Error(), ve.Field)
+		writeError(w, http.StatusBadRequest, apiclient.CodeInvalid, ve.Error(), ve.Field)
 	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, codeNotFound, "no such object", "")
+		writeError(w, http.StatusNotFound, apiclient.CodeNotFound, "no such object", "")
 	case errors.Is(err, store.ErrConflict):
-		writeError(w, http.StatusConflict, codeConflict, "an object with that name already exists", "")
+		writeError(w, http.StatusConflict, apiclient.CodeConflict, "an object with that name already exists", "")
 	case errors.As(err, &mbe):
-		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, "request body too large", "")
+		writeError(w, http.StatusRequestEntityTooLarge, apiclient.CodeTooLarge, "request body too large", "")
 	case errors.Is(err, errBadBody):
-		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error(), "")
+		writeError(w, http.StatusBadRequest, apiclient.CodeBadRequest, err.Error(), "")
 	default:
 		a.log.WithFields(logrus.Fields{"path": r.URL.Path, "method": r.Method}).WithError(err).Error("request failed")
-		writeError(w, http.StatusInternalServerError, codeInternal, "internal error; see the controller's log", "")
+		writeError(w, http.StatusInternalServerError, apiclient.CodeInternal, "internal error; see the controller's log", "")
 	}
 }
 

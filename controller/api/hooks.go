@@ -9,25 +9,23 @@ import (
 	"github.com/boxfleet/boxfleet/controller/store"
 )
 
-func (a *API) listHooks(w http.ResponseWriter, r *http.Request) {
+func (a *API) listHooks(_ http.ResponseWriter, r *http.Request) (any, error) {
 	hs, err := a.store.ListHooks(r.Context())
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	for i, h := range hs {
 		hs[i] = shownHook(r, h)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"hooks": hs})
+	return map[string]any{"hooks": hs}, nil
 }
 
-func (a *API) getHook(w http.ResponseWriter, r *http.Request) {
+func (a *API) getHook(_ http.ResponseWriter, r *http.Request) (any, error) {
 	h, err := a.store.GetHook(r.Context(), mux.Vars(r)["name"])
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, shownHook(r, h))
+	return shownHook(r, h), nil
 }
 
 // hookBody is what PUT accepts. The secret is write-only: no answer
@@ -38,43 +36,38 @@ type hookBody struct {
 	Events []string `json:"events"`
 }
 
-func (a *API) putHook(w http.ResponseWriter, r *http.Request) {
+func (a *API) putHook(w http.ResponseWriter, r *http.Request) (any, error) {
 	var b hookBody
 	if err := decode(w, r, &b); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	h, err := a.store.PutHook(r.Context(), Caller(r), mux.Vars(r)["name"], store.HookSpec{URL: b.URL, Secret: b.Secret, Events: b.Events})
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, h)
+	return h, nil
 }
 
-func (a *API) deleteHook(w http.ResponseWriter, r *http.Request) {
+func (a *API) deleteHook(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err := a.store.DeleteHook(r.Context(), Caller(r), mux.Vars(r)["name"]); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return noContent, nil
 }
 
-func (a *API) hookDeliveries(w http.ResponseWriter, r *http.Request) {
+func (a *API) hookDeliveries(_ http.ResponseWriter, r *http.Request) (any, error) {
 	limit, err := limitParam(r, 50, 1000)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	ds, err := a.store.HookDeliveries(r.Context(), mux.Vars(r)["name"], limit)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if ds == nil {
 		ds = []*store.Delivery{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"deliveries": ds})
+	return map[string]any{"deliveries": ds}, nil
 }
 
 // shownHook cuts a hook's URL to scheme and host for a viewer: receivers

@@ -12,6 +12,7 @@ import (
 
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/deploy"
+	"github.com/boxfleet/boxfleet/internal/apiclient"
 )
 
 // nodeHealth is a node's score and the inputs of the built-in health
@@ -95,11 +96,10 @@ func (a *API) showNodes(ctx context.Context, ns []*store.Node) ([]shownNode, err
 // with nobody online has no online_users series, which means 0.
 func l0(l *nodeLive) bool { return l != nil && l.Connections != nil }
 
-func (a *API) listNodes(w http.ResponseWriter, r *http.Request) {
+func (a *API) listNodes(_ http.ResponseWriter, r *http.Request) (any, error) {
 	ns, err := a.store.ListNodes(r.Context())
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if ns == nil {
 		ns = []*store.Node{}
@@ -109,33 +109,28 @@ func (a *API) listNodes(w http.ResponseWriter, r *http.Request) {
 		for i, n := range ns {
 			out[i] = a.nodeForReseller(n)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"nodes": out})
-		return
+		return map[string]any{"nodes": out}, nil
 	}
 	shown, err := a.showNodes(r.Context(), ns)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"nodes": shown})
+	return map[string]any{"nodes": shown}, nil
 }
 
-func (a *API) getNode(w http.ResponseWriter, r *http.Request) {
+func (a *API) getNode(_ http.ResponseWriter, r *http.Request) (any, error) {
 	n, err := a.store.GetNode(r.Context(), mux.Vars(r)["name"])
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if Who(r).Role == store.RoleReseller {
-		writeJSON(w, http.StatusOK, a.nodeForReseller(n))
-		return
+		return a.nodeForReseller(n), nil
 	}
 	shown, err := a.showNodes(r.Context(), []*store.Node{n})
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, shown[0])
+	return shown[0], nil
 }
 
 // InstallOptions configure the node install endpoints.
@@ -174,19 +169,19 @@ func (a *API) serveInstallFile(name, ctype string) http.HandlerFunc {
 func (a *API) serveInstallBinary(w http.ResponseWriter, r *http.Request) {
 	arch := mux.Vars(r)["arch"]
 	if !installArchs[arch] || a.install.Dir == "" {
-		writeError(w, http.StatusNotFound, codeNotFound, "no exporter binary for linux/"+arch+" here (--install.dir, filled by make dist)", "")
+		writeError(w, http.StatusNotFound, apiclient.CodeNotFound, "no exporter binary for linux/"+arch+" here (--install.dir, filled by make dist)", "")
 		return
 	}
 	path := filepath.Join(a.install.Dir, "singbox_exporter-linux-"+arch)
 	f, err := os.Open(path)
 	if err != nil {
-		writeError(w, http.StatusNotFound, codeNotFound, "no exporter binary for linux/"+arch+" here (--install.dir, filled by make dist)", "")
+		writeError(w, http.StatusNotFound, apiclient.CodeNotFound, "no exporter binary for linux/"+arch+" here (--install.dir, filled by make dist)", "")
 		return
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil || st.IsDir() {
-		writeError(w, http.StatusNotFound, codeNotFound, "no exporter binary for linux/"+arch+" here", "")
+		writeError(w, http.StatusNotFound, apiclient.CodeNotFound, "no exporter binary for linux/"+arch+" here", "")
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")

@@ -9,16 +9,14 @@ import (
 	"github.com/boxfleet/boxfleet/controller/store"
 )
 
-func (a *API) listPlans(w http.ResponseWriter, r *http.Request) {
+func (a *API) listPlans(_ http.ResponseWriter, r *http.Request) (any, error) {
 	ps, err := a.store.ListPlans(r.Context())
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	allowed, err := a.resellerPlans(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if allowed != nil {
 		ps = slices.DeleteFunc(ps, func(p *store.Plan) bool { return !allowed(p.Name) })
@@ -26,25 +24,22 @@ func (a *API) listPlans(w http.ResponseWriter, r *http.Request) {
 	if ps == nil {
 		ps = []*store.Plan{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"plans": ps})
+	return map[string]any{"plans": ps}, nil
 }
 
-func (a *API) getPlan(w http.ResponseWriter, r *http.Request) {
+func (a *API) getPlan(_ http.ResponseWriter, r *http.Request) (any, error) {
 	allowed, err := a.resellerPlans(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if allowed != nil && !allowed(mux.Vars(r)["name"]) {
-		a.fail(w, r, store.ErrNotFound)
-		return
+		return nil, store.ErrNotFound
 	}
 	p, err := a.store.GetPlan(r.Context(), mux.Vars(r)["name"])
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, p)
+	return p, nil
 }
 
 // planBody is what PUT accepts: the plan's fields without its name (the
@@ -59,11 +54,10 @@ type planBody struct {
 	Note            string   `json:"note"`
 }
 
-func (a *API) putPlan(w http.ResponseWriter, r *http.Request) {
+func (a *API) putPlan(w http.ResponseWriter, r *http.Request) (any, error) {
 	var b planBody
 	if err := decode(w, r, &b); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	p, err := a.store.PutPlan(r.Context(), Caller(r), store.Plan{
 		Name: mux.Vars(r)["name"], TrafficLimit: b.TrafficLimit, ResetStrategy: b.ResetStrategy,
@@ -71,38 +65,33 @@ func (a *API) putPlan(w http.ResponseWriter, r *http.Request) {
 		Groups: b.Groups, Note: b.Note,
 	})
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, p)
+	return p, nil
 }
 
-func (a *API) deletePlan(w http.ResponseWriter, r *http.Request) {
+func (a *API) deletePlan(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err := a.store.DeletePlan(r.Context(), Caller(r), mux.Vars(r)["name"]); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return noContent, nil
 }
 
-func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
+func (a *API) listEvents(_ http.ResponseWriter, r *http.Request) (any, error) {
 	q := r.URL.Query()
 	f := store.EventFilter{ObjectType: q.Get("object_type"), ObjectName: q.Get("object"), Action: q.Get("action"), Actor: q.Get("actor")}
 	var err error
 	if f.Limit, err = limitParam(r, 100, 1000); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	before, err := intParam(r, "before", 0, 1<<62)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	f.Before = int64(before)
 	evs, err := a.storeFor(r).Events(r.Context(), f)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if evs == nil {
 		evs = []*store.Event{}
@@ -116,7 +105,7 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
+	return map[string]any{"events": evs}, nil
 }
 
 // resellerPlans returns, for a reseller whose account names plans, which

@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/internal/apiclient"
 )
 
 // SessionOptions are the browser sessions' timeouts.
@@ -67,18 +68,16 @@ type whoami struct {
 // and starts a session. Every refusal looks the same and, up to the TOTP
 // step, takes the same time: a name that does not exist still costs one
 // argon2id check.
-func (a *API) login(w http.ResponseWriter, r *http.Request) {
+func (a *API) login(w http.ResponseWriter, r *http.Request) (any, error) {
 	// A login form posted from another site would log the victim into the
 	// attacker's account: the same cross-origin rule as for any cookie
 	// request applies.
 	if err := a.cop.Check(r); err != nil {
-		writeError(w, http.StatusForbidden, codeForbidden, "cross-origin request refused", "")
-		return
+		return nil, &apiclient.Error{Status: http.StatusForbidden, Code: apiclient.CodeForbidden, Message: "cross-origin request refused"}
 	}
 	var b loginBody
 	if err := decode(w, r, &b); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	addr := a.addr.Client(r)
 	// The name is whatever was typed: cut it so that a megabyte of name
@@ -93,14 +92,12 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		a.logins.WithLabelValues("locked").Inc()
 		retry := int(until.Sub(now).Seconds()) + 1
 		w.Header().Set("Retry-After", strconv.Itoa(retry))
-		writeError(w, http.StatusTooManyRequests, codeRateLimited,
-			fmt.Sprintf("too many failed logins; try again after %s (in %d s)", until.UTC().Format(time.RFC3339), retry), "")
-		return
+		return nil, &apiclient.Error{Status: http.StatusTooManyRequests, Code: apiclient.CodeRateLimited,
+			Message: fmt.Sprintf("too many failed logins; try again after %s (in %d s)", until.UTC().Format(time.RFC3339), retry)}
 	}
 	acct, err := a.store.AdminLogin(r.Context(), b.Name)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	why := ""
 	switch {
@@ -116,8 +113,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	case acct.TOTP:
 		ok, _, err := a.store.CheckSecondFactor(r.Context(), acct.Name, b.TOTP)
 		if err != nil {
-			a.fail(w, r, err)
-			return
+			return nil, err
 		}
 		if !ok {
 			why = "wrong or reused TOTP code"
@@ -133,14 +129,12 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		if locked {
 			msg += fmt.Sprintf("; too many failures: locked for %s", lockFor)
 		}
-		writeError(w, http.StatusUnauthorized, codeUnauthorized, msg, "")
-		return
+		return nil, &apiclient.Error{Status: http.StatusUnauthorized, Code: apiclient.CodeUnauthorized, Message: msg}
 	}
 	a.limiter.succeeded(nameKey, addrKey)
 	tok, err := a.store.CreateSession(r.Context(), acct.Name, addr, r.UserAgent(), a.sess.MaxAge)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if err := a.store.RecordLogin(r.Context(), acct.Name, addr); err != nil {
 		a.log.WithError(err).Warn("recording a login")
@@ -148,135 +142,123 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	a.logins.WithLabelValues("success").Inc()
 	a.setSessionCookie(w, r, tok, int(a.sess.MaxAge/time.Second))
 	exp := a.store.Now().Add(a.sess.MaxAge).UTC().Truncate(time.Second)
-	writeJSON(w, http.StatusOK, whoami{Actor: "admin:" + acct.Name, Name: acct.Name, Role: acct.Role, Via: "session",
-		ExpiresAt: &exp, IdleFor: int64(a.sess.Idle / time.Second)})
+	return whoami{Actor: "admin:" + acct.Name, Name: acct.Name, Role: acct.Role, Via: "session",
+		ExpiresAt: &exp, IdleFor: int64(a.sess.Idle / time.Second)}, nil
 }
 
-func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
+func (a *API) getSession(_ http.ResponseWriter, r *http.Request) (any, error) {
 	p := Who(r)
 	out := whoami{Actor: p.Actor, Name: p.Account, Role: p.Role, Via: "token"}
 	if p.Session != nil {
 		out.Via, out.ExpiresAt, out.IdleFor = "session", &p.Session.ExpiresAt, int64(a.sess.Idle/time.Second)
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // logout ends the caller's session; with a bearer token there is none, and
 // the answer is the same.
-func (a *API) logout(w http.ResponseWriter, r *http.Request) {
+func (a *API) logout(w http.ResponseWriter, r *http.Request) (any, error) {
 	if p := Who(r); p.Session != nil {
 		if _, err := a.store.EndSession(r.Context(), sessionCookie(r)); err != nil && !errors.Is(err, store.ErrNotFound) {
-			a.fail(w, r, err)
-			return
+			return nil, err
 		}
 		a.setSessionCookie(w, r, "", -1)
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return noContent, nil
 }
 
-func (a *API) listSessions(w http.ResponseWriter, r *http.Request) {
+func (a *API) listSessions(_ http.ResponseWriter, r *http.Request) (any, error) {
 	ss, err := a.store.ListSessions(r.Context())
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if ss == nil {
 		ss = []*store.Session{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": ss})
+	return map[string]any{"sessions": ss}, nil
 }
 
-func (a *API) revokeSession(w http.ResponseWriter, r *http.Request) {
+func (a *API) revokeSession(_ http.ResponseWriter, r *http.Request) (any, error) {
 	id, err := strconv.ParseInt(mux.Vars(r)["id"], 10, 64)
 	if err != nil {
-		writeError(w, http.StatusNotFound, codeNotFound, "no such session", "")
-		return
+		return nil, &apiclient.Error{Status: http.StatusNotFound, Code: apiclient.CodeNotFound, Message: "no such session"}
 	}
 	if err := a.store.RevokeSession(r.Context(), Caller(r), id); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return noContent, nil
 }
 
-// ownAccount returns the account of a session, or answers 400: only a
-// browser session has a person behind it whose password or second factor
-// it may change (a reseller bot's token may not change its account's).
-func (a *API) ownAccount(w http.ResponseWriter, r *http.Request) (string, bool) {
+// ownAccount returns the account of a session, or a 400: only a browser
+// session has a person behind it whose password or second factor it may
+// change (a reseller bot's token may not change its account's).
+func ownAccount(r *http.Request) (string, error) {
 	if p := Who(r); p.Session != nil {
-		return p.Session.Admin, true
+		return p.Session.Admin, nil
 	}
-	writeError(w, http.StatusBadRequest, codeBadRequest, "only a browser session can change its own account", "")
-	return "", false
+	return "", &apiclient.Error{Status: http.StatusBadRequest, Code: apiclient.CodeBadRequest, Message: "only a browser session can change its own account"}
 }
 
 // changeOwnPassword lets any logged-in admin change its password, given
 // the current one. Like every password change it ends the account's
 // sessions, this one too.
-func (a *API) changeOwnPassword(w http.ResponseWriter, r *http.Request) {
-	name, ok := a.ownAccount(w, r)
-	if !ok {
-		return
+func (a *API) changeOwnPassword(w http.ResponseWriter, r *http.Request) (any, error) {
+	name, err := ownAccount(r)
+	if err != nil {
+		return nil, err
 	}
 	var b struct {
 		Current string `json:"current_password"`
 		New     string `json:"new_password"`
 	}
 	if err := decode(w, r, &b); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	acct, err := a.store.AdminLogin(r.Context(), name)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if !store.CheckPassword(acct.PasswordHash, b.Current) {
-		a.fail(w, r, &store.ValidationError{Field: "current_password", Reason: "is wrong"})
-		return
+		return nil, &store.ValidationError{Field: "current_password", Reason: "is wrong"}
 	}
 	if err := a.store.SetAdminPassword(r.Context(), Caller(r), name, b.New); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	a.setSessionCookie(w, r, "", -1)
-	w.WriteHeader(http.StatusNoContent)
+	return noContent, nil
 }
 
 // beginOwnTOTP and confirmOwnTOTP are the admin's own enrolment; an owner
 // can also do it for an account (the CLI's admin totp enable).
-func (a *API) beginOwnTOTP(w http.ResponseWriter, r *http.Request) {
-	name, ok := a.ownAccount(w, r)
-	if !ok {
-		return
+func (a *API) beginOwnTOTP(_ http.ResponseWriter, r *http.Request) (any, error) {
+	name, err := ownAccount(r)
+	if err != nil {
+		return nil, err
 	}
 	e, err := a.store.BeginTOTP(r.Context(), Caller(r), name)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, e)
+	return e, nil
 }
 
-func (a *API) confirmOwnTOTP(w http.ResponseWriter, r *http.Request) {
-	name, ok := a.ownAccount(w, r)
-	if !ok {
-		return
+func (a *API) confirmOwnTOTP(w http.ResponseWriter, r *http.Request) (any, error) {
+	name, err := ownAccount(r)
+	if err != nil {
+		return nil, err
 	}
 	var b struct {
 		Code string `json:"code"`
 	}
 	if err := decode(w, r, &b); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	codes, err := a.store.ConfirmTOTP(r.Context(), Caller(r), name, b.Code)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	// Enabling TOTP ends the account's sessions (a second factor that
 	// left a stolen session alive would protect little): log in again.
 	a.setSessionCookie(w, r, "", -1)
-	writeJSON(w, http.StatusOK, map[string]any{"recovery_codes": codes})
+	return map[string]any{"recovery_codes": codes}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/internal/apiclient"
 )
 
 // memo keeps fn's answer for the refresh interval under key; without a
@@ -91,18 +92,16 @@ func ledgerDay(t time.Time) int {
 	return y*10000 + int(m)*100 + d
 }
 
-func (a *API) statsOverview(w http.ResponseWriter, r *http.Request) {
+func (a *API) statsOverview(_ http.ResponseWriter, r *http.Request) (any, error) {
 	ctx := r.Context()
 	st := a.storeFor(r)
 	scope, err := a.scopeNames(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	out := overviewAnswer{FiringAlerts: []firingAlert{}, NodesUnattributed: []nodeUnattributed{}, Live: true}
 	if out.UsersByStatus, err = st.UserStatusCounts(ctx); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	// The ledger sums scan days of rows: cached like the live numbers.
 	account := ""
@@ -122,8 +121,7 @@ func (a *API) statsOverview(w http.ResponseWriter, r *http.Request) {
 		return m, nil
 	})
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	out.Traffic = tr.(map[string]upDown)
 
@@ -158,8 +156,7 @@ func (a *API) statsOverview(w http.ResponseWriter, r *http.Request) {
 
 	ns, err := a.store.ListNodes(ctx)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	out.Nodes.Total = len(ns)
 	upN, degraded := 0, 0
@@ -226,13 +223,12 @@ func (a *API) statsOverview(w http.ResponseWriter, r *http.Request) {
 		out.Live = false
 	}
 	if out.RecentActions, err = st.Events(ctx, store.EventFilter{Limit: 20}); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if out.RecentActions == nil {
 		out.RecentActions = []*store.Event{}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // nodeServing says whether an undrained node is up: sing-box up as its
@@ -268,27 +264,24 @@ type series struct {
 	Points [][3]float64      `json:"points"` // [unix seconds, bytes/s up, bytes/s down]
 }
 
-func (a *API) statsSeries(w http.ResponseWriter, r *http.Request) {
+func (a *API) statsSeries(w http.ResponseWriter, r *http.Request) (any, error) {
 	q := r.URL.Query()
 	rg, ok := seriesRanges[q.Get("range")]
 	if q.Get("range") == "" {
 		rg, ok = seriesRanges["1h"], true
 	}
 	if !ok {
-		a.fail(w, r, &store.ValidationError{Field: "range", Reason: "must be one of 1h, 6h, 24h, 7d"})
-		return
+		return nil, &store.ValidationError{Field: "range", Reason: "must be one of 1h, 6h, 24h, 7d"}
 	}
 	node, user := q.Get("node"), q.Get("user")
 	if (node != "" && !store.ValidName(node)) || (user != "" && !store.ValidName(user)) {
-		a.fail(w, r, &store.ValidationError{Field: "node", Reason: "not a valid name"})
-		return
+		return nil, &store.ValidationError{Field: "node", Reason: "not a valid name"}
 	}
 	var query string
 	switch q.Get("metric") {
 	case "node_rate":
 		if Who(r).Role == store.RoleReseller {
-			writeError(w, http.StatusForbidden, codeForbidden, "node traffic is the whole fleet's; resellers see their users' only", "metric")
-			return
+			return nil, &apiclient.Error{Status: http.StatusForbidden, Code: apiclient.CodeForbidden, Message: "node traffic is the whole fleet's; resellers see their users' only", Field: "metric"}
 		}
 		sel := ""
 		if node != "" {
@@ -297,12 +290,10 @@ func (a *API) statsSeries(w http.ResponseWriter, r *http.Request) {
 		query = `sum by (node, direction) (rate(singbox_traffic_bytes_total` + sel + `[` + rg.window + `]))`
 	case "user_rate":
 		if user == "" {
-			a.fail(w, r, &store.ValidationError{Field: "user", Reason: "required for user_rate"})
-			return
+			return nil, &store.ValidationError{Field: "user", Reason: "required for user_rate"}
 		}
 		if _, err := a.storeFor(r).GetUser(r.Context(), user); err != nil {
-			a.fail(w, r, err)
-			return
+			return nil, err
 		}
 		sel := `user=` + strconv.Quote(user)
 		by := "user, direction"
@@ -312,8 +303,7 @@ func (a *API) statsSeries(w http.ResponseWriter, r *http.Request) {
 		}
 		query = `sum by (` + by + `) (rate(singbox_user_traffic_bytes_total{` + sel + `}[` + rg.window + `]))`
 	default:
-		a.fail(w, r, &store.ValidationError{Field: "metric", Reason: "must be node_rate or user_rate"})
-		return
+		return nil, &store.ValidationError{Field: "metric", Reason: "must be node_rate or user_rate"}
 	}
 	out := map[string]any{"series": []series{}, "live": false, "step_seconds": int(rg.step / time.Second)}
 	if a.live != nil {
@@ -321,7 +311,7 @@ func (a *API) statsSeries(w http.ResponseWriter, r *http.Request) {
 			out["series"], out["live"] = mergeDirections(m), true
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // mergeDirections joins the upload and download series of each label set
@@ -385,16 +375,14 @@ type topUser struct {
 
 // statsTopUsers ranks users by their rate now, from the same cached query
 // as the users list.
-func (a *API) statsTopUsers(w http.ResponseWriter, r *http.Request) {
+func (a *API) statsTopUsers(_ http.ResponseWriter, r *http.Request) (any, error) {
 	limit, err := limitParam(r, 10, 100)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	scope, err := a.scopeNames(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	users, ok := a.usersLive(r.Context())
 	top := []topUser{}
@@ -414,5 +402,5 @@ func (a *API) statsTopUsers(w http.ResponseWriter, r *http.Request) {
 	if len(top) > limit {
 		top = top[:limit]
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"users": top, "live": ok})
+	return map[string]any{"users": top, "live": ok}, nil
 }

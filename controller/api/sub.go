@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/internal/apiclient"
 	"github.com/boxfleet/boxfleet/internal/window"
 	"github.com/boxfleet/boxfleet/subscribe"
 )
@@ -52,7 +53,7 @@ type subHandler struct {
 func (a *API) enableSubscriptions(o *SubOptions) {
 	if o == nil {
 		notFound := func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, http.StatusNotFound, codeNotFound, "no such subscription", "")
+			writeError(w, http.StatusNotFound, apiclient.CodeNotFound, "no such subscription", "")
 		}
 		a.Handle("sub", http.MethodGet, "/sub/{token}", public, notFound)
 		a.Handle("sub.head", http.MethodHead, "/sub/{token}", public, notFound)
@@ -76,13 +77,13 @@ func (h *subHandler) serve(w http.ResponseWriter, r *http.Request) {
 		if wait := h.wait(ip); wait > 0 {
 			secs := int(math.Ceil(wait.Seconds()))
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			writeError(w, http.StatusTooManyRequests, codeRateLimited,
+			writeError(w, http.StatusTooManyRequests, apiclient.CodeRateLimited,
 				fmt.Sprintf("too many unknown tokens from this address; retry in %d s", secs), "")
 			return
 		}
 		h.miss(ip)
 		// The same answer whether the token never existed or was rotated.
-		writeError(w, http.StatusNotFound, codeNotFound, "no such subscription", "")
+		writeError(w, http.StatusNotFound, apiclient.CodeNotFound, "no such subscription", "")
 		return
 	}
 	if err != nil {

@@ -39,21 +39,19 @@ type userWhy struct {
 	LiftsWhen string            `json:"lifts_when"`       // what lifts it, in words
 }
 
-func (a *API) getUser(w http.ResponseWriter, r *http.Request) {
+func (a *API) getUser(_ http.ResponseWriter, r *http.Request) (any, error) {
 	st := a.storeFor(r)
 	u, err := st.GetUser(r.Context(), mux.Vars(r)["name"])
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	out := shownUserWhy{User: shownUser(r, u)}
 	if u.Status != store.StatusActive && u.Status != store.StatusOnHold {
 		if out.Why, err = a.why(r.Context(), st, u); err != nil {
-			a.fail(w, r, err)
-			return
+			return nil, err
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // statusOf reads the status from an audit event's user snapshot.
@@ -165,27 +163,23 @@ type timelineItem struct {
 // userTimeline merges the user's audit events (what admins did: "event";
 // what alerts and the sweep did: "action") with the alert episodes that
 // targeted it (fired, and resolved), newest first.
-func (a *API) userTimeline(w http.ResponseWriter, r *http.Request) {
+func (a *API) userTimeline(_ http.ResponseWriter, r *http.Request) (any, error) {
 	name := mux.Vars(r)["name"]
 	st := a.storeFor(r)
 	if _, err := st.GetUser(r.Context(), name); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	limit, err := limitParam(r, 100, 1000)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	evs, err := st.Events(r.Context(), store.EventFilter{ObjectType: "user", ObjectName: name, Limit: limit})
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	eps, err := a.store.AlertActionsOn(r.Context(), "suspend_user", name, limit)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	items := make([]timelineItem, 0, len(evs)+2*len(eps))
 	for _, e := range evs {
@@ -217,7 +211,7 @@ func (a *API) userTimeline(w http.ResponseWriter, r *http.Request) {
 	if len(items) > limit {
 		items = items[:limit]
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+	return map[string]any{"items": items}, nil
 }
 
 // eventSummary says in a line what an audit event did.
@@ -257,11 +251,10 @@ type nodeRate struct {
 	SourceIPs   float64 `json:"source_ips"`
 }
 
-func (a *API) userLiveHandler(w http.ResponseWriter, r *http.Request) {
+func (a *API) userLiveHandler(_ http.ResponseWriter, r *http.Request) (any, error) {
 	name := mux.Vars(r)["name"]
 	if _, err := a.storeFor(r).GetUser(r.Context(), name); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	out := userLiveAnswer{Sources: []string{}, Nodes: []nodeRate{}}
 	if a.live != nil {
@@ -288,5 +281,5 @@ func (a *API) userLiveHandler(w http.ResponseWriter, r *http.Request) {
 			out.Online, out.RateUp, out.RateDown, out.Connections, out.SourceIPs = &online, &up, &down, &conns, &ips
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }

@@ -69,26 +69,22 @@ func (a *API) userFilter(ctx context.Context, status, plan, group, search, filte
 	return f, liveOK, nil
 }
 
-func (a *API) listUsers(w http.ResponseWriter, r *http.Request) {
+func (a *API) listUsers(_ http.ResponseWriter, r *http.Request) (any, error) {
 	q := r.URL.Query()
 	f, filterLive, err := a.userFilter(r.Context(), q.Get("status"), q.Get("plan"), q.Get("group"), q.Get("search"), q.Get("filter"))
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	f.Sort = q.Get("sort")
 	if f.Limit, err = limitParam(r, 100, 1000); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if f.Offset, err = intParam(r, "offset", 0, 1<<31-1); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	users, total, err := a.storeFor(r).ListUsers(r.Context(), f)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	live, ok := a.usersLive(r.Context())
 	page := userPage{Users: make([]listedUser, len(users)), Total: total, Limit: f.Limit, Offset: f.Offset, Live: ok && filterLive}
@@ -103,7 +99,7 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request) {
 		}
 		page.Users[i] = lu
 	}
-	writeJSON(w, http.StatusOK, page)
+	return page, nil
 }
 
 type createUserBody struct {
@@ -112,40 +108,35 @@ type createUserBody struct {
 	store.UserSpec
 }
 
-func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
+func (a *API) createUser(w http.ResponseWriter, r *http.Request) (any, error) {
 	var b createUserBody
 	if err := decode(w, r, &b); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	u, err := a.storeFor(r).CreateUser(r.Context(), Caller(r), b.Name, b.Plan, b.UserSpec)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusCreated, u)
+	return created(u), nil
 }
 
-func (a *API) updateUser(w http.ResponseWriter, r *http.Request) {
+func (a *API) updateUser(w http.ResponseWriter, r *http.Request) (any, error) {
 	var spec store.UserSpec
 	if err := decode(w, r, &spec); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	u, err := a.storeFor(r).UpdateUser(r.Context(), Caller(r), mux.Vars(r)["name"], spec)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, u)
+	return u, nil
 }
 
-func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) {
+func (a *API) deleteUser(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err := a.storeFor(r).DeleteUser(r.Context(), Caller(r), mux.Vars(r)["name"]); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return noContent, nil
 }
 
 type reasonBody struct {
@@ -167,11 +158,10 @@ func readReason(w http.ResponseWriter, r *http.Request) (string, error) {
 	return b.Reason, nil
 }
 
-func (a *API) suspendUser(w http.ResponseWriter, r *http.Request) {
+func (a *API) suspendUser(w http.ResponseWriter, r *http.Request) (any, error) {
 	reason, err := readReason(w, r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if reason == "" {
 		reason = "suspended by an admin"
@@ -179,53 +169,43 @@ func (a *API) suspendUser(w http.ResponseWriter, r *http.Request) {
 	// "admin:" marks a hand-made suspension, which no alert ever lifts.
 	u, err := a.storeFor(r).SuspendUser(r.Context(), Caller(r), mux.Vars(r)["name"], "admin: "+reason)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, u)
+	return u, nil
 }
 
 // userAction runs a store method on the caller's view of the store, so
 // that a reseller reaches only its own users.
 func (a *API) userAction(fn func(s *store.Store, ctx context.Context, actor, name string) (*store.User, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		u, err := fn(a.storeFor(r), r.Context(), Caller(r), mux.Vars(r)["name"])
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, u)
-	}
+	return a.serve(func(_ http.ResponseWriter, r *http.Request) (any, error) {
+		return fn(a.storeFor(r), r.Context(), Caller(r), mux.Vars(r)["name"])
+	})
 }
 
 // userUsage returns the ledger per day and node; from/to are dates
 // (YYYY-MM-DD, UTC), defaulting to the last 31 days.
-func (a *API) userUsage(w http.ResponseWriter, r *http.Request) {
+func (a *API) userUsage(_ http.ResponseWriter, r *http.Request) (any, error) {
 	name := mux.Vars(r)["name"]
 	if _, err := a.storeFor(r).GetUser(r.Context(), name); err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	now := time.Now().UTC()
 	from, err := dateParam(r, "from", now.AddDate(0, 0, -30))
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	to, err := dateParam(r, "to", now)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	rows, err := a.store.Usage(r.Context(), name, from, to)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if rows == nil {
 		rows = []store.UsageRow{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": name, "usage": rows})
+	return map[string]any{"user": name, "usage": rows}, nil
 }
 
 func dateParam(r *http.Request, name string, def time.Time) (int, error) {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -299,11 +298,7 @@ func (c *CLI) sessionCommands(cmd *kingpin.CmdClause) {
 
 // quiet makes a call whose answer only the command itself uses.
 func (c *CLI) quiet(method, path string, body, out any) error {
-	tok, err := ReadToken(c.TokenFile)
-	if err != nil {
-		return err
-	}
-	_, err = (&Client{URL: c.URL, Token: tok}).Do(context.Background(), method, path, nil, body, out)
+	_, err := c.do(method, path, nil, body, out)
 	return err
 }
 

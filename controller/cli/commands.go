@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,19 +20,39 @@ import (
 
 // CLI holds the admin commands' shared flags.
 type CLI struct {
-	URL       string
+	URL string
+	// TokenFile is --admin.token-file, which serve also reads: empty
+	// means the command's own default.
 	TokenFile string
 	Output    string
 	Out       io.Writer
 	Now       func() time.Time
+
+	// adminOnly are the flags only the admin commands use.
+	adminOnly []*kingpin.FlagClause
 }
 
-// Register adds the admin subcommands to app.
+// DefaultTokenFile is where the admin commands look for the admin token
+// without --admin.token-file: serve's default with its default --data.dir.
+const DefaultTokenFile = "data/admin.token"
+
+// Register adds the admin subcommands to app, and the flags they share.
+// The flags belong to the application, not to each command, so that they
+// may come before the command as well as after it (boxfleet --url U user
+// list); HideAdminFlags keeps them out of serve's help.
 func Register(app *kingpin.Application) *CLI {
 	c := &CLI{Out: os.Stdout, Now: time.Now}
-	app.Flag("url", "Controller URL for admin commands.").Envar("BOXFLEET_URL").Default("http://127.0.0.1:8080").StringVar(&c.URL)
-	app.Flag("token-file", "Admin token file for admin commands.").Envar("BOXFLEET_TOKEN_FILE").Default("data/admin.token").StringVar(&c.TokenFile)
-	app.Flag("output", "Output format of admin commands: table or json.").Short('o').Default("table").EnumVar(&c.Output, "table", "json")
+	c.adminOnly = append(c.adminOnly,
+		app.Flag("url", "Controller URL for admin commands.").Envar("BOXFLEET_URL").Default("http://127.0.0.1:8080"),
+		app.Flag("output", "Output format of admin commands: table or json.").Short('o').Default("table"))
+	c.adminOnly[0].StringVar(&c.URL)
+	c.adminOnly[1].EnumVar(&c.Output, "table", "json")
+	// One name for the admin token file everywhere: serve writes it, the
+	// admin commands read it.
+	app.Flag("admin.token-file", "Admin token file: serve creates it with a random token (mode 0600) when missing, default <data.dir>/admin.token; the admin commands send its token, default "+DefaultTokenFile+".").
+		Envar("BOXFLEET_TOKEN_FILE").StringVar(&c.TokenFile)
+	// The admin commands' name for it before 0.1.0, still in scripts.
+	app.Flag("token-file", "Old name of --admin.token-file.").Hidden().StringVar(&c.TokenFile)
 	c.userCommands(app.Command("user", "Manage users."))
 	c.planCommands(app.Command("plan", "Manage plans (templates for new users)."))
 	c.nodeCommands(app.Command("node", "Manage nodes."))
@@ -60,15 +79,18 @@ func Register(app *kingpin.Application) *CLI {
 	return c
 }
 
+// HideAdminFlags leaves the admin commands' own flags out of the help,
+// for serve, which does not use them. They still parse, as before.
+func (c *CLI) HideAdminFlags() {
+	for _, f := range c.adminOnly {
+		f.Hidden()
+	}
+}
+
 // call runs one API request and prints either the raw JSON or the table
 // that table() writes.
 func (c *CLI) call(method, path string, q url.Values, body, out any, table func(io.Writer)) error {
-	tok, err := ReadToken(c.TokenFile)
-	if err != nil {
-		return err
-	}
-	cl := &Client{URL: c.URL, Token: tok}
-	raw, err := cl.Do(context.Background(), method, path, q, body, out)
+	raw, err := c.do(method, path, q, body, out)
 	if err != nil {
 		return err
 	}

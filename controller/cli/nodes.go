@@ -51,9 +51,14 @@ func (c *CLI) nodeCommands(cmd *kingpin.CmdClause) {
 	drain := cmd.Command("drain", "Leave a node out of subscriptions.")
 	drainName := drain.Arg("name", "Node name.").Required().String()
 	reason := drain.Flag("reason", "Why, for the audit log.").String()
+	force := drain.Flag("force", "Drain even if fewer healthy nodes than the controller's --nodes.drain-min-healthy would stay in the node's group (audited).").Bool()
 	drain.Action(func(*kingpin.ParseContext) error {
 		var n store.Node
-		return c.call(http.MethodPost, "/api/v1/nodes/"+url.PathEscape(*drainName)+"/drain", nil,
+		var q url.Values
+		if *force {
+			q = url.Values{"force": {"true"}}
+		}
+		return c.call(http.MethodPost, "/api/v1/nodes/"+url.PathEscape(*drainName)+"/drain", q,
 			map[string]string{"reason": *reason}, &n, func(w io.Writer) { nodeDetail(w, &n) })
 	})
 

@@ -47,6 +47,9 @@ type Config struct {
 
 	HealthQuery    string
 	HealthInterval time.Duration
+	// DrainMinHealthy is how many undrained healthy nodes a manual drain
+	// must leave in its group; 0 turns the guard off.
+	DrainMinHealthy int
 
 	Actions actions.Config
 
@@ -104,9 +107,10 @@ func Build(st *store.Store, c Config, log *logrus.Logger) (*Controller, error) {
 		return nil, fmt.Errorf("--web.trusted-proxies: %w", err)
 	}
 	a := api.New(api.Options{Store: st, Log: log, Registry: reg, Alerts: actor, ClientAddr: addr, Health: ranker,
-		Live:     live.New(acct.Prom, c.UIRefresh),
-		Install:  api.InstallOptions{Dir: c.InstallDir, ExternalURL: c.ExternalURL},
-		Sessions: api.SessionOptions{Idle: c.SessionIdle, MaxAge: c.SessionMaxAge}, Sub: &api.SubOptions{
+		Live:            live.New(acct.Prom, c.UIRefresh),
+		DrainMinHealthy: drainMinHealthy(c.DrainMinHealthy),
+		Install:         api.InstallOptions{Dir: c.InstallDir, ExternalURL: c.ExternalURL},
+		Sessions:        api.SessionOptions{Idle: c.SessionIdle, MaxAge: c.SessionMaxAge}, Sub: &api.SubOptions{
 			Renderer: renderer, Ranker: ranker, Title: c.SubTitle, SupportURL: c.SubSupportURL,
 			WebPageURL: c.SubWebPageURL, UpdateInterval: c.SubUpdateInterval, ExternalURL: c.ExternalURL,
 			MissesPerMinute: c.SubMissesPerMinute,
@@ -117,8 +121,20 @@ func Build(st *store.Store, c Config, log *logrus.Logger) (*Controller, error) {
 	return &Controller{Registry: reg, API: a, Leader: leader, Ranker: ranker, Actor: actor, Hooks: deliverer}, nil
 }
 
+// drainMinHealthy maps the flag, where 0 is off, to api.Options, where 0
+// is the default.
+func drainMinHealthy(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
 // Run serves until ctx ends.
 func Run(ctx context.Context, c Config, log *logrus.Logger) error {
+	// The components Build wires scope their own loggers; these are the
+	// messages of the server itself.
+	serverLog := log.WithField("component", "server")
 	dsn, err := c.dsn()
 	if err != nil {
 		return err
@@ -137,12 +153,12 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 		return err
 	}
 	if created {
-		log.WithField("file", tokenFile).Info("created a new admin token")
+		serverLog.WithField("file", tokenFile).Info("created a new admin token")
 	}
 	if err := st.EnsureAdminToken(ctx, "file:"+filepath.Base(tokenFile), token); err != nil {
 		return fmt.Errorf("registering the admin token: %w", err)
 	}
-	if err := EnsureOwner(ctx, st, filepath.Join(c.DataDir, "admin.password"), log); err != nil {
+	if err := EnsureOwner(ctx, st, filepath.Join(c.DataDir, "admin.password"), serverLog); err != nil {
 		return err
 	}
 
@@ -176,10 +192,10 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 		adminFlags := &web.FlagConfig{WebListenAddresses: &[]string{c.AdminListen}, WebSystemdSocket: &noSocket, WebConfigFile: c.Web.WebConfigFile}
 		adminSrv = &http.Server{Handler: adminHandler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 		go func() { errc <- web.ListenAndServe(adminSrv, adminFlags, logging.Slog(log)) }()
-		log.WithField("address", c.AdminListen).Info("the API, UI and /metrics answer only on the admin listener")
+		serverLog.WithField("address", c.AdminListen).Info("the API, UI and /metrics answer only on the admin listener")
 	}
-	go sweepSessions(ctx, st, c.SessionIdle, log)
-	log.WithFields(logrus.Fields{"store": st.Backend(), "id": c.ID, "prometheus": c.PrometheusURL}).Info("boxfleet controller started")
+	go sweepSessions(ctx, st, c.SessionIdle, serverLog)
+	serverLog.WithFields(logrus.Fields{"store": st.Backend(), "id": c.ID, "prometheus": c.PrometheusURL}).Info("boxfleet controller started")
 
 	select {
 	case err = <-errc:

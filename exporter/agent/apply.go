@@ -16,6 +16,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/boxfleet/boxfleet/internal/atomicfile"
 	"github.com/boxfleet/boxfleet/internal/sbconfig"
 )
 
@@ -46,10 +47,10 @@ func (a *Agent) apply(ctx context.Context, set sbconfig.NodeUsers, etag string) 
 	if a.cfg.BeforeReload != nil {
 		a.cfg.BeforeReload(ctx)
 	}
-	if err := writeAtomic(a.cfg.ConfigPath+".bak", cur, 0o600); err != nil {
+	if err := atomicfile.WriteFile(a.cfg.ConfigPath+".bak", cur, 0o600); err != nil {
 		return false, fmt.Errorf("keeping the previous config: %w", err)
 	}
-	if err := writeAtomic(a.cfg.ConfigPath, rendered, 0o600); err != nil {
+	if err := atomicfile.WriteFile(a.cfg.ConfigPath, rendered, 0o600); err != nil {
 		return false, fmt.Errorf("writing the config: %w", err)
 	}
 	took, err := a.reload(ctx, rendered)
@@ -71,7 +72,7 @@ func (a *Agent) apply(ctx context.Context, set sbconfig.NodeUsers, etag string) 
 // sing-box is down or serving an unknown state: the error is logged and the
 // next set (or retry) tries again.
 func (a *Agent) restore(ctx context.Context, prev []byte) {
-	if err := writeAtomic(a.cfg.ConfigPath, prev, 0o600); err != nil {
+	if err := atomicfile.WriteFile(a.cfg.ConfigPath, prev, 0o600); err != nil {
 		a.cfg.Log.WithError(err).Error("restoring the previous sing-box config failed")
 		return
 	}

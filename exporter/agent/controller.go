@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,10 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 
+	"github.com/boxfleet/boxfleet/internal/apiclient"
 	"github.com/boxfleet/boxfleet/internal/sbconfig"
 )
 
@@ -33,57 +32,31 @@ func (c *controller) token() (string, error) {
 	if c.tokenFile == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(c.tokenFile)
+	tok, err := apiclient.ReadTokenFile(c.tokenFile)
 	if err != nil {
 		return "", fmt.Errorf("reading controller token: %w", err)
 	}
-	return strings.TrimSpace(string(b)), nil
+	return tok, nil
 }
 
-func (c *controller) do(ctx context.Context, method, path string, query url.Values, body []byte, header http.Header) (*http.Response, error) {
+// send sends a request about this node; path is below the node's URL.
+func (c *controller) send(ctx context.Context, method, path string, query url.Values, header http.Header, body any) (*http.Response, error) {
 	// The node name is one path segment, whatever it holds.
-	u := *c.base
-	u.Path = strings.TrimSuffix(c.base.Path, "/") + "/api/v1/nodes/" + c.node
-	u.RawPath = strings.TrimSuffix(c.base.EscapedPath(), "/") + "/api/v1/nodes/" + url.PathEscape(c.node)
+	p := "/api/v1/nodes/" + url.PathEscape(c.node)
 	if path != "" {
-		u.Path += "/" + path
-		u.RawPath += "/" + path
+		p += "/" + path
 	}
-	u.RawQuery = query.Encode()
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	if header != nil {
-		req.Header = header.Clone()
-	}
-	tok, err := c.token()
-	if err != nil {
-		return nil, err
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	return c.http.Do(req)
+	cl := &apiclient.Client{URL: strings.TrimSuffix(c.base.String(), "/"), Token: c.token, HTTP: c.http}
+	return cl.Send(ctx, method, p, query, header, body)
 }
 
 // register sends the node's registration.
 func (c *controller) register(ctx context.Context, reg sbconfig.Registration) error {
-	body, err := json.Marshal(reg)
+	resp, err := c.send(ctx, http.MethodPut, "", nil, nil, reg)
 	if err != nil {
-		return err
-	}
-	resp, err := c.do(ctx, http.MethodPut, "", nil, body, nil)
-	if err != nil {
-		return err
+		return fmt.Errorf("registering: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return apiError("registering", resp)
-	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	return nil
 }
@@ -100,36 +73,16 @@ func (c *controller) users(ctx context.Context, etag string, wait int) (sbconfig
 	if wait > 0 {
 		q = url.Values{"wait": {strconv.Itoa(wait)}}
 	}
-	resp, err := c.do(ctx, http.MethodGet, "users", q, nil, h)
+	resp, err := c.send(ctx, http.MethodGet, "users", q, h, nil)
 	if err != nil {
-		return set, "", err
+		return set, "", fmt.Errorf("fetching users: %w", err)
 	}
 	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusNotModified:
+	if resp.StatusCode == http.StatusNotModified {
 		return set, etag, errNotModified
-	case http.StatusOK:
-	default:
-		return set, "", apiError("fetching users", resp)
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&set); err != nil {
 		return set, "", fmt.Errorf("decoding user set: %w", err)
 	}
 	return set, resp.Header.Get("ETag"), nil
-}
-
-// apiError turns the controller's JSON error into a Go error; the message
-// is the controller's, which never carries secrets.
-func apiError(what string, resp *http.Response) error {
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body)
-	if body.Error.Message != "" {
-		return fmt.Errorf("%s: %s: %s (%s)", what, resp.Status, body.Error.Message, body.Error.Code)
-	}
-	return fmt.Errorf("%s: %s", what, resp.Status)
 }

@@ -1,6 +1,9 @@
 package agent
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
 
 // Results of singbox_config_apply_total.
 const (
@@ -19,28 +22,29 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
 	m := &metrics{
-		revision: prometheus.NewGauge(prometheus.GaugeOpts{
+		revision: f.NewGauge(prometheus.GaugeOpts{
 			Name: "singbox_config_revision",
 			Help: "Revision of the user set the sing-box config now holds.",
 		}),
-		applies: prometheus.NewCounterVec(prometheus.CounterOpts{
+		applies: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "singbox_config_apply_total",
 			Help: "Attempts to apply a changed user set to sing-box, by result.",
 		}, []string{"result"}),
-		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{
+		lastSync: f.NewGauge(prometheus.GaugeOpts{
 			Name: "singbox_exporter_agent_last_sync_timestamp_seconds",
 			Help: "When the controller last answered a user-set request.",
 		}),
-		lastRegistration: prometheus.NewGauge(prometheus.GaugeOpts{
+		lastRegistration: f.NewGauge(prometheus.GaugeOpts{
 			Name: "singbox_exporter_agent_last_registration_timestamp_seconds",
 			Help: "When the node last registered with the controller.",
 		}),
-		controllerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		controllerErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "singbox_exporter_agent_controller_errors_total",
 			Help: "Failed requests to the controller, by request.",
 		}, []string{"request"}),
-		reloadDuration: prometheus.NewGauge(prometheus.GaugeOpts{
+		reloadDuration: f.NewGauge(prometheus.GaugeOpts{
 			Name: "singbox_exporter_agent_reload_duration_seconds",
 			Help: "Time from asking sing-box to reload until it served again, for the last reload.",
 		}),
@@ -51,6 +55,5 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"register", "users"} {
 		m.controllerErrors.WithLabelValues(r)
 	}
-	reg.MustRegister(m.revision, m.applies, m.lastSync, m.lastRegistration, m.controllerErrors, m.reloadDuration)
 	return m
 }

@@ -6,7 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/boxfleet/boxfleet/internal/atomicfile"
 )
 
 // applied is what the agent remembers across restarts: which user set the
@@ -52,43 +53,5 @@ func saveApplied(path string, a applied) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, b, 0o600)
-}
-
-// writeAtomic replaces path with data so that a reader (or a crash) sees
-// either the old file or the new one, never a part.
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	if fi, err := os.Stat(path); err == nil {
-		perm = fi.Mode().Perm()
-	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op once renamed
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteFile(path, b, 0o600)
 }

@@ -10,11 +10,11 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/boxfleet/boxfleet/exporter/attribution"
 	"github.com/boxfleet/boxfleet/exporter/sbapi"
+	"github.com/boxfleet/boxfleet/internal/atomicfile"
 )
 
 // version changes when the layout does in a way old files cannot be read as.
@@ -99,36 +99,7 @@ func Load(path string) (*File, error) {
 // the new one, never a torn mix.
 func Save(path string, f *File) error {
 	f.Version = version
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".state-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	w := bufio.NewWriterSize(tmp, 64<<10)
-	if err := encode(w, f); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(path, 0o600, func(w *bufio.Writer) error { return encode(w, f) })
 }
 
 // encode writes f as json.Marshal would lay it out, except that the

@@ -146,6 +146,7 @@ func (r rawInbound) public() (Inbound, error) {
 		Tag:               r.Tag,
 		Type:              r.Type,
 		Port:              r.ListenPort,
+		Network:           r.Network,
 		UpMbps:            r.UpMbps,
 		DownMbps:          r.DownMbps,
 		CongestionControl: r.CongestionControl,
@@ -226,7 +227,7 @@ func TCPAddresses(config []byte, tags []string) ([]string, error) {
 	var out []string
 	for _, m := range managed {
 		r := m.raw
-		if r.Type == TypeHysteria2 || r.Type == TypeTUIC || r.Network == "udp" || r.ListenPort == 0 {
+		if !(Inbound{Type: r.Type, Port: r.ListenPort, Network: r.Network}).TCPProbeable() {
 			continue
 		}
 		host := r.Listen

@@ -27,6 +27,10 @@ type Inbound struct {
 	Tag  string `json:"tag"`
 	Type string `json:"type"`
 	Port uint16 `json:"port"`
+	// Network is the config's "network" ("tcp" or "udp"; empty: both),
+	// which TCPProbeable needs: a Shadowsocks inbound may listen on UDP
+	// alone.
+	Network string `json:"network,omitempty"`
 
 	// VLESS: flow every user of the inbound gets (xtls-rprx-vision with REALITY).
 	Flow string `json:"flow,omitempty"`
@@ -46,6 +50,14 @@ type Inbound struct {
 
 	// TUIC.
 	CongestionControl string `json:"congestion_control,omitempty"`
+}
+
+// TCPProbeable reports whether the inbound accepts TCP connections, so
+// that a TCP connect (blackbox's tcp_connect, the agent's check after a
+// reload) says whether it is up: Hysteria2 and TUIC run over QUIC, which is
+// UDP, and an inbound with network "udp" listens on UDP alone.
+func (in Inbound) TCPProbeable() bool {
+	return in.Port != 0 && in.Type != TypeHysteria2 && in.Type != TypeTUIC && in.Network != "udp"
 }
 
 // TLS is the client-visible side of an inbound's TLS settings.
