@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/boxfleet/boxfleet/controller/cli"
 	"github.com/boxfleet/boxfleet/controller/store"
+	"github.com/boxfleet/boxfleet/internal/apiclient"
 	"github.com/boxfleet/boxfleet/internal/proctest"
 	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
@@ -128,15 +128,15 @@ func TestLoop(t *testing.T) {
 		"--prometheus.url", "http://"+promAddr, "--accounting.interval", "1s", "--health.interval", "1s", "--lease.ttl", "3s")
 	proctest.Until(t, "controller", 30*time.Second, func() bool { return httpOK("http://" + cpAddr + "/-/ready") })
 	tokenFile := filepath.Join(ctlDir, "admin.token")
-	token, err := cli.ReadToken(tokenFile)
+	token, err := apiclient.ReadTokenFile(tokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := &cli.Client{URL: "http://" + cpAddr, Token: token}
+	api := &apiclient.Client{URL: "http://" + cpAddr, Token: func() (string, error) { return token, nil }}
 	ctx := context.Background()
 	must := func(method, path string, body, out any) {
 		t.Helper()
-		if _, err := api.Do(ctx, method, path, nil, body, out); err != nil {
+		if _, err := api.Call(ctx, method, path, nil, body, out); err != nil {
 			t.Fatalf("%s %s: %v", method, path, err)
 		}
 	}
@@ -233,7 +233,7 @@ func TestLoop(t *testing.T) {
 		var b strings.Builder
 		for _, name := range []string{"alice", "bob"} {
 			var u store.User
-			if _, err := api.Do(ctx, "GET", "/api/v1/users/"+name, nil, nil, &u); err != nil {
+			if _, err := api.Call(ctx, "GET", "/api/v1/users/"+name, nil, nil, &u); err != nil {
 				fmt.Fprintf(&b, "user %s: %v\n", name, err)
 				continue
 			}
@@ -243,7 +243,7 @@ func TestLoop(t *testing.T) {
 		fmt.Fprintf(&b, "controller: revision %d (ETag %s) serves %v\n", rev, etag, users)
 		for _, name := range []string{"n1", "n2"} {
 			var n store.Node
-			_, err := api.Do(ctx, "GET", "/api/v1/nodes/"+name, nil, nil, &n)
+			_, err := api.Call(ctx, "GET", "/api/v1/nodes/"+name, nil, nil, &n)
 			rev, etag := nodes[name].applied()
 			fmt.Fprintf(&b, "node %s: applied revision %d (ETag %s), drained=%v %s (err %v)\n", name, rev, etag, n.Drained, n.DrainedBy, err)
 		}

@@ -5,7 +5,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/url"
 	"time"
 
@@ -32,21 +31,9 @@ func (c *CLI) do(method, path string, query url.Values, body, out any) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	return (&Client{URL: c.URL, Token: tok}).Do(context.Background(), method, path, query, body, out)
-}
-
-// Client is an apiclient.Client with the token in hand, as the e2e loop
-// test uses it; new code should use apiclient.Client.
-type Client struct {
-	URL   string
-	Token string
-	HTTP  *http.Client
-}
-
-// Do is apiclient.Client.Call with the admin commands' 30 s timeout.
-func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body, out any) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// The admin commands give the controller 30 s per call.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl := &apiclient.Client{URL: c.URL, HTTP: c.HTTP, Token: func() (string, error) { return c.Token, nil }}
+	cl := &apiclient.Client{URL: c.URL, Token: func() (string, error) { return tok, nil }}
 	return cl.Call(ctx, method, path, query, body, out)
 }
