@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/sbconfig"
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // initDemoNode runs docker/demo-node/init.sh with the real sing-box, as the
@@ -124,7 +123,7 @@ func TestDemoNodePidFileReload(t *testing.T) {
 
 	cmd := exec.Command("sh", filepath.Join(testbin.RepoRoot(t), "docker/demo-node/run-sing-box.sh"))
 	cmd.Env = env
-	log := &syncBuffer{}
+	log := &testsupport.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -153,23 +152,6 @@ func TestDemoNodePidFileReload(t *testing.T) {
 		t.Fatalf("sing-box gone after SIGHUP: %v", err)
 	}
 	waitAPI(t, api)
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func waitAPI(t *testing.T, addr string) {

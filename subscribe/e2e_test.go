@@ -23,12 +23,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/boxfleet/boxfleet/internal/sbconfig"
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // e2eFleet is one real sing-box server on loopback with one inbound per
@@ -37,7 +37,7 @@ type e2eFleet struct {
 	dir     string
 	profile *Profile
 	origin  *httptest.Server
-	log     *syncBuffer // the server's log, where it names authenticated users
+	log     *testsupport.SyncBuffer // the server's log, where it names authenticated users
 }
 
 // e2e variants: inbound tag → how the server side of it is configured.
@@ -93,7 +93,7 @@ func startFleet(t *testing.T, bin string) *e2eFleet {
 	}
 	cfg := writeJSON(t, dir, "server.json", server)
 	singBoxCheck(t, bin, cfg)
-	log := &syncBuffer{}
+	log := &testsupport.SyncBuffer{}
 	startProcess(t, bin, dir, log, "run", "-c", cfg)
 	for _, in := range inbounds {
 		if in.Type != sbconfig.TypeHysteria2 && in.Type != sbconfig.TypeTUIC {
@@ -251,7 +251,7 @@ func runClient(t *testing.T, bin string, r *Renderer, f *e2eFleet, v Version) {
 	cfg["log"] = map[string]any{"level": "warn"}
 	clientCfg := writeJSON(t, dir, "client.json", cfg)
 
-	clientLog := &syncBuffer{}
+	clientLog := &testsupport.SyncBuffer{}
 	startProcess(t, bin, dir, clientLog, "run", "-c", clientCfg)
 	for _, tag := range tags {
 		waitTCP(t, ports[tag])
@@ -420,22 +420,4 @@ func writeJSON(t *testing.T, dir, name string, v any) string {
 		t.Fatal(err)
 	}
 	return writeFile(t, dir, name, b)
-}
-
-// syncBuffer collects a process's output while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
