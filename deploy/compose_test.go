@@ -21,6 +21,10 @@ import (
 var (
 	controlPlane = []string{"alertmanager", "blackbox", "boxfleet", "grafana", "mysql", "prometheus"}
 	demoNode     = []string{"demo-node-init", "sing-box", "singbox-exporter"}
+	vmCluster    = []string{"vmagent-control", "vmagent-region", "vmalert", "vminsert", "vmselect", "vmstorage-1", "vmstorage-2"}
+	// every profile at once: the tests of files, volumes, addresses and
+	// paths cover every service.
+	allProfiles = []string{"demo-node", "vm-cluster"}
 )
 
 // stage copies what docker-compose.yml refers to into a temporary
@@ -30,7 +34,7 @@ func stage(t *testing.T) (root, dir string) {
 	t.Helper()
 	root = testbin.RepoRoot(t)
 	dir = t.TempDir()
-	for _, p := range []string{"docker-compose.yml", "docker", "dashboards", "prometheus", "alerts"} {
+	for _, p := range []string{"docker-compose.yml", "docker", "dashboards", "prometheus", "alerts", "deploy"} {
 		if out, err := exec.Command("cp", "-r", filepath.Join(root, p), filepath.Join(dir, p)).CombinedOutput(); err != nil {
 			t.Fatalf("copying %s: %v\n%s", p, err, out)
 		}
@@ -45,10 +49,16 @@ func stage(t *testing.T) (root, dir string) {
 
 func load(t *testing.T, dir string, profiles ...string) *types.Project {
 	t.Helper()
+	return loadEnv(t, dir, types.Mapping{}, profiles...)
+}
+
+// loadEnv loads with env as the variables compose interpolates.
+func loadEnv(t *testing.T, dir string, env types.Mapping, profiles ...string) *types.Project {
+	t.Helper()
 	p, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
 		WorkingDir:  dir,
 		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(dir, "docker-compose.yml")}},
-		Environment: types.Mapping{},
+		Environment: env,
 	}, func(o *loader.Options) {
 		o.SetProjectName("boxfleet", true)
 		o.Profiles = profiles
@@ -70,13 +80,18 @@ func TestComposeLoads(t *testing.T) {
 	if got := sortedKeys(all.Services); !slices.Equal(got, want) {
 		t.Errorf("demo-node services = %v, want %v", got, want)
 	}
+	cluster := load(t, dir, "vm-cluster")
+	want = slices.Sorted(slices.Values(append(slices.Clone(controlPlane), vmCluster...)))
+	if got := sortedKeys(cluster.Services); !slices.Equal(got, want) {
+		t.Errorf("vm-cluster services = %v, want %v", got, want)
+	}
 }
 
 // Every file compose reads from the host must be in the repository, or be a
 // secret gen-secrets.sh creates; secrets themselves never are in git.
 func TestComposeFilesExist(t *testing.T) {
 	root, dir := stage(t)
-	p := load(t, dir, "demo-node")
+	p := load(t, dir, allProfiles...)
 	inRepo := func(path string) string {
 		rel, err := filepath.Rel(dir, path)
 		if err != nil || strings.HasPrefix(rel, "..") {
@@ -117,7 +132,7 @@ func TestComposeFilesExist(t *testing.T) {
 // is used, and every service that keeps state keeps it in a volume.
 func TestComposeVolumes(t *testing.T) {
 	_, dir := stage(t)
-	p := load(t, dir, "demo-node")
+	p := load(t, dir, allProfiles...)
 	used := map[string]bool{}
 	for name, s := range p.Services {
 		for _, v := range s.Volumes {
@@ -138,6 +153,8 @@ func TestComposeVolumes(t *testing.T) {
 	state := map[string]string{
 		"boxfleet": "/var/lib/boxfleet", "mysql": "/var/lib/mysql", "prometheus": "/prometheus",
 		"alertmanager": "/alertmanager", "grafana": "/var/lib/grafana", "singbox-exporter": "/node",
+		"vmstorage-1": "/storage", "vmstorage-2": "/storage",
+		"vmagent-control": "/vmagent-data", "vmagent-region": "/vmagent-data",
 	}
 	for svc, target := range state {
 		if m, ok := mountAt(p.Services[svc], target); !ok || m.Type != types.VolumeTypeVolume {
@@ -151,7 +168,7 @@ func TestComposeVolumes(t *testing.T) {
 // control plane that starts and then silently scrapes nothing.
 func TestComposeAddressesMatchServices(t *testing.T) {
 	root, dir := stage(t)
-	p := load(t, dir, "demo-node")
+	p := load(t, dir, allProfiles...)
 	ports := listenPorts(t, p)
 	check := func(where, s string) {
 		for _, m := range hostPort.FindAllStringSubmatch(s, -1) {
@@ -174,7 +191,8 @@ func TestComposeAddressesMatchServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("the DSN gen-secrets.sh writes", string(dsn))
-	for _, f := range []string{"prometheus/prometheus.yml", "prometheus/alertmanager.yml", "dashboards/provisioning/datasources/prometheus.yml"} {
+	for _, f := range []string{"prometheus/prometheus.yml", "prometheus/alertmanager.yml", "dashboards/provisioning/datasources/prometheus.yml",
+		"deploy/vm-cluster/vmagent-region.yml", "deploy/vm-cluster/vmagent-control.yml"} {
 		for _, s := range yamlStrings(t, filepath.Join(root, f)) {
 			check(f, s)
 		}
@@ -192,13 +210,14 @@ func TestComposeAddressesMatchServices(t *testing.T) {
 	}
 }
 
-// hostPort finds host:port in URLs, targets and flag values; hosts without a
-// dot are compose service names.
-var hostPort = regexp.MustCompile(`(?:^|[/=\s"'(@])([a-z][a-z0-9_-]*):(\d{2,5})\b`)
+// hostPort finds host:port in URLs, targets, flag values and comma-separated
+// lists; hosts without a dot are compose service names.
+var hostPort = regexp.MustCompile(`(?:^|[/=\s"'(@,])([a-z][a-z0-9_-]*):(\d{2,5})\b`)
 
 // listenPorts maps each service (and, for network_mode service:X, X) to
 // the container ports it listens on: expose, published ports, and the
-// port of its --web.listen-address, which must be among them.
+// port of its --web.listen-address (VictoriaMetrics: -httpListenAddr),
+// which must be among them.
 func listenPorts(t *testing.T, p *types.Project) map[string]map[string]bool {
 	t.Helper()
 	out := map[string]map[string]bool{}
@@ -218,7 +237,11 @@ func listenPorts(t *testing.T, p *types.Project) map[string]map[string]bool {
 			owner = after
 		}
 		for _, arg := range s.Command {
-			if v, ok := strings.CutPrefix(arg, "--web.listen-address="); ok {
+			v, ok := strings.CutPrefix(arg, "--web.listen-address=")
+			if !ok {
+				v, ok = strings.CutPrefix(arg, "-httpListenAddr=")
+			}
+			if ok {
 				port := v[strings.LastIndex(v, ":")+1:]
 				if !out[owner][port] {
 					t.Errorf("%s listens on %s but %s neither exposes nor publishes it", name, port, owner)
@@ -235,12 +258,13 @@ func listenPorts(t *testing.T, p *types.Project) map[string]map[string]bool {
 // exist; paths under named volumes are created at run time.
 func TestComposeContainerPathsAreMounted(t *testing.T) {
 	root, dir := stage(t)
-	p := load(t, dir, "demo-node")
+	p := load(t, dir, allProfiles...)
 	for name, s := range p.Services {
 		var paths []string
 		args := append(slices.Clone([]string(s.Entrypoint)), s.Command...)
 		for _, arg := range args {
-			if _, v, ok := strings.Cut(arg, "="); ok && strings.HasPrefix(arg, "--") {
+			// --flag=/path, and VictoriaMetrics's -flag=/path
+			if _, v, ok := strings.Cut(arg, "="); ok && strings.HasPrefix(arg, "-") {
 				arg = v
 			}
 			if strings.HasPrefix(arg, "/") {
@@ -368,7 +392,7 @@ func TestGrafanaIntervalMatchesScrapeInterval(t *testing.T) {
 // fails here instead of in a crash-looping container.
 func TestComposeFlagsAcceptedByBinaries(t *testing.T) {
 	_, dir := stage(t)
-	p := load(t, dir, "demo-node")
+	p := load(t, dir, allProfiles...)
 	for svc, pkg := range map[string]string{"boxfleet": "./cmd/boxfleet", "singbox-exporter": "./cmd/singbox_exporter"} {
 		exe := staticBuild(t, pkg)
 		args := append(slices.Clone([]string(p.Services[svc].Command)), "--help")

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds the real programs the tests run (sing-box, Prometheus, promtool,
-# Alertmanager, amtool, blackbox_exporter) and the linters `make lint` runs
-# (golangci-lint, govulncheck) into a cache directory that git
-# ignores, and skips whatever is already there. Each tool lives in its own
+# Alertmanager, amtool, blackbox_exporter, VictoriaMetrics, vmalert) and
+# the linters `make lint` runs (golangci-lint, govulncheck) into a cache
+# directory that git ignores, and skips whatever is already there. Each tool lives in its own
 # module under tools/ so that its dependency graph never touches ours, and
 # the binary's name carries the version so a bump never reuses a stale build.
 #
-#   tools/build.sh [sing-box|sing-box-v2ray|prometheus|promtool|alertmanager|amtool|blackbox_exporter|golangci-lint|govulncheck|vulndb|all|lint]
+#   tools/build.sh [sing-box|sing-box-v2ray|prometheus|promtool|alertmanager|amtool|blackbox_exporter|victoria-metrics|vmalert|golangci-lint|govulncheck|vulndb|all|lint]
 #
 # It prints the path of each binary it built or found.
 #
@@ -89,6 +89,24 @@ build_blackbox() {
   build_go_tool blackbox_exporter blackbox $m "${v#v}"
 }
 
+# VictoriaMetrics's single-node server and vmalert, the metrics tier beyond
+# one Prometheus (deploy/vm-cluster): the tests run the controller's queries
+# and the webhook's ALERTS check against them. The cluster's vminsert,
+# vmselect and vmstorage come from a branch the module proxy does not
+# serve; the single-node server answers the same query API. Both report
+# their version through lib/buildinfo.
+build_vm() { # victoria-metrics|vmalert
+  local m=github.com/VictoriaMetrics/VictoriaMetrics v out
+  v=$(mod_version victoriametrics $m)
+  out="$dir/$1-${v#v}"
+  [ -x "$out" ] && { echo "$out"; return; }
+  echo "building $1 $v into $dir" >&2
+  (cd "$root/tools/victoriametrics" && go build -trimpath \
+    -ldflags "-s -w -X $m/lib/buildinfo.Version=$1-$v" -o "$out.tmp" $m/app/$1)
+  mv "$out.tmp" "$out"
+  echo "$out"
+}
+
 # The linters. golangci-lint stamps its version through main.version;
 # govulncheck reads its own from the build info.
 build_golangci_lint() {
@@ -138,6 +156,7 @@ case "${1:-all}" in
   alertmanager) build_alertmanager ;;
   amtool) build_amtool ;;
   blackbox_exporter) build_blackbox ;;
+  victoria-metrics | vmalert) build_vm "$1" ;;
   golangci-lint) build_golangci_lint ;;
   govulncheck) build_govulncheck ;;
   vulndb) build_vulndb ;;
@@ -153,6 +172,8 @@ case "${1:-all}" in
     build_alertmanager
     build_amtool
     build_blackbox
+    build_vm victoria-metrics
+    build_vm vmalert
     build_golangci_lint
     build_govulncheck
     ;;

@@ -19,8 +19,9 @@ import (
 	"github.com/boxfleet/boxfleet/internal/promtest"
 )
 
-// nodeDownRule makes Prometheus itself produce the ALERTS series the drain
-// check reads, from probe results the test sets.
+// nodeDownRule makes the backend's rule evaluation (Prometheus itself, or
+// vmalert writing back to VictoriaMetrics) produce the ALERTS series the
+// drain check reads, from probe results the test sets.
 const nodeDownRule = `groups:
   - name: test
     rules:
@@ -40,7 +41,7 @@ var drainFleet = map[string][]string{
 	"as": {"a1", "a2"},
 }
 
-func startProber(t *testing.T) *promtest.Server {
+func startProber(t *testing.T, b promtest.Backend) *promtest.Server {
 	tg := promtest.NewTarget(t)
 	firing := 0
 	for _, nodes := range drainFleet {
@@ -54,8 +55,8 @@ func startProber(t *testing.T) *promtest.Server {
 			tg.Set(fmt.Sprintf(`probe_success{node=%q}`, n), up)
 		}
 	}
-	prom := promtest.StartWithRules(t, 500*time.Millisecond, nodeDownRule,
-		promtest.StaticTarget{Addr: tg.Addr(), Labels: map[string]string{"job": "blackbox"}})
+	prom := b.Start(t, promtest.Options{Interval: 500 * time.Millisecond, Rules: nodeDownRule,
+		Targets: []promtest.StaticTarget{{Addr: tg.Addr(), Labels: map[string]string{"job": "blackbox"}}}})
 	prom.WaitFor(t, `count(ALERTS{alertname="NodeDown",alertstate="firing"})`, 60*time.Second, func(v model.Vector) bool {
 		return len(v) == 1 && int(v[0].Value) == firing
 	})
@@ -81,7 +82,7 @@ func deadProm(t testing.TB) promv1.API {
 
 // switchProm lets a test bring Prometheus back under a running Actor.
 type switchProm struct {
-	promv1.API // only Query is used
+	promv1.API // only Query and Alerts are used
 	mu         sync.Mutex
 	cur        promv1.API
 }
@@ -99,8 +100,17 @@ func (s *switchProm) Query(ctx context.Context, q string, ts time.Time, opts ...
 	return api.Query(ctx, q, ts, opts...)
 }
 
-func TestDrainGuards(t *testing.T) {
-	prom := startProber(t)
+func (s *switchProm) Alerts(ctx context.Context) (promv1.AlertsResult, error) {
+	s.mu.Lock()
+	api := s.cur
+	s.mu.Unlock()
+	return api.Alerts(ctx)
+}
+
+func TestDrainGuards(t *testing.T) { promtest.Each(t, testDrainGuards) }
+
+func testDrainGuards(t *testing.T, b promtest.Backend) {
+	prom := startProber(t, b)
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		h := &scores{}
 		for _, nodes := range drainFleet {
@@ -161,7 +171,7 @@ func TestDrainGuards(t *testing.T) {
 }
 
 func TestUndrainOnlyWhatTheAlertDrained(t *testing.T) {
-	prom := startProber(t)
+	prom := startProber(t, promtest.Prometheus)
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		f := newFixture(t, st, prom.API, nil, actions.Config{MaxDrainedRatio: 0.75})
 		addFleet(f)
@@ -203,7 +213,11 @@ func TestUndrainOnlyWhatTheAlertDrained(t *testing.T) {
 // use up the drain rate limit, or drains stay blocked after Prometheus is
 // back.
 func TestDrainPrometheusUnreachable(t *testing.T) {
-	prom := startProber(t)
+	promtest.Each(t, testDrainPrometheusUnreachable)
+}
+
+func testDrainPrometheusUnreachable(t *testing.T, b promtest.Backend) {
+	prom := startProber(t, b)
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		sw := &switchProm{cur: deadProm(t)}
 		f := newFixture(t, st, sw, nil, actions.Config{
@@ -228,7 +242,7 @@ func TestDrainPrometheusUnreachable(t *testing.T) {
 // A per-action limit that refuses must not eat the global budget: retried
 // drains would otherwise block every suspension.
 func TestRateLimitsAreIndependent(t *testing.T) {
-	prom := startProber(t)
+	prom := startProber(t, promtest.Prometheus)
 	storetest.Each(t, func(t *testing.T, st *store.Store) {
 		f := newFixture(t, st, prom.API, nil, actions.Config{
 			MaxDrainedRatio: 1, Rate: actions.Rate{N: 2, Window: time.Hour}, DrainRate: actions.Rate{N: 1, Window: time.Hour},

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/alertmanager/template"
 	"github.com/sirupsen/logrus"
+
+	"github.com/boxfleet/boxfleet/internal/apiclient"
 )
 
 // message is Alertmanager's webhook payload, version 4.
@@ -36,7 +38,7 @@ func (a *Actor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			status = http.StatusRequestEntityTooLarge
 		}
-		writeJSON(w, status, map[string]any{"error": map[string]string{"code": "bad_request", "message": err.Error()}})
+		writeJSON(w, status, apiclient.Envelope{Error: &apiclient.Error{Code: apiclient.CodeBadRequest, Message: err.Error()}})
 		return
 	}
 	if msg.TruncatedAlerts > 0 {

@@ -30,7 +30,8 @@ func (n node) set(up, conns, success, duration float64) {
 	n.probe.Set("probe_duration_seconds", duration)
 }
 
-func startFleet(t *testing.T, names ...string) (*promtest.Server, map[string]node) {
+// startFleet runs the backend b scraping every node.
+func startFleet(t *testing.T, b promtest.Backend, names ...string) (*promtest.Server, map[string]node) {
 	fleet := map[string]node{}
 	var targets []promtest.StaticTarget
 	for _, name := range names {
@@ -40,7 +41,7 @@ func startFleet(t *testing.T, names ...string) (*promtest.Server, map[string]nod
 			promtest.StaticTarget{Addr: n.exporter.Addr(), Labels: map[string]string{"job": "singbox", "node": name}},
 			promtest.StaticTarget{Addr: n.probe.Addr(), Labels: map[string]string{"job": "blackbox", "node": name}})
 	}
-	return promtest.Start(t, 500*time.Millisecond, targets...), fleet
+	return b.Start(t, promtest.Options{Interval: 500 * time.Millisecond, Targets: targets}), fleet
 }
 
 func newRanker(t *testing.T, prom *promtest.Server) (*health.Ranker, *prometheus.Registry) {
@@ -105,8 +106,15 @@ func wantScore(t *testing.T, r *health.Ranker, node string, want float64) {
 	}
 }
 
+// The default query must mean the same on every backend the controller may
+// be pointed at: staleness when an exporter stops answering, averages over
+// a window, the "or" fallbacks.
 func TestDefaultQueryRanksAndDegrades(t *testing.T) {
-	prom, fleet := startFleet(t, "n1", "n2", "n3")
+	promtest.Each(t, testDefaultQueryRanksAndDegrades)
+}
+
+func testDefaultQueryRanksAndDegrades(t *testing.T, b promtest.Backend) {
+	prom, fleet := startFleet(t, b, "n1", "n2", "n3")
 	// Score: probe success / (1 + latency/0.5s) x sing-box up x
 	// 1/(1 + connections/10,000).
 	fleet["n1"].set(1, 100, 1, 0.05) // 1/1.1 x 1/1.01
@@ -169,7 +177,11 @@ func TestDefaultQueryRanksAndDegrades(t *testing.T) {
 }
 
 func TestPrometheusDownKeepsLastScores(t *testing.T) {
-	prom, fleet := startFleet(t, "a", "b")
+	promtest.Each(t, testPrometheusDownKeepsLastScores)
+}
+
+func testPrometheusDownKeepsLastScores(t *testing.T, b promtest.Backend) {
+	prom, fleet := startFleet(t, b, "a", "b")
 	fleet["a"].set(1, 0, 1, 0.4)
 	fleet["b"].set(1, 0, 1, 0.1)
 	r, _ := newRanker(t, prom)

@@ -1,7 +1,8 @@
-// Package promtest runs a real Prometheus for integration tests, scraping
-// fake targets whose counter values the test sets, so that code reading
-// Prometheus is tested against Prometheus's own query semantics (lookback,
-// staleness, counter values as floats).
+// Package promtest runs a real Prometheus, or VictoriaMetrics, for
+// integration tests, scraping fake targets whose counter values the test
+// sets, so that code reading Prometheus is tested against the backend's
+// own query semantics (lookback, staleness, counter values as floats, rule
+// evaluation and ALERTS).
 package promtest
 
 import (
@@ -12,7 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	promapi "github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
@@ -96,13 +96,14 @@ func (tg *Target) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Server is a running Prometheus.
+// Server is a running metrics backend that answers the Prometheus HTTP
+// API at URL: Prometheus itself, or VictoriaMetrics with vmalert for rules
+// (see Backend).
 type Server struct {
-	URL  string
-	API  promv1.API
-	cmd  *exec.Cmd
-	dir  string
-	args []string
+	URL     string
+	API     promv1.API
+	Backend Backend
+	procs   []*proc
 }
 
 // StaticTarget is one scrape target with its target labels.
@@ -114,7 +115,7 @@ type StaticTarget struct {
 // Start runs Prometheus scraping targets every interval.
 func Start(t testing.TB, interval time.Duration, targets ...StaticTarget) *Server {
 	t.Helper()
-	return StartWithRules(t, interval, "", targets...)
+	return Prometheus.Start(t, Options{Interval: interval, Targets: targets})
 }
 
 // StartWithRules is Start with a rule file (its YAML text; "" for none)
@@ -122,59 +123,32 @@ func Start(t testing.TB, interval time.Duration, targets ...StaticTarget) *Serve
 // produces, such as the ALERTS series.
 func StartWithRules(t testing.TB, interval time.Duration, rules string, targets ...StaticTarget) *Server {
 	t.Helper()
-	bin := testbin.Path(t, "prometheus")
-	dir := t.TempDir()
-	var sc strings.Builder
-	fmt.Fprintf(&sc, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  evaluation_interval: %s\n",
-		model.Duration(interval), model.Duration(interval), model.Duration(interval))
-	if rules != "" {
-		rf := filepath.Join(dir, "rules.yml")
-		if err := os.WriteFile(rf, []byte(rules), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&sc, "rule_files: [%q]\n", rf)
-	}
-	sc.WriteString("scrape_configs:\n  - job_name: test\n    static_configs:\n")
-	for _, tg := range targets {
-		fmt.Fprintf(&sc, "      - targets: [%q]\n        labels: {", tg.Addr)
-		first := true
-		for k, v := range tg.Labels {
-			if !first {
-				sc.WriteString(", ")
-			}
-			first = false
-			fmt.Fprintf(&sc, "%s: %q", k, v)
-		}
-		sc.WriteString("}\n")
-	}
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte(sc.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := FreeAddr(t)
-	s := &Server{URL: "http://" + addr, dir: dir, args: []string{
-		"--config.file=" + cfg, "--storage.tsdb.path=" + filepath.Join(dir, "data"),
-		"--web.listen-address=" + addr, "--log.level=warn",
-	}}
-	c, err := promapi.NewClient(promapi.Config{Address: s.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.API = promv1.NewAPI(c)
-	s.start(t, bin)
-	t.Cleanup(s.Stop)
-	return s
+	return Prometheus.Start(t, Options{Interval: interval, Rules: rules, Targets: targets})
 }
 
-func (s *Server) start(t testing.TB, bin string) {
-	s.cmd = exec.Command(bin, s.args...)
-	s.cmd.Stderr = os.Stderr
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("starting prometheus: %v", err)
+// proc is one program of a backend, started again as it was by Restart.
+type proc struct {
+	tool  string // a name tools/build.sh accepts
+	args  []string
+	ready string // URL that answers 200 once the program serves
+	cmd   *exec.Cmd
+}
+
+func (s *Server) start(t testing.TB) {
+	for _, p := range s.procs {
+		p.start(t)
+	}
+}
+
+func (p *proc) start(t testing.TB) {
+	p.cmd = exec.Command(testbin.Path(t, p.tool), p.args...)
+	p.cmd.Stderr = os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", p.tool, err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(s.URL + "/-/ready")
+		resp, err := http.Get(p.ready)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -183,21 +157,23 @@ func (s *Server) start(t testing.TB, bin string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatal("prometheus did not become ready")
+	t.Fatalf("%s did not become ready", p.tool)
 }
 
-// Stop kills Prometheus (idempotent).
+// Stop kills the backend's programs (idempotent).
 func (s *Server) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil && s.cmd.ProcessState == nil {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
+	for _, p := range slices.Backward(s.procs) {
+		if c := p.cmd; c != nil && c.Process != nil && c.ProcessState == nil {
+			c.Process.Kill()
+			c.Wait()
+		}
 	}
 }
 
-// Restart starts Prometheus again on the same address and data.
+// Restart starts the backend again on the same addresses and data.
 func (s *Server) Restart(t testing.TB) {
 	s.Stop()
-	s.start(t, testbin.Path(t, "prometheus"))
+	s.start(t)
 }
 
 // Query runs an instant query and returns the vector.
@@ -228,7 +204,7 @@ func (s *Server) WaitFor(t testing.TB, q string, timeout time.Duration, check fu
 		last = v
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("prometheus: %s never matched; last result: %v", q, last)
+	t.Fatalf("%s: %s never matched; last result: %v", s.Backend, q, last)
 }
 
 // FreeAddr returns a loopback address nothing listens on, never the same
