@@ -7,6 +7,10 @@ const (
 	userLimit = `max(boxfleet_user_traffic_limit_bytes{user="$user"} > 0)`
 	// The forecast extrapolates the last 6 h of usage a day ahead.
 	userUsedIn24h = `max(predict_linear(boxfleet_user_traffic_used_bytes{user="$user"}[6h], 86400))`
+	// Devices are counted by the recording rule, fleet-wide: distinct
+	// client addresses by their keyed-hash buckets, so a device on two
+	// nodes is one (see alerts/recording.rules.yml).
+	userDevices = `max(user:singbox_user_devices:count{user="$user"})`
 )
 
 func userDetail() Dashboard {
@@ -28,8 +32,8 @@ func userDetail() Dashboard {
 				q(`(`+userLimit+` - `+userUsed+`) / (max(deriv(boxfleet_user_traffic_used_bytes{user="$user"}[6h])) > 0)`, "")).withNoValue("not at this rate"),
 			stat("Expires in", unitSeconds, "Time until the user's subscription expires.",
 				q(`max(boxfleet_user_expiry_timestamp_seconds{user="$user"}) - time()`, "")).withNoValue("never"),
-			stat("Source IPs now", unitCount, "Distinct client IPs connected now on the selected nodes.",
-				q(`sum(singbox_user_source_ips{user="$user",node=~"$node"}) or vector(0)`, "")),
+			stat("Devices now", unitCount, "Distinct client addresses connected now across the whole fleet (an IPv6 /64 counts as one; devices behind one NAT address count as one): what the device limit and UserTooManyDevices judge. Not narrowed by the node filter.",
+				q(userDevices+` or vector(0)`, "")),
 		}}},
 		section{"Quota", [][]Panel{{
 			timeseries("Quota burn-down", unitBytes,
@@ -52,9 +56,10 @@ func userDetail() Dashboard {
 			},
 		}},
 		section{"Devices", [][]Panel{{
-			timeseries("Source IPs", unitCount, "Distinct client IPs connected per node, against the device limit.",
-				q(`sum by (node) (singbox_user_source_ips{user="$user",node=~"$node"})`, "{{node}}"),
-				q(`max(boxfleet_user_device_limit{user="$user"})`, "device limit")),
+			timeseries("Devices", unitCount, "Distinct client addresses across the fleet against the device limit, and client IPs connected per selected node (a device on two nodes is in both nodes' lines, once in the fleet's).",
+				q(userDevices, "devices (fleet)"),
+				q(`max(boxfleet_user_device_limit{user="$user"})`, "device limit"),
+				q(`sum by (node) (singbox_user_source_ips{user="$user",node=~"$node"})`, "{{node}}")),
 			timeseries("Connections", unitCount, "Open connections per node.",
 				q(`sum by (node) (singbox_user_connections{user="$user",node=~"$node"})`, "{{node}}")),
 		}}},

@@ -49,6 +49,12 @@
 #                          exact mode on a stock sing-box 1.14+: the address
 #                          of its API service ("services": [{"type": "api"}]);
 #                          adds --singbox.api and its secret file
+#   --device-key-file PATH the fleet's device key (the same file on every
+#                          node, at least 16 bytes: head -c 32 /dev/urandom |
+#                          base64): installed as /etc/singbox_exporter/device-key,
+#                          readable by the exporter only, and adds
+#                          --collector.device-key-file, so that Prometheus
+#                          counts a user's devices across nodes
 #   --prefix DIR           install under DIR instead of / (packaging, tests):
 #                          no user is created, systemd is not touched
 #   --no-start             install and enable, but do not start
@@ -63,6 +69,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 binary= controller_url= token_file= token= node_name= node_address= labels=
 singbox_config=/etc/sing-box/config.json singbox_binary=
 singbox_v2ray_binary= v2ray_listen=127.0.0.1:10085 v2ray_listen_given=no singbox_api=
+device_key_file=
 prefix= start=yes dry_run=no
 
 die() { echo "install-node: $*" >&2; exit 1; }
@@ -84,6 +91,7 @@ $2"; shift ;;
     --singbox-v2ray-binary) need "$@"; singbox_v2ray_binary=$2; shift ;;
     --v2ray-api-listen) need "$@"; v2ray_listen=$2; v2ray_listen_given=yes; shift ;;
     --singbox-api) need "$@"; singbox_api=$2; shift ;;
+    --device-key-file) need "$@"; device_key_file=$2; shift ;;
     --prefix) need "$@"; prefix=${2%/}; shift ;;
     --no-start) start=no ;;
     --dry-run) dry_run=yes ;;
@@ -155,6 +163,16 @@ if [ -n "$singbox_api" ]; then
   [ -z "$singbox_v2ray_binary" ] || die "--singbox-api and --singbox-v2ray-binary both make users exact: choose one"
 fi
 [ -n "$node_address" ] || node_address=$node_name
+# The device key: what the exporter accepts (16 bytes or more once the
+# surrounding white space is gone), checked without ever printing it.
+device_key=
+if [ -n "$device_key_file" ]; then
+  [ -f "$device_key_file" ] || die "no such device key file: $device_key_file"
+  [ -r "$device_key_file" ] || die "cannot read the device key file $device_key_file"
+  [ "$(tr -d ' \t\r\n' < "$device_key_file" | wc -c)" -ge 16 ] ||
+    die "the device key file $device_key_file holds fewer than 16 bytes; generate one for the whole fleet with: head -c 32 /dev/urandom | base64"
+  device_key=/etc/singbox_exporter/device-key
+fi
 # Exact mode: the given sing-box must have the V2Ray stats API, which its
 # `version` lists under Tags (with_v2ray_api); release builds lack it.
 v2ray_api=
@@ -199,8 +217,9 @@ run() {
 flags() {
   awk -v url="$controller_url" -v name="$node_name" -v addr="$node_address" \
       -v cfg="$singbox_config" -v sb="$singbox_binary" -v labels="$labels" -v v2ray="$v2ray_api" \
-      -v api="$singbox_api" '
+      -v api="$singbox_api" -v key="$device_key" '
     function set(flag, value) { print flag "=" value }
+    /^(# ?)?--collector\.device-key-file=/ && key != "" { next }
     /^(# ?)?--singbox\.api(-secret-file)?=/ && api != "" { next }
     /^--singbox\.clash-api=/ && api != "" { print; set("--singbox.api", api); set("--singbox.api-secret-file", "/etc/singbox_exporter/api-secret"); next }
     /^(# ?)?--singbox\.v2ray-api=/ && v2ray != "" { next }
@@ -216,6 +235,7 @@ flags() {
     /^--singbox\.config=/ { set("--singbox.config", cfg); next }
     /^--singbox\.binary=/ { set("--singbox.binary", sb); next }
     { print }
+    END { if (key != "") { print ""; print "# The fleet'"'"'s device key: devices counted across nodes."; set("--collector.device-key-file", key) } }
   ' "$here/singbox_exporter.flags"
 }
 
@@ -298,6 +318,26 @@ keep_api_flags() {
     cp -p "$f" "$f.tmp" # the kept file's mode and owner
     { cat "$f"; [ -z "$(tail -c 1 "$f")" ] || echo
       echo "--singbox.api=$singbox_api"; echo "--singbox.api-secret-file=/etc/singbox_exporter/api-secret"; } > "$f.tmp"
+    mv "$f.tmp" "$f"
+  fi
+}
+
+# keep_device_key_flag gives a kept flags file the device key flag when it
+# has none, and leaves a file that has one as the operator has it.
+keep_device_key_flag() {
+  f=$conf_dir/flags
+  current=$(sed -n 's/^--collector\.device-key-file=//p' "$f" | tail -n 1)
+  if [ "$current" = "$device_key" ]; then
+    echo "# $f already has --collector.device-key-file=$device_key"
+    return
+  elif [ -n "$current" ]; then
+    echo "# keeping $f's --collector.device-key-file=$current: the key was installed as $device_key, which that file does not read" >&2
+    return
+  fi
+  echo "+ add --collector.device-key-file=$device_key to $f"
+  if [ "$dry_run" = no ]; then
+    cp -p "$f" "$f.tmp" # the kept file's mode and owner
+    { cat "$f"; [ -z "$(tail -c 1 "$f")" ] || echo; echo "--collector.device-key-file=$device_key"; } > "$f.tmp"
     mv "$f.tmp" "$f"
   fi
 }
@@ -400,6 +440,7 @@ if [ -e "$conf_dir/flags" ]; then
   echo "# keeping $conf_dir/flags"
   [ -z "$v2ray_api" ] || keep_v2ray_flag
   [ -z "$singbox_api" ] || keep_api_flags
+  [ -z "$device_key" ] || keep_device_key_flag
 else
   echo "+ write $conf_dir/flags${v2ray_api:+ (exact mode: --singbox.v2ray-api=$v2ray_api)}"
   if [ "$dry_run" = no ]; then
@@ -416,6 +457,22 @@ if [ -n "$singbox_api" ] && [ ! -e "$conf_dir/api-secret" ]; then
     chmod 0640 "$conf_dir/api-secret.tmp"
     mv "$conf_dir/api-secret.tmp" "$conf_dir/api-secret"
     [ -n "$prefix" ] || chown "$owner" "$conf_dir/api-secret"
+  fi
+fi
+# The fleet's device key, as the API secret: readable by the exporter's
+# group only. Given again, it replaces the installed one (a new fleet key);
+# its bytes are never printed.
+if [ -n "$device_key" ]; then
+  if [ -f "$conf_dir/device-key" ] && cmp -s "$device_key_file" "$conf_dir/device-key"; then
+    echo "# $conf_dir/device-key is already this key"
+  else
+    echo "+ install the device key from $device_key_file as $conf_dir/device-key (0640, $owner)"
+    if [ "$dry_run" = no ]; then
+      (umask 077; cat "$device_key_file" > "$conf_dir/device-key.tmp")
+      chmod 0640 "$conf_dir/device-key.tmp"
+      [ -n "$prefix" ] || chown "$owner" "$conf_dir/device-key.tmp"
+      mv "$conf_dir/device-key.tmp" "$conf_dir/device-key"
+    fi
   fi
 fi
 if [ -n "$token_file" ] && [ ! -e "$conf_dir/token" ]; then

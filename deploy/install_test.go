@@ -607,3 +607,89 @@ func TestInstallNodeAPIMode(t *testing.T) {
 		t.Errorf("a bad address was accepted: %v\n%s", err, out)
 	}
 }
+
+// The fleet's device key: installed readable by the exporter only, named in
+// the flags file, added to a kept flags file, never printed; a short or
+// missing key is refused before anything is written.
+func TestInstallNodeDeviceKey(t *testing.T) {
+	exe := staticBuild(t, "./cmd/singbox_exporter")
+	prefix := t.TempDir()
+	const key = "bXktZmxlZXQta2V5LW9mLWVub3VnaC1ieXRlcy0xMjM0NTY3OA=="
+	keyFile := filepath.Join(t.TempDir(), "fleet.key")
+	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--binary", exe, "--prefix", prefix, "--singbox-api", "127.0.0.1:9091", "--device-key-file", keyFile}
+	out, err := installNode(t, args...)
+	if err != nil {
+		t.Fatalf("install-node.sh: %v\n%s", err, out)
+	}
+	if strings.Contains(out, key) {
+		t.Errorf("install-node.sh printed the device key:\n%s", out)
+	}
+	flagsFile := filepath.Join(prefix, "etc/singbox_exporter/flags")
+	flags := readFile(t, flagsFile)
+	if got := activeLines(flags, "--collector.device-key-file"); !slices.Equal(got, []string{"--collector.device-key-file=/etc/singbox_exporter/device-key"}) {
+		t.Errorf("flags file sets %q, want --collector.device-key-file=/etc/singbox_exporter/device-key once:\n%s", got, flags)
+	}
+	if got := activeLines(flags, "--singbox.api"); !slices.Equal(got, []string{"--singbox.api=127.0.0.1:9091"}) {
+		t.Errorf("the API flags went missing beside the key: %q", got)
+	}
+	if b, err := exec.Command(exe, "@"+flagsFile, "--help").CombinedOutput(); err != nil {
+		t.Errorf("singbox_exporter rejects the flags: %v\n%s", err, lastLines(b, 3))
+	}
+	installed := filepath.Join(prefix, "etc/singbox_exporter/device-key")
+	if got := readFile(t, installed); got != key+"\n" {
+		t.Errorf("installed key differs from the given one")
+	}
+	if fi, err := os.Stat(installed); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("device-key mode %v (%v), want 0640 like the API secret", fi.Mode().Perm(), err)
+	}
+
+	// A re-run with the same key changes nothing; a kept flags file
+	// without the flag gets it; a new key replaces the installed one.
+	if out, err := installNode(t, args...); err != nil || readFile(t, flagsFile) != flags {
+		t.Fatalf("second run changed the flags (%v):\n%s", err, out)
+	}
+	os.WriteFile(flagsFile, []byte("--web.listen-address=:9550\n--singbox.api=127.0.0.1:9091\n"), 0o640)
+	if out, err := installNode(t, args...); err != nil {
+		t.Fatalf("third run: %v\n%s", err, out)
+	}
+	if got := readFile(t, flagsFile); got != "--web.listen-address=:9550\n--singbox.api=127.0.0.1:9091\n--collector.device-key-file=/etc/singbox_exporter/device-key\n" {
+		t.Errorf("kept flags file became:\n%s", got)
+	}
+	const newKey = "another-fleet-key-0123456789abcdef"
+	os.WriteFile(keyFile, []byte(newKey), 0o600)
+	if out, err := installNode(t, args...); err != nil || strings.Contains(out, newKey) {
+		t.Fatalf("run with a new key: %v\n%s", err, out)
+	}
+	if readFile(t, installed) != newKey {
+		t.Error("a new key did not replace the installed one")
+	}
+
+	// Dry run: says what it would do, writes nothing, prints no key.
+	dry := t.TempDir()
+	out, err = installNode(t, "--binary", exe, "--prefix", dry, "--device-key-file", keyFile, "--dry-run")
+	if err != nil || strings.Contains(out, newKey) || !strings.Contains(out, "device-key") {
+		t.Errorf("dry run: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dry, "etc/singbox_exporter/device-key")); err == nil {
+		t.Error("the dry run installed the key")
+	}
+
+	short := filepath.Join(t.TempDir(), "short.key")
+	os.WriteFile(short, []byte("  too-short \n"), 0o600)
+	for name, file := range map[string]string{"short key": short, "missing key": filepath.Join(t.TempDir(), "none")} {
+		p := t.TempDir()
+		out, err := installNode(t, "--binary", exe, "--prefix", p, "--device-key-file", file)
+		if err == nil {
+			t.Errorf("%s: accepted\n%s", name, out)
+		}
+		if strings.Contains(out, "too-short") {
+			t.Errorf("%s: the key's bytes were printed:\n%s", name, out)
+		}
+		if _, err := os.Stat(filepath.Join(p, "etc/singbox_exporter/flags")); err == nil {
+			t.Errorf("%s: refused, but the flags file was written", name)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package meter
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"github.com/boxfleet/boxfleet/exporter/attribution"
@@ -46,11 +47,14 @@ func (m *Meter) followEvents(ctx context.Context) {
 	}
 }
 
-// creditEvents adds exact per-user bytes; connections without a user are
-// unattributed. The caller holds pollMu.
+// creditEvents adds exact per-user and per-inbound bytes; connections
+// without a user are unattributed. The caller holds pollMu.
 func (m *Meter) creditEvents(d map[attribution.Owner]attribution.Traffic) {
 	c := &m.file.Counters
 	for o, t := range d {
+		if o.Inbound != "" {
+			c.Inbounds[o.Inbound] = c.Inbounds[o.Inbound].Add(t)
+		}
 		if o.User == "" {
 			c.Unattributed = c.Unattributed.Add(t)
 			continue
@@ -124,4 +128,87 @@ func (m *Meter) declareGap(s *clashapi.Snapshot, now time.Time) {
 		}
 	}
 	m.gaps = keep
+}
+
+// meterEvents is a poll's metering in Events mode, where the events
+// attribute every byte and the attribution engine has nothing to do: the
+// snapshot gives the node totals and what is open now, the ledger whose
+// each open connection is. The caller holds pollMu.
+func (m *Meter) meterEvents(s *clashapi.Snapshot) attribution.Result {
+	r := attribution.Result{Active: map[string]attribution.Activity{}}
+	now := attribution.Traffic{Up: s.UploadTotal, Down: s.DownloadTotal}
+	switch {
+	case !m.totalKnown:
+		// The baseline: what sing-box moved before the exporter first
+		// ran is not counted.
+	case now.Up < m.total.Up || now.Down < m.total.Down:
+		r.Restarted = true // a new sing-box: its totals started again at zero
+		r.Node = now
+	default:
+		r.Node = attribution.Traffic{Up: now.Up - m.total.Up, Down: now.Down - m.total.Down}
+	}
+	m.total, m.totalKnown = now, true
+
+	// Users online, from the connections open now: the snapshot is what
+	// is open, the events say whose. A connection opened since the last
+	// batch of events is not known yet and counts as unowned until the
+	// next one (an update interval), as does one without a user.
+	ips := map[string]map[string]bool{}
+	for _, c := range s.Connections {
+		o, ok := m.ledger.Owner(c.ID)
+		if !ok || o.User == "" {
+			r.Unowned++
+			continue
+		}
+		a := r.Active[o.User]
+		a.Connections++
+		r.Active[o.User] = a
+		if ips[o.User] == nil {
+			ips[o.User] = map[string]bool{}
+		}
+		ips[o.User][c.SourceIP] = true
+	}
+	for u, set := range ips {
+		a := r.Active[u]
+		a.SourceIPs = len(set)
+		a.Sources = set
+		r.Active[u] = a
+	}
+	return r
+}
+
+// nodeTotalState is what Events mode keeps of the engine's state: only the
+// node totals the next poll counts from (the ledger keeps the
+// connections). Nil before the first poll.
+func (m *Meter) nodeTotalState() *attribution.State {
+	if !m.totalKnown {
+		return nil
+	}
+	return &attribution.State{Total: m.total}
+}
+
+// restoreEngine takes back what the state file kept of the engine. Events
+// mode needs only the node totals. A file written in Events mode and read
+// in another holds no engine connections: the ledger's open connections
+// stand in for them, so that the engine counts on from what they had
+// moved, their users known, rather than taking their bytes so far for new
+// ones.
+func (m *Meter) restoreEngine() {
+	f := m.file
+	if f.Engine == nil {
+		return
+	}
+	if m.cfg.Events != nil {
+		m.total, m.totalKnown = f.Engine.Total, true
+		return
+	}
+	if f.Events != nil && len(f.Engine.Conns) == 0 {
+		conns := make(map[string]attribution.ConnState, len(f.Events.Conns))
+		for id, c := range f.Events.Conns {
+			ip, _, _ := net.SplitHostPort(c.Source)
+			conns[id] = attribution.ConnState{User: c.User, Inbound: c.Inbound, Source: c.Source, SourceIP: ip, Up: c.Up, Down: c.Down}
+		}
+		f.Engine.Conns = conns
+	}
+	m.engine.Import(f.Engine)
 }

@@ -1,7 +1,8 @@
 // Package meter runs the exporter's measuring loop: it follows sing-box's log
 // stream, polls /connections at a pace that keeps sing-box's own cost within
 // a budget, feeds both to the attribution engine (or reads the V2Ray stats
-// service in exact mode), and keeps the durable counters. Scrapes only read
+// service in exact mode, or, in API service mode, credits the connection
+// events and leaves the engine idle), and keeps the durable counters. Scrapes only read
 // the latest View, so a slow or dead sing-box never slows a scrape.
 package meter
 
@@ -50,10 +51,14 @@ type Config struct {
 // Meter is one node's measuring loop.
 type Meter struct {
 	cfg    Config
-	engine *attribution.Engine
-	ledger *sbapi.Ledger // Events mode; owned by whoever holds pollMu
-	gaps   []gapSample   // Events mode; pollMu
-	file   *state.File   // owned by whoever holds pollMu
+	engine *attribution.Engine // Clash API and V2Ray modes
+	ledger *sbapi.Ledger       // Events mode; owned by whoever holds pollMu
+	// total is sing-box's node totals at the last poll, in Events mode
+	// (the engine keeps them in the other modes); pollMu.
+	total      attribution.Traffic
+	totalKnown bool
+	gaps       []gapSample // Events mode; pollMu
+	file       *state.File // owned by whoever holds pollMu
 
 	// pollMu serialises polls: the loop's own and those the agent asks for
 	// just before a reload.
@@ -101,7 +106,7 @@ func New(cfg Config) *Meter {
 			m.view.StateLoadFailed = true
 		default:
 			m.file = f
-			m.engine.Import(f.Engine)
+			m.restoreEngine()
 			f.Engine = nil
 		}
 	}

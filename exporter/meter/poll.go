@@ -69,7 +69,11 @@ func (m *Meter) poll(ctx context.Context, final bool) (took time.Duration, err e
 	snap, err := m.cfg.Clash.Connections(ctx)
 	var res attribution.Result
 	if err == nil {
-		res = m.engine.Apply(snap, start)
+		if m.cfg.Events != nil {
+			res = m.meterEvents(snap)
+		} else {
+			res = m.engine.Apply(snap, start)
+		}
 		if res.Settled.Users != nil {
 			m.cfg.Log.WithFields(logrus.Fields{"up": res.Settled.Remainder.Up, "down": res.Settled.Remainder.Down, "candidates": res.Settled.Users}).Debug("remainder attributed")
 		}
@@ -236,9 +240,11 @@ func (m *Meter) save() (bool, error) {
 	if m.cfg.StatePath == "" {
 		return false, nil
 	}
-	m.file.Engine = m.engine.Export()
 	if m.cfg.Events != nil {
+		m.file.Engine = m.nodeTotalState()
 		m.file.Events = m.ledger.Export()
+	} else {
+		m.file.Engine = m.engine.Export()
 	}
 	m.file.SavedAt = time.Now()
 	err := state.Save(m.cfg.StatePath, m.file)

@@ -49,6 +49,7 @@ type Event struct {
 	ID        string
 	User      string
 	Inbound   string
+	Source    string // the client's host:port
 	HasTotals bool
 	Up, Down  uint64 // totals, from the client's point of view
 	DeltaUp   uint64
@@ -212,8 +213,8 @@ func decodeEvent(msg []byte) (Event, error) {
 }
 
 // decodeConnection reads the fields of Connection that metering needs: id
-// = 1, inbound = 2, user = 10, closedAt = 13, uplinkTotal = 16,
-// downlinkTotal = 17.
+// = 1, inbound = 2, source = 6, user = 10, closedAt = 13, uplinkTotal =
+// 16, downlinkTotal = 17.
 func decodeConnection(msg []byte, e *Event) error {
 	return grpcraw.EachField(msg, func(num protowire.Number, typ protowire.Type, v []byte, n uint64) error {
 		switch {
@@ -221,6 +222,8 @@ func decodeConnection(msg []byte, e *Event) error {
 			e.ID = string(v)
 		case num == 2 && typ == protowire.BytesType:
 			e.Inbound = string(v)
+		case num == 6 && typ == protowire.BytesType:
+			e.Source = string(v)
 		case num == 10 && typ == protowire.BytesType:
 			e.User = string(v)
 		case num == 13 && typ == protowire.VarintType && n != 0:

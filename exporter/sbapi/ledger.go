@@ -11,11 +11,12 @@ import (
 // sing-box saw close) is not counted twice.
 const closedMemory = 4096
 
-// Conn is what the ledger keeps of an open connection: whose it is and the
-// totals already credited to that user.
+// Conn is what the ledger keeps of an open connection: whose it is, where
+// from, and the totals already credited to that user.
 type Conn struct {
 	User    string `json:"user"`
 	Inbound string `json:"inbound"`
+	Source  string `json:"source,omitempty"` // the client's host:port
 	Up      uint64 `json:"up"`
 	Down    uint64 `json:"down"`
 }
@@ -66,6 +67,19 @@ func (l *Ledger) Export() *State {
 // Open is how many connections the ledger holds open.
 func (l *Ledger) Open() int { return len(l.conns) }
 
+// Owner is whose the open connection id is, as its events named it. It is
+// false for a connection the ledger does not hold open: one whose opening
+// has not been reported yet (events come every update interval), or one
+// already closed. A connection without a user has an Owner with an empty
+// User.
+func (l *Ledger) Owner(id string) (attribution.Owner, bool) {
+	c := l.conns[id]
+	if c == nil {
+		return attribution.Owner{}, false
+	}
+	return attribution.Owner{User: c.User, Inbound: c.Inbound}, true
+}
+
 // Apply folds one batch in and returns what each user's connections moved
 // in it. Connections without a user (sing-box's own DNS, inbounds without
 // users) are credited to the empty user: the caller counts them as
@@ -102,7 +116,7 @@ func (l *Ledger) Apply(b Batch) map[attribution.Owner]attribution.Traffic {
 		}
 		c := l.conns[e.ID]
 		if c == nil && e.HasTotals {
-			c = &Conn{User: e.User, Inbound: e.Inbound}
+			c = &Conn{User: e.User, Inbound: e.Inbound, Source: e.Source}
 			l.conns[e.ID] = c
 		}
 		if c == nil {
@@ -144,7 +158,7 @@ func (l *Ledger) baseline(b Batch) {
 			continue
 		}
 		if e.HasTotals {
-			l.conns[e.ID] = &Conn{User: e.User, Inbound: e.Inbound, Up: e.Up, Down: e.Down}
+			l.conns[e.ID] = &Conn{User: e.User, Inbound: e.Inbound, Source: e.Source, Up: e.Up, Down: e.Down}
 		}
 	}
 }

@@ -86,9 +86,9 @@ func TestDecodeBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Batch{Reset: true, Events: []Event{
-		{Kind: New, ID: "a", User: "ana", Inbound: "vless-in", HasTotals: true, Up: 10, Down: 20},
+		{Kind: New, ID: "a", User: "ana", Inbound: "vless-in", Source: "203.0.113.7:40000", HasTotals: true, Up: 10, Down: 20},
 		{Kind: Update, ID: "a", DeltaUp: 5, DeltaDown: 1 << 40},
-		{Kind: Closed, ID: "b", User: "алиса\n", Inbound: "ss-in", HasTotals: true, Up: 7, Down: 8, ClosedAt: 1767225601000},
+		{Kind: Closed, ID: "b", User: "алиса\n", Inbound: "ss-in", Source: "203.0.113.7:40000", HasTotals: true, Up: 7, Down: 8, ClosedAt: 1767225601000},
 	}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("DecodeBatch =\n %+v\nwant\n %+v", got, want)
@@ -139,6 +139,17 @@ func TestLedger(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("first batch %v, want %v", got, want)
+	}
+	// Whose each open connection is: the users online come from this.
+	for id, want := range map[string]attribution.Owner{"old": owner("ana", "in"), "c1": owner("bo", "in"), "dns": {}} {
+		if o, ok := l.Owner(id); !ok || o != want {
+			t.Errorf("Owner(%q) = %v %v, want %v", id, o, ok, want)
+		}
+	}
+	for _, id := range []string{"c2", "gone", "stranger"} { // closed, closed before the baseline, never seen
+		if o, ok := l.Owner(id); ok {
+			t.Errorf("Owner(%q) = %v for a connection not open", id, o)
+		}
 	}
 	// c1 closes with final totals beyond what updates said; c2's close
 	// comes again (a Reset would list it): counted once.
