@@ -47,7 +47,7 @@ var (
 	logUpDesc        = desc("singbox_exporter_log_stream_up", "Whether the stream that names users is connected: sing-box's log stream, or its API service's connection events in api mode.")
 	logLinesDesc     = desc("singbox_exporter_log_lines_total", "Log lines read from sing-box.")
 	logErrorsDesc    = desc("singbox_exporter_log_stream_errors_total", "Times the log stream broke.")
-	unownedDesc      = desc("singbox_exporter_unowned_connections", "Open connections whose user is not known (log level above info, or lines missed).")
+	unownedDesc      = desc("singbox_exporter_unowned_connections", "Open connections whose user is not known: log level above info or lines missed, or, in api mode, opened since the last batch of connection events or without a user.")
 	sinceDesc        = desc("singbox_exporter_counters_start_timestamp_seconds", "When the per-user and node counters started from zero; changes only when the state file is lost.")
 	restartsDesc     = desc("singbox_exporter_singbox_restarts_total", "sing-box restarts noticed by counters starting again.")
 	lastPollDesc     = desc("singbox_exporter_last_poll_success_timestamp_seconds", "Unix time of the last successful poll of sing-box; bytes moved since are not counted yet.")
