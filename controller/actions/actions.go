@@ -57,7 +57,7 @@ type Actor struct {
 	Store  *store.Store
 	Prom   promv1.API // drains are confirmed against Prometheus first
 	Health Health
-	Log    *logrus.Logger
+	Log    logrus.FieldLogger
 	Config Config
 
 	global, suspend, drain *window.Counter
@@ -71,7 +71,7 @@ type Actor struct {
 }
 
 // New builds an Actor and registers its metrics.
-func New(st *store.Store, prom promv1.API, h Health, log *logrus.Logger, cfg Config, reg prometheus.Registerer) *Actor {
+func New(st *store.Store, prom promv1.API, h Health, log logrus.FieldLogger, cfg Config, reg prometheus.Registerer) *Actor {
 	a := &Actor{
 		Store: st, Prom: prom, Health: h, Log: log, Config: cfg,
 		global:  window.New(cfg.Rate.N, cfg.Rate.Window),
@@ -189,7 +189,7 @@ func (a *Actor) fire(ctx context.Context, key store.AlertKey, al Alert) Outcome 
 		a.actions.WithLabelValues(action, resultRefuse).Inc()
 		_ = a.Store.ReleaseAlert(ctx, key) // let the next delivery try again
 		_ = a.Store.RecordEvent(ctx, actorFor(al), action+".refused", objectType(action), key.Target, msg)
-		a.Log.WithFields(logrus.Fields{"action": action, "target": key.Target, "alertname": al.Labels["alertname"]}).Warn("action refused: " + msg)
+		a.Log.WithFields(logrus.Fields{"action": action, "target": key.Target, "alertname": al.Labels["alertname"]}).WithField("reason", msg).Warn("action refused")
 		return Outcome{Result: resultRefuse, Retry: retry}
 	}
 	// The drain guards come before the rate limit: otherwise every retry

@@ -38,7 +38,7 @@ const DefaultQuery = `
 type Ranker struct {
 	Prom  promv1.API
 	Query string
-	Log   *logrus.Logger
+	Log   logrus.FieldLogger
 
 	mu     sync.RWMutex
 	scores map[string]float64
@@ -47,7 +47,7 @@ type Ranker struct {
 }
 
 // New returns a ranker; register it on reg to export the scores.
-func New(prom promv1.API, query string, log *logrus.Logger, reg prometheus.Registerer) *Ranker {
+func New(prom promv1.API, query string, log logrus.FieldLogger, reg prometheus.Registerer) *Ranker {
 	if query == "" {
 		query = DefaultQuery
 	}
@@ -82,7 +82,7 @@ func (r *Ranker) Run(ctx context.Context, interval time.Duration) {
 	defer t.Stop()
 	for {
 		if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
-			r.Log.WithError(err).Warn("health: Prometheus query failed; keeping the last scores")
+			r.Log.WithError(err).Warn("Prometheus query failed; keeping the last scores")
 		}
 		select {
 		case <-ctx.Done():

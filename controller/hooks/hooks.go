@@ -67,7 +67,7 @@ const (
 type Deliverer struct {
 	Store       *store.Store
 	Leader      func() bool
-	Log         *logrus.Logger
+	Log         logrus.FieldLogger
 	Client      *http.Client
 	Interval    time.Duration
 	MaxAttempts int
@@ -79,7 +79,7 @@ type Deliverer struct {
 }
 
 // New returns a Deliverer with the defaults and registers its metric.
-func New(st *store.Store, leader func() bool, log *logrus.Logger, reg prometheus.Registerer) *Deliverer {
+func New(st *store.Store, leader func() bool, log logrus.FieldLogger, reg prometheus.Registerer) *Deliverer {
 	d := &Deliverer{
 		Store: st, Leader: leader, Log: log,
 		Client: &http.Client{

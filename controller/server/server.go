@@ -96,8 +96,8 @@ func Build(st *store.Store, c Config, log *logrus.Logger) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	ranker := health.New(acct.Prom, c.HealthQuery, log, reg)
-	actor := actions.New(st, acct.Prom, ranker, log, c.Actions, reg)
+	ranker := health.New(acct.Prom, c.HealthQuery, log.WithField("component", "health"), reg)
+	actor := actions.New(st, acct.Prom, ranker, log.WithField("component", "actions"), c.Actions, reg)
 	renderer, err := subscribe.New(c.SubTemplates)
 	if err != nil {
 		return nil, fmt.Errorf("--sub.templates-dir: %w", err)
@@ -117,7 +117,7 @@ func Build(st *store.Store, c Config, log *logrus.Logger) (*Controller, error) {
 		}})
 	leader := &accounting.Leader{Store: st, Acct: acct, Log: log, Holder: c.ID, Interval: c.AccountingInterval, TTL: c.LeaseTTL}
 	leader.Register(reg)
-	deliverer := hooks.New(st, leader.IsLeader, log, reg)
+	deliverer := hooks.New(st, leader.IsLeader, log.WithField("component", "hooks"), reg)
 	return &Controller{Registry: reg, API: a, Leader: leader, Ranker: ranker, Actor: actor, Hooks: deliverer}, nil
 }
 
