@@ -30,7 +30,10 @@ type API struct {
 	router *mux.Router
 	gather prometheus.Gatherer
 
-	sets setCache // rendered node user sets
+	sets  setCache    // rendered node user sets
+	revs  *revWatcher // the users revision, for the long polls
+	nodes *nodeDir    // the nodes and their tokens, for the node endpoints
+	beats *beats      // registration heartbeats not yet written
 
 	health  Scorer
 	live    *live.Cache // Prometheus answers for the UI; nil: live numbers unknown
@@ -118,6 +121,12 @@ func New(o Options) *API {
 		cop:     http.NewCrossOriginProtection(),
 		limiter: newLoginLimiter(),
 		now:     o.Now,
+	}
+	a.nodes = newNodeDir(a.store)
+	a.revs = newRevWatcher(a.store, a.log, a.nodes.invalidate)
+	a.beats = &beats{log: a.log, m: map[string]*beat{}}
+	if t, ok := any(a.store).(nodeToucher); ok {
+		a.beats.touch = t
 	}
 	if a.sess.Idle <= 0 {
 		a.sess.Idle = time.Hour
@@ -238,6 +247,7 @@ func (a *API) routes() {
 	a.Handle("session.logout", http.MethodDelete, "/api/v1/session", anyAdmin, a.serve(a.logout))
 	a.Handle("session.password", http.MethodPut, "/api/v1/session/password", anyAdmin, a.serve(a.changeOwnPassword))
 	a.Handle("session.totp_begin", http.MethodPost, "/api/v1/session/totp", anyAdmin, a.serve(a.beginOwnTOTP))
+	a.Handle("session.totp_disable", http.MethodDelete, "/api/v1/session/totp", anyAdmin, a.serve(a.disableOwnTOTP))
 	a.Handle("session.totp_confirm", http.MethodPost, "/api/v1/session/totp/confirm", anyAdmin, a.serve(a.confirmOwnTOTP))
 	a.Handle("sessions.list", http.MethodGet, "/api/v1/sessions", ownerOnly, a.serve(a.listSessions))
 	a.Handle("sessions.revoke", http.MethodDelete, "/api/v1/sessions/{id}", ownerOnly, a.serve(a.revokeSession))

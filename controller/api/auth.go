@@ -74,6 +74,9 @@ func (a *API) Handle(name, method, path string, p Policy, h http.HandlerFunc) {
 	if !p.Public {
 		inner = a.require(p, h)
 	}
+	if !p.Public && !p.Node && method != http.MethodGet && method != http.MethodHead {
+		inner = a.noticeChanges(inner)
+	}
 	a.router.Handle(path, a.instrument(name, inner)).Methods(method).Name(name)
 }
 
@@ -114,7 +117,18 @@ func bearer(r *http.Request) string {
 // issued. The token-file admin tokens are the owner, as they were before
 // accounts existed; their actor keeps its "admin:" form so that the audit
 // log reads as it did.
-func (a *API) identifyToken(ctx context.Context, tok string) (*Principal, error) {
+//
+// A node's token is looked up first where only a node may call (nodeRoute),
+// and answered from memory once seen (nodeDir).
+func (a *API) identifyToken(ctx context.Context, tok string, nodeRoute bool) (*Principal, error) {
+	if node := a.nodes.tokenNode(ctx, tok); node != "" {
+		return &Principal{Actor: "node:" + node, Node: node}, nil
+	}
+	if nodeRoute {
+		if p, err := a.identifyNode(ctx, tok); p != nil || err != nil {
+			return p, err
+		}
+	}
 	name, err := a.store.AdminTokenName(ctx, tok)
 	if err != nil {
 		return nil, err
@@ -129,19 +143,41 @@ func (a *API) identifyToken(ctx context.Context, tok string) (*Principal, error)
 	if t != nil {
 		return &Principal{Actor: "token:" + t.Name, Role: t.Role, Account: t.Admin}, nil
 	}
+	if nodeRoute {
+		return nil, nil // asked above
+	}
+	return a.identifyNode(ctx, tok)
+}
+
+// identifyNode looks a node token up in the database.
+func (a *API) identifyNode(ctx context.Context, tok string) (*Principal, error) {
 	node, err := a.store.NodeNameForToken(ctx, tok)
 	if err != nil || node == "" {
 		return nil, err
 	}
+	a.nodes.rememberToken(ctx, tok, node)
 	return &Principal{Actor: "node:" + node, Node: node}, nil
+}
+
+// noticeChanges tells the node caches that a change request went through
+// this API: the revision watcher reads at once, so that a change reaches
+// the long-polling nodes when it is made, and the nodes are read anew.
+// Every such request counts, whatever its outcome: a spurious notice
+// costs a read or two.
+func (a *API) noticeChanges(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h(w, r)
+		a.nodes.invalidate()
+		a.revs.Poke()
+	}
 }
 
 // authenticate finds the principal of a bearer token or, failing that, a
 // session cookie. A request that carries a bearer token is judged on it
 // alone: a wrong token is not rescued by a cookie.
-func (a *API) authenticate(r *http.Request) (*Principal, error) {
+func (a *API) authenticate(r *http.Request, nodeRoute bool) (*Principal, error) {
 	if tok := bearer(r); tok != "" {
-		return a.identifyToken(r.Context(), tok)
+		return a.identifyToken(r.Context(), tok, nodeRoute)
 	}
 	if r.Header.Get("Authorization") != "" {
 		return nil, nil // another scheme (Basic…): nobody we know
@@ -162,7 +198,7 @@ func (a *API) authenticate(r *http.Request) (*Principal, error) {
 // cookie-authenticated change that a browser sent from another site.
 func (a *API) require(p Policy, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		who, err := a.authenticate(r)
+		who, err := a.authenticate(r, p.Node)
 		if err != nil {
 			a.fail(w, r, err)
 			return

@@ -68,7 +68,7 @@ var contract = map[string]string{
 	"hooks.list": "aaad", "hooks.get": "aaad", "hooks.deliveries": "aaad", "hooks.put": "aadd", "hooks.delete": "aadd",
 	"hooks.redeliver": "aadd", "alerts.list": "aaad",
 	"events.list": "aaao", "sd.exporters": "aaad", "sd.probes": "aaad", "alerts.webhook": "aadd",
-	"session.get": "aaaa", "session.logout": "aaaa", "session.password": "aaaa", "session.totp_begin": "aaaa", "session.totp_confirm": "aaaa", "sessions.list": "addd", "sessions.revoke": "addd",
+	"session.get": "aaaa", "session.logout": "aaaa", "session.password": "aaaa", "session.totp_begin": "aaaa", "session.totp_confirm": "aaaa", "session.totp_disable": "aaaa", "sessions.list": "addd", "sessions.revoke": "addd",
 	"admins.list": "addd", "admins.create": "addd", "admins.get": "addd", "admins.update": "addd", "admins.delete": "addd",
 	"admins.password": "addd", "admins.totp_begin": "addd", "admins.totp_confirm": "addd", "admins.totp_disable": "addd",
 	"tokens.list": "addd", "tokens.create": "addd", "tokens.delete": "addd",

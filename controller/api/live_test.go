@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -67,7 +68,13 @@ func TestLiveNumbersFromPrometheus(t *testing.T) {
 	// One rule that acts and fires for a user nobody has, one that never
 	// fires: the UI shows the first as firing, and the second's PromQL
 	// when an alert of its name suspended a user.
-	rules := `groups:
+	// The project's recording rules come first: devices are their
+	// user:singbox_user_devices:count.
+	recording, err := os.ReadFile("../../alerts/recording.rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := string(recording) + `
   - name: test
     rules:
       - alert: AlwaysFiring
@@ -78,7 +85,12 @@ func TestLiveNumbersFromPrometheus(t *testing.T) {
 `
 	prom := promtest.StartWithRules(t, 500*time.Millisecond, rules, promtest.StaticTarget{Addr: tg.Addr(), Labels: map[string]string{"node": "n1", "job": "singbox"}})
 	tg.Set(`singbox_user_connections{user="alice"}`, 2)
-	tg.Set(`singbox_user_source_ips{user="alice"}`, 3)
+	// alice's four addresses fall in three device buckets (say, one
+	// device's IPv4 and IPv6 addresses): three devices, not four.
+	tg.Set(`singbox_user_source_ips{user="alice"}`, 4)
+	for _, b := range []string{"7", "99", "1024"} {
+		tg.Set(`singbox_user_source_ip_bucket{user="alice",bucket="`+b+`"}`, 1)
+	}
 	tg.Set(`singbox_user_connections{user="bob"}`, 0)
 	tg.Set(`singbox_user_source_ips{user="bob"}`, 0)
 	tg.Set(`singbox_connections{network="tcp"}`, 2)
@@ -96,6 +108,7 @@ func TestLiveNumbersFromPrometheus(t *testing.T) {
 		}
 	}()
 	prom.WaitFor(t, `sum(rate(singbox_user_traffic_bytes_total[1m]))`, time.Minute, func(v model.Vector) bool { return len(v) == 1 && v[0].Value > 0 })
+	prom.WaitFor(t, `user:singbox_user_devices:count{user="alice"}`, time.Minute, func(v model.Vector) bool { return len(v) == 1 })
 
 	counter, proxyURL := startCountingProxy(t, prom.URL)
 	c, err := promapi.NewClient(promapi.Config{Address: proxyURL})
@@ -160,7 +173,7 @@ func TestLiveNumbersFromPrometheus(t *testing.T) {
 		} `json:"nodes"`
 	}
 	e.admin("GET", "/api/v1/users/alice/live", nil, http.StatusOK, &ul)
-	if !ul.Live || ul.Online == nil || !*ul.Online || ul.SourceIPs == nil || *ul.SourceIPs != 3 || len(ul.Nodes) != 1 || ul.Nodes[0].Node != "n1" || ul.Nodes[0].RateDown <= 0 {
+	if !ul.Live || ul.Online == nil || !*ul.Online || ul.SourceIPs == nil || *ul.SourceIPs != 4 || len(ul.Nodes) != 1 || ul.Nodes[0].Node != "n1" || ul.Nodes[0].RateDown <= 0 {
 		t.Errorf("alice live: %+v", ul)
 	}
 

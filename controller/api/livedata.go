@@ -14,12 +14,15 @@ import (
 // set). A one-minute rate is "now" for a UI refreshing every few seconds
 // and still has two scrapes at the default 15 s interval.
 const (
-	// usersLiveQuery: every user's rate, connections and source IPs,
-	// summed over nodes (a device seen on two nodes counts twice, as in the
-	// UserTooManyDevices alert).
+	// usersLiveQuery: every user's rate and connections summed over
+	// nodes, and devices as the recording rule counts them (distinct
+	// addresses across the fleet, as the UserTooManyDevices alert does).
+	// Where the rule has no series (a Prometheus without the recording
+	// rules, or before their first evaluation), the addresses summed over
+	// nodes stand in, as before the rule existed.
 	usersLiveQuery = `label_replace(sum by (user, direction) (rate(singbox_user_traffic_bytes_total[1m])), "k", "rate_$1", "direction", "(.+)")
 or label_replace(sum by (user) (singbox_user_connections), "k", "connections", "", "")
-or label_replace(sum by (user) (singbox_user_source_ips), "k", "source_ips", "", "")`
+or label_replace(user:singbox_user_devices:count or sum by (user) (singbox_user_source_ips), "k", "source_ips", "", "")`
 
 	// nodesLiveQuery: each node's rate, connections, users online, applied
 	// revision, failed applies and traffic of the last day (with what of it

@@ -60,9 +60,11 @@ func (a *API) createNode(w http.ResponseWriter, r *http.Request) (any, error) {
 }
 
 func (a *API) deleteNode(_ http.ResponseWriter, r *http.Request) (any, error) {
-	if err := a.store.DeleteNode(r.Context(), Caller(r), mux.Vars(r)["name"]); err != nil {
+	name := mux.Vars(r)["name"]
+	if err := a.store.DeleteNode(r.Context(), Caller(r), name); err != nil {
 		return nil, err
 	}
+	a.beats.forget(name)
 	return noContent, nil
 }
 
@@ -146,10 +148,30 @@ func (a *API) healthyNode(name string) bool {
 	return ok && s > 0
 }
 
+// registerNode stores a node's registration. The agent sends it again
+// every minute as a heartbeat: one that repeats the stored registration
+// only moves last_seen, in memory (see beats).
 func (a *API) registerNode(w http.ResponseWriter, r *http.Request) (any, error) {
 	var reg sbconfig.Registration
 	if err := decode(w, r, &reg); err != nil {
 		return nil, err
 	}
-	return a.store.RegisterNode(r.Context(), mux.Vars(r)["name"], reg)
+	name := mux.Vars(r)["name"]
+	if n, ok := a.heartbeat(r.Context(), name, reg); ok {
+		return n, nil
+	}
+	before, _ := a.nodes.node(r.Context(), name)
+	n, err := a.store.RegisterNode(r.Context(), name, reg)
+	if err != nil {
+		return nil, err
+	}
+	a.beats.wrote(name, *n.LastSeen)
+	if before == nil || before.Group() != n.Group() {
+		// The node's user set changed with its group.
+		a.nodes.invalidate()
+		a.revs.Poke()
+	} else {
+		a.nodes.put(n)
+	}
+	return n, nil
 }

@@ -21,8 +21,9 @@ const maxWait = 60 * time.Second
 
 // nodeUsers answers the node's desired user set. With If-None-Match equal
 // to the current ETag it answers 304, after waiting up to ?wait= seconds
-// for a change. Changes made by another controller on the same database are
-// seen by polling the revision once a second.
+// for a change. Changes made through this API are seen at once, those made
+// by another controller on the same database within about a second: the
+// revision watcher reads the revision once a second while any poll waits.
 func (a *API) nodeUsers(w http.ResponseWriter, r *http.Request) {
 	name := mux.Vars(r)["name"]
 	wait, err := intParam(r, "wait", 0, int(maxWait/time.Second))
@@ -32,7 +33,7 @@ func (a *API) nodeUsers(w http.ResponseWriter, r *http.Request) {
 	}
 	deadline := time.Now().Add(time.Duration(wait) * time.Second)
 	for {
-		set, err := a.userSet(r.Context(), name)
+		set, rev, err := a.userSet(r.Context(), name)
 		if err != nil {
 			a.fail(w, r, err)
 			return
@@ -45,7 +46,7 @@ func (a *API) nodeUsers(w http.ResponseWriter, r *http.Request) {
 			w.Write(set.body)
 			return
 		}
-		if !a.waitForRevision(r, set.rev, deadline) {
+		if !a.revs.wait(r.Context(), rev, deadline) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
@@ -84,14 +85,18 @@ type setCache struct {
 
 const maxRenderedSets = 1024
 
-func (a *API) userSet(ctx context.Context, node string) (*renderedSet, error) {
-	n, err := a.store.GetNode(ctx, node)
+// userSet returns the node's rendered set and the revision it was looked up
+// under, which the long poll waits to move. The node's group comes from the
+// node directory and the revision from the watcher: a set may be up to a
+// second older than one read now, as a poll would have seen anyway.
+func (a *API) userSet(ctx context.Context, node string) (*renderedSet, int64, error) {
+	n, err := a.nodes.node(ctx, node)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	rev, err := a.store.UsersRevision(ctx)
+	rev, err := a.revs.current(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	key, sets := n.Group(), &a.sets
 	sets.Lock()
@@ -118,9 +123,9 @@ func (a *API) userSet(ctx context.Context, node string) (*renderedSet, error) {
 	}
 	select {
 	case <-c.set.ready:
-		return c.set, c.set.err
+		return c.set, rev, c.set.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, 0, ctx.Err()
 	}
 }
 
@@ -143,22 +148,4 @@ func (a *API) render(ctx context.Context, group string, rs *renderedSet) {
 	sum := sha256.Sum256(users)
 	rs.rev, rs.etag = set.Revision, `"`+hex.EncodeToString(sum[:12])+`"`
 	rs.body = fmt.Appendf(make([]byte, 0, len(users)+40), `{"revision":%d,"users":%s}`+"\n", set.Revision, users)
-}
-
-// waitForRevision returns true when the revision moved before the deadline.
-func (a *API) waitForRevision(r *http.Request, rev int64, deadline time.Time) bool {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for time.Now().Before(deadline) {
-		select {
-		case <-r.Context().Done():
-			return false
-		case <-t.C:
-		}
-		cur, err := a.store.UsersRevision(r.Context())
-		if err == nil && cur != rev {
-			return true
-		}
-	}
-	return false
 }

@@ -101,6 +101,7 @@ func (a *API) listNodes(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.beats.overlay(ns...)
 	if ns == nil {
 		ns = []*store.Node{}
 	}
@@ -123,6 +124,7 @@ func (a *API) getNode(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.beats.overlay(n)
 	if Who(r).Role == store.RoleReseller {
 		return a.nodeForReseller(n), nil
 	}

@@ -62,6 +62,9 @@ type whoami struct {
 	Via       string     `json:"via"` // session or token
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	IdleFor   int64      `json:"idle_timeout_seconds,omitempty"`
+	// TOTP: the account has a second factor; false for a credential
+	// without an account (a token-file admin token).
+	TOTP bool `json:"totp_enabled"`
 }
 
 // login checks a name, password and (when the account has one) TOTP code
@@ -143,7 +146,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) (any, error) {
 	a.setSessionCookie(w, r, tok, int(a.sess.MaxAge/time.Second))
 	exp := a.store.Now().Add(a.sess.MaxAge).UTC().Truncate(time.Second)
 	return whoami{Actor: "admin:" + acct.Name, Name: acct.Name, Role: acct.Role, Via: "session",
-		ExpiresAt: &exp, IdleFor: int64(a.sess.Idle / time.Second)}, nil
+		ExpiresAt: &exp, IdleFor: int64(a.sess.Idle / time.Second), TOTP: acct.TOTP}, nil
 }
 
 func (a *API) getSession(_ http.ResponseWriter, r *http.Request) (any, error) {
@@ -151,6 +154,13 @@ func (a *API) getSession(_ http.ResponseWriter, r *http.Request) (any, error) {
 	out := whoami{Actor: p.Actor, Name: p.Account, Role: p.Role, Via: "token"}
 	if p.Session != nil {
 		out.Via, out.ExpiresAt, out.IdleFor = "session", &p.Session.ExpiresAt, int64(a.sess.Idle/time.Second)
+	}
+	if p.Account != "" {
+		acct, err := a.store.AdminLogin(r.Context(), p.Account)
+		if err != nil {
+			return nil, err
+		}
+		out.TOTP = acct.TOTP
 	}
 	return out, nil
 }
@@ -261,4 +271,51 @@ func (a *API) confirmOwnTOTP(w http.ResponseWriter, r *http.Request) (any, error
 	// left a stolen session alive would protect little): log in again.
 	a.setSessionCookie(w, r, "", -1)
 	return map[string]any{"recovery_codes": codes}, nil
+}
+
+// disableOwnTOTP turns the caller's own second factor off, given the
+// current password or a current TOTP (or recovery) code: a session left
+// open on a shared screen must not be enough. It is audited as
+// admin.totp_disable, like an owner's, and like every change of the
+// second factor it ends the account's sessions, this one too.
+func (a *API) disableOwnTOTP(w http.ResponseWriter, r *http.Request) (any, error) {
+	name, err := ownAccount(r)
+	if err != nil {
+		return nil, err
+	}
+	var b struct {
+		Password string `json:"current_password"`
+		Code     string `json:"code"`
+	}
+	if err := decode(w, r, &b); err != nil {
+		return nil, err
+	}
+	acct, err := a.store.AdminLogin(r.Context(), name)
+	if err != nil {
+		return nil, err
+	}
+	if !acct.TOTP {
+		return nil, &apiclient.Error{Status: http.StatusConflict, Code: apiclient.CodeConflict, Message: "this account has no TOTP to turn off"}
+	}
+	switch {
+	case b.Password != "":
+		if !store.CheckPassword(acct.PasswordHash, b.Password) {
+			return nil, &store.ValidationError{Field: "current_password", Reason: "is wrong"}
+		}
+	case b.Code != "":
+		ok, _, err := a.store.CheckSecondFactor(r.Context(), name, b.Code)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, &store.ValidationError{Field: "code", Reason: "is wrong or was used already"}
+		}
+	default:
+		return nil, &store.ValidationError{Field: "current_password", Reason: "give the current password or a current TOTP code"}
+	}
+	if _, err := a.store.DisableTOTP(r.Context(), Caller(r), name); err != nil {
+		return nil, err
+	}
+	a.setSessionCookie(w, r, "", -1)
+	return noContent, nil
 }

@@ -598,3 +598,102 @@ func TestOwnPasswordAndTOTP(t *testing.T) {
 		wantError(t, "own password with a token", e.call("PUT", "/api/v1/session/password", adminToken, `{"current_password":"x","new_password":"y"}`), http.StatusBadRequest, "bad_request")
 	})
 }
+
+// TestOwnTOTPDisable: any admin turns its own second factor off with its
+// password or a current code, not with the session alone; whoami says
+// whether the account has one.
+func TestOwnTOTPDisable(t *testing.T) {
+	eachEnv(t, func(t *testing.T, e *env) {
+		e, clk := sessionEnv(t, e.store)
+		addAdmin(t, e.store, "rea", store.RoleReseller, "rea-long-password")
+		login := func(code string) string {
+			t.Helper()
+			return "boxfleet_session=" + sessionCookieOf(t, e.serve("POST", "/api/v1/session", "192.0.2.80:1", loginBody("rea", "rea-long-password", code))).Value
+		}
+		whoTOTP := func(cookie string) bool {
+			t.Helper()
+			w := e.serve("GET", "/api/v1/session", "192.0.2.80:1", "", "Cookie", cookie)
+			var who struct {
+				TOTP *bool `json:"totp_enabled"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &who); err != nil || w.Code != 200 || who.TOTP == nil {
+				t.Fatalf("whoami: %d %s", w.Code, w.Body)
+			}
+			return *who.TOTP
+		}
+		disable := func(cookie string, body map[string]string) *httptest.ResponseRecorder {
+			b, _ := json.Marshal(body)
+			return e.serve("DELETE", "/api/v1/session/totp", "192.0.2.80:1", string(b), "Cookie", cookie)
+		}
+		enrol := func(cookie string) string {
+			t.Helper()
+			var enr struct{ Secret string }
+			w := e.serve("POST", "/api/v1/session/totp", "192.0.2.80:1", "", "Cookie", cookie)
+			json.Unmarshal(w.Body.Bytes(), &enr)
+			code, _ := totp.Code(enr.Secret, clk.Now())
+			if w := e.serve("POST", "/api/v1/session/totp/confirm", "192.0.2.80:1", `{"code":"`+code+`"}`, "Cookie", cookie); w.Code != 200 {
+				t.Fatalf("enrolment: %d %s", w.Code, w.Body)
+			}
+			return enr.Secret
+		}
+
+		cookie := login("")
+		if whoTOTP(cookie) {
+			t.Error("whoami says TOTP is on before enrolment")
+		}
+		if w := disable(cookie, map[string]string{"current_password": "rea-long-password"}); w.Code != http.StatusConflict {
+			t.Errorf("turning off a TOTP that is off: %d %s", w.Code, w.Body)
+		}
+		secret := enrol(cookie)
+		clk.add(totp.Step)
+		code, _ := totp.Code(secret, clk.Now())
+		cookie = login(code)
+		if !whoTOTP(cookie) {
+			t.Error("whoami says TOTP is off after enrolment")
+		}
+		for what, body := range map[string]map[string]string{
+			"no proof":       {},
+			"wrong password": {"current_password": "not-the-password"},
+			"wrong code":     {"code": "000000"},
+			"used code":      {"code": code}, // spent by the login
+		} {
+			if w := disable(cookie, body); w.Code != http.StatusBadRequest {
+				t.Errorf("%s: %d %s, want 400", what, w.Code, w.Body)
+			}
+		}
+		if !whoTOTP(cookie) {
+			t.Fatal("a refused request turned TOTP off")
+		}
+		if w := disable(cookie, map[string]string{"current_password": "rea-long-password"}); w.Code != http.StatusNoContent {
+			t.Fatalf("with the password: %d %s", w.Code, w.Body)
+		}
+		// Like enrolment, it ends the account's sessions.
+		if w := e.serve("GET", "/api/v1/session", "192.0.2.80:1", "", "Cookie", cookie); w.Code != http.StatusUnauthorized {
+			t.Errorf("the session outlived turning TOTP off: %d", w.Code)
+		}
+		evs, err := e.store.Events(t.Context(), store.EventFilter{Action: "admin.totp_disable"})
+		if err != nil || len(evs) != 1 || evs[0].Actor != "admin:rea" || evs[0].ObjectName != "rea" {
+			t.Errorf("audit: %+v %v", evs, err)
+		}
+		cookie = login("") // no code needed any more
+		if whoTOTP(cookie) {
+			t.Error("whoami says TOTP is on after turning it off")
+		}
+
+		// With a current code instead of the password.
+		secret = enrol(cookie)
+		clk.add(totp.Step)
+		code, _ = totp.Code(secret, clk.Now())
+		cookie = login(code)
+		clk.add(totp.Step)
+		code, _ = totp.Code(secret, clk.Now())
+		if w := disable(cookie, map[string]string{"code": code}); w.Code != http.StatusNoContent {
+			t.Fatalf("with a code: %d %s", w.Code, w.Body)
+		}
+		if whoTOTP(login("")) { // logging in without a code works too
+			t.Error("TOTP still on after turning it off with a code")
+		}
+		// A bearer token has no account of its own.
+		wantError(t, "with a token", e.call("DELETE", "/api/v1/session/totp", adminToken, `{"current_password":"x"}`), http.StatusBadRequest, "bad_request")
+	})
+}

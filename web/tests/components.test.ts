@@ -71,11 +71,11 @@ describe('LoginPage', () => {
 })
 
 describe('AccountPage', () => {
-  async function mountAccount(role = 'operator') {
+  async function mountAccount(role = 'operator', totp?: boolean) {
     const AccountPage = (await import('../src/views/AccountPage.vue')).default
     const { useSession } = await import('../src/stores/session')
     const s = useSession()
-    s.me = { actor: 'admin:op', name: 'op', role: role as 'operator', via: 'session' }
+    s.me = { actor: 'admin:op', name: 'op', role: role as 'operator', via: 'session', totp_enabled: totp }
     s.checked = true
     const router = createRouter({ history: createMemoryHistory(), routes: [
       { path: '/', component: { template: '<div/>' } },
@@ -136,6 +136,39 @@ describe('AccountPage', () => {
     await flushPromises()
     expect(w.find('[data-test=recovery-codes]').text()).toContain('EEEE-FFFF-GGGG-HHHH')
     expect(w.find('[data-test=totp-state]').text()).toBe('on')
+    w.unmount()
+  })
+  test('TOTP state comes from the session answer, for every role', async () => {
+    const { w } = await mountAccount('viewer', false)
+    expect(w.find('[data-test=totp-state]').text()).toBe('off')
+    expect(w.find('[data-test=totp-disable]').exists()).toBe(false)
+    w.unmount()
+  })
+  test('a non-owner turns its own TOTP off with its password, a wrong code explained', async () => {
+    const answers = [
+      new Response(JSON.stringify({ error: { code: 'invalid', message: 'code: is wrong or was used already', field: 'code' } }), { status: 400 }),
+      new Response(null, { status: 204 }),
+    ]
+    const fetch = vi.spyOn(globalThis, 'fetch').mockImplementation(async () => answers.shift()!)
+    const { w, router, s } = await mountAccount('reseller', true)
+    expect(w.find('[data-test=totp-state]').text()).toBe('on')
+    await w.find('[data-test=totp-disable]').trigger('click')
+    await w.find('[data-test=totp-off-code]').setValue('111 111')
+    await w.find('[data-test=totp-card] form').trigger('submit')
+    await flushPromises()
+    let [url, init] = fetch.mock.calls[0] as [string, RequestInit]
+    expect(url).toMatch(/api\/v1\/session\/totp$/)
+    expect(init.method).toBe('DELETE')
+    expect(JSON.parse(String(init.body))).toEqual({ code: '111111' })
+    expect(w.find('[data-test=totp-off-error]').text()).toMatch(/used already/)
+    await w.find('[data-test=totp-off-code]').setValue('')
+    await w.find('[data-test=totp-off-password]').setValue('my-password')
+    await w.find('[data-test=totp-card] form').trigger('submit')
+    await flushPromises()
+    ;[url, init] = fetch.mock.calls[1] as [string, RequestInit]
+    expect(JSON.parse(String(init.body))).toEqual({ current_password: 'my-password' })
+    expect(s.me).toBeNull()
+    expect(router.currentRoute.value.name).toBe('login')
     w.unmount()
   })
 })

@@ -2258,7 +2258,35 @@ export interface paths {
                 413: components["responses"]["Error"];
             };
         };
-        delete?: never;
+        /** Turn the session's own TOTP off, given the current password or a current TOTP code; ends the account's sessions, this one too (400 with a bearer token; 409 when TOTP is off) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["OwnTOTPDisable"];
+                };
+            };
+            responses: {
+                /** @description success */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+            };
+        };
         options?: never;
         head?: never;
         patch?: never;
@@ -3019,6 +3047,8 @@ export interface components {
             via?: "session" | "token";
             expires_at?: string;
             idle_timeout_seconds?: number;
+            /** @description the account has TOTP on; false for a credential without an account */
+            totp_enabled?: boolean;
         };
         /** @description a reseller's limits; 0 or empty means no limit */
         Limits: {
@@ -3340,6 +3370,11 @@ export interface components {
             alerts: components["schemas"]["FiringAlert"][];
             /** @description episodes the controller handled that are still firing */
             episodes: components["schemas"]["Episode"][];
+        };
+        /** @description the current password or a current TOTP (or recovery) code */
+        OwnTOTPDisable: {
+            current_password?: string;
+            code?: string;
         };
     };
     responses: {
