@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"strings"
 	"time"
@@ -51,6 +52,9 @@ func DecodeSnapshot(r io.Reader) (*Snapshot, error) {
 	var (
 		s        Snapshot
 		up, down bool
+		// One buffer for every number's text: a snapshot holds two per
+		// connection.
+		num = make([]byte, 0, 24)
 	)
 	if it.WhatIsNext() != jsoniter.ObjectValue {
 		return nil, errors.New("decoding connections: answer is not a JSON object")
@@ -58,15 +62,15 @@ func DecodeSnapshot(r io.Reader) (*Snapshot, error) {
 	it.ReadObjectCB(func(it *jsoniter.Iterator, field string) bool {
 		switch {
 		case strings.EqualFold(field, "uploadTotal"):
-			up = readUint(it, &s.UploadTotal)
+			up = readUint(it, &num, &s.UploadTotal)
 		case strings.EqualFold(field, "downloadTotal"):
-			down = readUint(it, &s.DownloadTotal)
+			down = readUint(it, &num, &s.DownloadTotal)
 		case strings.EqualFold(field, "memory"):
-			readUint(it, &s.Memory)
+			readUint(it, &num, &s.Memory)
 		case strings.EqualFold(field, "connections"):
 			s.Connections = s.Connections[:0]
 			it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
-				s.Connections = append(s.Connections, readConnection(it))
+				s.Connections = append(s.Connections, readConnection(it, &num))
 				return it.Error == nil
 			})
 		default:
@@ -86,7 +90,7 @@ func DecodeSnapshot(r io.Reader) (*Snapshot, error) {
 	return &s, nil
 }
 
-func readConnection(it *jsoniter.Iterator) Connection {
+func readConnection(it *jsoniter.Iterator, num *[]byte) Connection {
 	var (
 		c          Connection
 		ip, port   string
@@ -97,9 +101,9 @@ func readConnection(it *jsoniter.Iterator) Connection {
 		case strings.EqualFold(field, "id"):
 			readString(it, &c.ID)
 		case strings.EqualFold(field, "upload"):
-			readUint(it, &c.Upload)
+			readUint(it, num, &c.Upload)
 		case strings.EqualFold(field, "download"):
-			readUint(it, &c.Download)
+			readUint(it, num, &c.Download)
 		case strings.EqualFold(field, "start"):
 			if readString(it, &start) {
 				var t time.Time
@@ -136,19 +140,53 @@ func readConnection(it *jsoniter.Iterator) Connection {
 }
 
 // readUint reads an unsigned integer into v; null leaves v as it was, as
-// encoding/json does. It reports whether a number was read.
-func readUint(it *jsoniter.Iterator, v *uint64) bool {
+// encoding/json does. It reports whether a number was read. The number's
+// text is captured into num and parsed here rather than by ReadUint64,
+// whose overflow check misses some values past 2^64 and wraps them
+// (107000000000000000000 read as a small counter), where encoding/json
+// refuses the answer.
+func readUint(it *jsoniter.Iterator, num *[]byte, v *uint64) bool {
 	switch it.WhatIsNext() {
 	case jsoniter.NilValue:
 		it.ReadNil()
 		return false
 	case jsoniter.NumberValue:
-		*v = it.ReadUint64()
-		return it.Error == nil
+		*num = it.SkipAndAppendBytes((*num)[:0])
+		if it.Error != nil {
+			return false
+		}
+		n, ok := parseUint(*num)
+		if !ok {
+			it.ReportError("readUint", "not an unsigned 64-bit integer: "+string(*num))
+			return false
+		}
+		*v = n
+		return true
 	default:
 		it.ReportError("readUint", "expected a number")
 		return false
 	}
+}
+
+// parseUint parses a JSON integer that fits in a uint64: digits only (no
+// sign, fraction or exponent, which encoding/json refuses for a uint64) and
+// no leading zero.
+func parseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || (b[0] == '0' && len(b) > 1) {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
 }
 
 // readString reads a string into v; null leaves v as it was. Bytes that are
