@@ -8,8 +8,10 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	promapi "github.com/prometheus/client_golang/api"
@@ -28,6 +30,10 @@ const LeaseName = "singletons"
 const (
 	metric      = "singbox_user_traffic_bytes_total"
 	epochMetric = "singbox_exporter_counters_start_timestamp_seconds"
+	// Every singbox_exporter exports its counters' epoch: listing the
+	// nodes by it reads one series per node, not a million.
+	// The timestamp is the node's last scrape.
+	nodesQuery = `timestamp(` + epochMetric + `)`
 )
 
 // Accountant reads Prometheus and writes the ledger.
@@ -38,6 +44,9 @@ type Accountant struct {
 	Holder string // this controller's identity in the lease
 	// Before each commit; tests use it to stop a controller mid-cycle.
 	BeforeCommit func(node string)
+	// FullReads reads every series of every node each cycle instead of
+	// only those that moved since the node's last commit.
+	FullReads bool
 
 	client      promapi.Client // for the per-node queries, decoded by queryVector
 	lastSuccess prometheus.Gauge
@@ -101,49 +110,95 @@ func (a *Accountant) cycle(ctx context.Context) error {
 	if err := a.sweep(ctx); err != nil {
 		return err
 	}
-	nodes, err := a.nodes(ctx)
+	// Every query of the cycle is evaluated at the same instant.
+	at := time.Now()
+	nodes, scraped, err := a.nodes(ctx, at)
+	if err != nil {
+		return err
+	}
+	cursors, err := a.Store.NodeCursors(ctx)
 	if err != nil {
 		return err
 	}
 	// Returning early stops the prefetching goroutine.
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for q := range a.prefetch(qctx, nodes) {
-		if q.err == nil {
-			q.err = a.commitNode(ctx, q.node, q.vec)
-		}
+	for q := range a.prefetch(qctx, at, plan(nodes, scraped, cursors, a.FullReads)) {
 		if q.err != nil {
-			return fmt.Errorf("node %s: %w", q.node, q.err)
+			return fmt.Errorf("nodes %s: %w", strings.Join(q.nodes, ", "), q.err)
+		}
+		for _, node := range q.nodes {
+			if err := a.commitNode(ctx, node, q, cursors[node]); err != nil {
+				return fmt.Errorf("node %s: %w", node, err)
+			}
 		}
 	}
 	return a.sweep(ctx)
 }
 
-// queried is one node's answer from Prometheus.
-type queried struct {
-	node string
-	vec  *nodeVector
-	err  error
+// A query asks Prometheus for one node's every series (full) or, for
+// nodes with a cursor, for only the series that moved since it.
+type query struct {
+	nodes  []string
+	moved  bool
+	since  []int64 // for moved: each node's cursor (ms)
+	epochs []int64 // and stored epoch
 }
 
-// prefetchDepth is how many nodes' answers wait for their commit.
+// movedGroup is how many nodes one query for moved series covers: fewer
+// round trips, and an answer small enough to wait in the prefetch queue
+// even when every series moved (10 nodes x 5,000 series, a few MB).
+const movedGroup = 10
+
+// plan splits the nodes, in order, into queries. A node not scraped
+// since its last commit has nothing new to read.
+func plan(nodes []string, scraped map[string]int64, cursors map[string]store.NodeCursor, full bool) []query {
+	var out []query
+	for _, n := range nodes {
+		c := cursors[n]
+		if full || c.Epoch == 0 || c.Scraped == 0 || scraped[n] < 0 {
+			out = append(out, query{nodes: []string{n}})
+			continue
+		}
+		if scraped[n] == c.Scraped {
+			continue
+		}
+		if len(out) == 0 || !out[len(out)-1].moved || len(out[len(out)-1].nodes) == movedGroup {
+			out = append(out, query{moved: true})
+		}
+		out[len(out)-1].nodes = append(out[len(out)-1].nodes, n)
+		out[len(out)-1].since = append(out[len(out)-1].since, c.Scraped)
+		out[len(out)-1].epochs = append(out[len(out)-1].epochs, c.Epoch)
+	}
+	return out
+}
+
+// queried is Prometheus's answer to one query, per node.
+type queried struct {
+	query
+	answers map[string]*nodeAnswer
+	err     error
+}
+
+// prefetchDepth is how many answers wait for their commits.
 //
 // Querying the next nodes during a commit makes a cycle take about the
-// longer of Prometheus's and the database's work instead of their sum. Each waiting answer holds one node's series (about a megabyte of
-// JSON for 5,000 users), so memory stays bounded.
+// longer of Prometheus's and the database's work instead of their sum.
+// Each waiting answer holds at most a few nodes' series, so memory stays
+// bounded.
 const prefetchDepth = 2
 
-// prefetch queries the nodes in order, ahead of their commits. The channel
-// is closed after the last node, after the first error, or once ctx ends,
+// prefetch runs the queries in order, ahead of their commits. The channel
+// is closed after the last one, after the first error, or once ctx ends,
 // which is how the reader stops it.
-func (a *Accountant) prefetch(ctx context.Context, nodes []string) <-chan queried {
+func (a *Accountant) prefetch(ctx context.Context, at time.Time, qs []query) <-chan queried {
 	out := make(chan queried, prefetchDepth)
 	go func() {
 		defer close(out)
-		for _, node := range nodes {
-			vec, err := a.queryVector(ctx, `{__name__=~"`+metric+`|`+epochMetric+`",node=`+strconv.Quote(node)+`}`)
+		for _, q := range qs {
+			ans, err := a.ask(ctx, at, q)
 			select {
-			case out <- queried{node: node, vec: vec, err: err}:
+			case out <- queried{query: q, answers: ans, err: err}:
 			case <-ctx.Done():
 				return
 			}
@@ -155,6 +210,136 @@ func (a *Accountant) prefetch(ctx context.Context, nodes []string) <-chan querie
 	return out
 }
 
+// ask runs one query. Each node's answer carries the timestamp of the
+// scrape its values come from, read in the same query so that it
+// describes exactly these values.
+func (a *Accountant) ask(ctx context.Context, at time.Time, q query) (map[string]*nodeAnswer, error) {
+	if q.moved {
+		return a.askMoved(ctx, at, q)
+	}
+	sel := `node=` + strconv.Quote(q.nodes[0])
+	v, err := a.queryVector(ctx, `{__name__=~"`+metric+`|`+epochMetric+`",`+sel+`} or `+scrapedExpr(sel), at)
+	if err != nil {
+		return nil, err
+	}
+	return v.byNode(q.nodes[0]), nil
+}
+
+// askMoved reads the nodes' series that moved since their cursors, in
+// two queries: which series moved (up to movedByName a node), then their
+// values.
+//
+// A series moved when its value changed after the cursor's scrape
+// (changes() over the samples from that scrape on), or when it was not in
+// that scrape. The second is read from Prometheus's own
+// scrape_series_added, which counts the series a scrape has that the one
+// before it lacked: while it stayed 0 since the cursor, every series now
+// was in the cursor's scrape. A node where it did not, or where it is
+// missing (a backend that does not write it), has every series read.
+// The selection touches each series once, with no matching of labels
+// (matching every series against its value at the cursor cost Prometheus
+// more than sending them all), and answers at most movedByName+1 series
+// a node (topk): a node where more moved is read whole. The values are
+// then looked up by name in Prometheus's index.
+func (a *Accountant) askMoved(ctx context.Context, at time.Time, q query) (map[string]*nodeAnswer, error) {
+	ms := at.UnixMilli()
+	var b strings.Builder
+	skewed := map[string]bool{}
+	for i, n := range q.nodes {
+		if q.since[i] >= ms {
+			// Prometheus's clock is ahead of this one: read every series.
+			skewed[n] = true
+			continue
+		}
+		sel := `{node=` + strconv.Quote(n) + `}`
+		// From the cursor's scrape on (ranges leave out their start),
+		// and after it.
+		from := `[` + strconv.FormatInt(ms-q.since[i]+1, 10) + `ms]`
+		after := `[` + strconv.FormatInt(ms-q.since[i], 10) + `ms]`
+		b.WriteString(`topk(` + strconv.Itoa(movedByName+1) + `, changes(` + metric + sel + from + `) > 0) or `)
+		b.WriteString(`label_replace(sum_over_time(scrape_series_added` + sel + after + `), "guard", "1", "", "") or `)
+	}
+	group := `node=~` + nodesRegex(q.nodes)
+	b.WriteString(epochMetric + `{` + group + `} or ` + scrapedExpr(group))
+	v, err := a.queryVector(ctx, b.String(), at)
+	if err != nil {
+		return nil, err
+	}
+	sel := v.byNode("")
+
+	// The values: of the moved series where the guard held, of every
+	// series where it did not, with the epochs again to check that both
+	// queries saw the same counters.
+	var parts []string
+	for i, n := range q.nodes {
+		ans := sel[n]
+		switch {
+		case ans == nil || ans.epoch != q.epochs[i] || skewed[n]:
+			// A new epoch, or the exporter gone: every series is read
+			// and committed whole.
+			parts = append(parts, `{__name__=~"`+metric+`",node=`+strconv.Quote(n)+`}`)
+			if ans != nil {
+				ans.full = true
+			}
+		case !ans.guarded || ans.added > 0 || ans.movedSeries > movedByName:
+			parts = append(parts, metric+`{node=`+strconv.Quote(n)+`}`)
+		case len(ans.moved) > 0:
+			users := make([]string, 0, len(ans.moved))
+			for u := range ans.moved {
+				users = append(users, u)
+			}
+			sort.Strings(users)
+			// A set of names, which Prometheus looks up in its index.
+			parts = append(parts, metric+`{node=`+strconv.Quote(n)+`,user=~`+nodesRegex(users)+`}`)
+		}
+	}
+	if len(parts) == 0 {
+		return sel, nil
+	}
+	v, err = a.queryVector(ctx, strings.Join(parts, ` or `)+` or `+epochMetric+`{`+group+`} or `+scrapedExpr(group), at)
+	if err != nil {
+		return nil, err
+	}
+	vals := v.byNode("")
+	for _, n := range q.nodes {
+		ans, val := sel[n], vals[n]
+		switch {
+		case val == nil:
+			continue
+		case ans == nil || ans.full:
+			// Committed whole, from the second query alone.
+			val.full = true
+			sel[n] = val
+		case val.epoch != ans.epoch:
+			// The epoch changed between the two queries: the next
+			// cycle reads it.
+			delete(sel, n)
+		default:
+			ans.samples = val.samples
+		}
+	}
+	return sel, nil
+}
+
+// movedByName is the most moved series of a node whose values are asked
+// for by name; beyond it the node's every series is read.
+const movedByName = 1000
+
+// nodesRegex matches exactly the names given.
+func nodesRegex(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = regexp.QuoteMeta(n)
+	}
+	return strconv.Quote(strings.Join(quoted, "|"))
+}
+
+// scrapedExpr is the timestamp of the nodes' last scrape, as the epoch's
+// sample time, marked with a label of its own.
+func scrapedExpr(sel string) string {
+	return `label_replace(timestamp(` + epochMetric + `{` + sel + `}), "scraped", "1", "", "")`
+}
+
 func (a *Accountant) sweep(ctx context.Context) error {
 	changes, err := a.Store.Sweep(ctx, "system:sweep")
 	for _, c := range changes {
@@ -163,47 +348,53 @@ func (a *Accountant) sweep(ctx context.Context) error {
 	return err
 }
 
-// nodes lists every node that has per-user series in Prometheus, whether or
-// not it is registered: traffic is billed even from a node deleted a moment
-// ago.
-func (a *Accountant) nodes(ctx context.Context) ([]string, error) {
-	v, err := a.query(ctx, `count by (node) (`+metric+`)`)
+// nodes lists every node with an exporter in Prometheus, whether or not it
+// is registered: traffic is billed even from a node deleted a moment ago.
+// It also returns each node's last scrape (ms).
+func (a *Accountant) nodes(ctx context.Context, at time.Time) ([]string, map[string]int64, error) {
+	v, err := a.query(ctx, nodesQuery, at)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []string
+	scraped := map[string]int64{}
 	for _, s := range v {
-		if n := string(s.Metric["node"]); n != "" {
-			out = append(out, n)
+		n := string(s.Metric["node"])
+		if n == "" {
+			continue
 		}
+		if _, dup := scraped[n]; dup {
+			scraped[n] = -1 // two exporters with one name: no cursor can describe both
+			continue
+		}
+		out = append(out, n)
+		scraped[n] = int64(math.Round(float64(s.Value) * 1e3))
 	}
 	sort.Strings(out)
-	return out, nil
+	return out, scraped, nil
 }
 
-func (a *Accountant) commitNode(ctx context.Context, node string, v *nodeVector) error {
-	// Counters and their epoch come from one query, so both come from the
-	// same evaluation.
-	samples := make([]store.Sample, 0, len(v.Data.Result))
-	var epoch int64
-	for _, s := range v.Data.Result {
-		val := s.Value.v
-		if !s.Value.ok {
-			continue
-		}
-		if s.Metric.Name == epochMetric {
-			epoch = int64(val)
-			continue
-		}
-		if math.IsNaN(val) || val < 0 || val > 1<<62 {
-			continue
-		}
-		samples = append(samples, store.Sample{User: s.Metric.User, Direction: s.Metric.Direction, Value: int64(val)})
+// cursorRefresh is how old a node's cursor may grow while none of its
+// series move before a commit moves it forward: comparing with a scrape
+// long gone makes Prometheus read old blocks.
+const cursorRefresh = 10 * time.Minute
+
+func (a *Accountant) commitNode(ctx context.Context, node string, q queried, cur store.NodeCursor) error {
+	ans := q.answers[node]
+	if ans == nil {
+		return nil // no exporter now: nothing to read
+	}
+	partial := q.moved && !ans.full
+	if partial && len(ans.samples) == 0 && time.Since(time.UnixMilli(cur.Scraped)) < cursorRefresh {
+		return nil // nothing moved
 	}
 	if a.BeforeCommit != nil {
 		a.BeforeCommit(node)
 	}
-	res, err := a.Store.CommitNode(ctx, LeaseName, a.Holder, node, epoch, samples, time.Now())
+	res, err := a.Store.Commit(ctx, store.NodeCommit{
+		Lease: LeaseName, Holder: a.Holder, Node: node, Epoch: ans.epoch, Samples: ans.samples,
+		Partial: partial, Scraped: ans.scraped, At: time.Now(),
+	})
 	if err != nil {
 		return err
 	}
@@ -215,10 +406,10 @@ func (a *Accountant) commitNode(ctx context.Context, node string, v *nodeVector)
 	return nil
 }
 
-func (a *Accountant) query(ctx context.Context, q string) (model.Vector, error) {
+func (a *Accountant) query(ctx context.Context, q string, at time.Time) (model.Vector, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	res, warnings, _, err := a.Prom.Query(ctx, q, time.Now())
+	res, warnings, _, err := a.Prom.Query(ctx, q, at)
 	if err != nil {
 		return nil, fmt.Errorf("query Prometheus: %w", err)
 	}

@@ -29,10 +29,12 @@ func series(user, dir string) string {
 // fleet is two fake exporters scraped by a real Prometheus, and the true
 // traffic the test made them count.
 type fleet struct {
-	prom  *promtest.Server
-	nodes map[string]*promtest.Target
-	truth map[string]int64 // user/direction -> bytes that really crossed nodes
-	down  map[string]bool
+	prom   *promtest.Server
+	nodes  map[string]*promtest.Target
+	truth  map[string]int64 // user/direction -> bytes that really crossed nodes
+	down   map[string]bool
+	kept   map[string]float64 // a vanished node's series, by vanish
+	epochs int                // epochs started by resets
 }
 
 func newFleet(t *testing.T) *fleet {
@@ -65,6 +67,35 @@ func (f *fleet) settle(t *testing.T) {
 		f.prom.WaitFor(t, fmt.Sprintf(`singbox_user_traffic_bytes_total{node=%q,user="probe"}`, name), 20*time.Second,
 			func(v model.Vector) bool { return len(v) == 1 && float64(v[0].Value) == want })
 	}
+}
+
+// vanish makes node's exporter drop one user's series (then waits until
+// Prometheus saw it go), or with user "" serve every known series again at
+// the values they had.
+func (f *fleet) vanish(t *testing.T, node, user, dir string) {
+	t.Helper()
+	tg := f.nodes[node]
+	if f.kept == nil {
+		f.kept = map[string]float64{}
+		for _, k := range []string{epochMetric, series("alice", "upload"), series("alice", "download"), series("bob", "upload"), series("bob", "download")} {
+			f.kept[k] = tg.Add(k, 0)
+		}
+	}
+	probe := tg.Add(series("probe", "upload"), 0) // settle's, always growing
+	tg.Reset()
+	tg.Set(series("probe", "upload"), probe)
+	for k, v := range f.kept {
+		if user == "" || k != series(user, dir) {
+			tg.Set(k, v)
+		}
+	}
+	if user == "" {
+		f.kept = nil
+		return
+	}
+	f.settle(t)
+	f.prom.WaitFor(t, fmt.Sprintf(`singbox_user_traffic_bytes_total{node=%q,user=%q,direction=%q}`, node, user, dir), 20*time.Second,
+		func(v model.Vector) bool { return len(v) == 0 })
 }
 
 func (f *fleet) setDown(node string, down bool) {
@@ -148,8 +179,11 @@ func TestLedgerExact(t *testing.T) {
 		})
 		step("an idle cycle adds nothing", func() {})
 		step("counter reset on n1", func() {
-			f.nodes["n1"].Reset() // every series gone, and a new epoch
-			f.nodes["n1"].Set(epochMetric, 1_800_000_000)
+			// Every series gone, and a new epoch: when the counters
+			// started, so a new one on every back end's run.
+			f.nodes["n1"].Reset()
+			f.epochs++
+			f.nodes["n1"].Set(epochMetric, float64(1_800_000_000+f.epochs))
 			f.move("n1", "alice", "download", 300) // the new exporter starts from zero
 		})
 		step("node n2 disappears", func() { f.setDown("n2", true) })
@@ -157,6 +191,22 @@ func TestLedgerExact(t *testing.T) {
 			func(v model.Vector) bool { return len(v) == 0 })
 		f.setDown("n2", false)
 		step("node n2 returns with more traffic", func() { f.move("n2", "bob", "upload", 10) })
+
+		// A series moves, then leaves the exporter before the next cycle
+		// and comes back unchanged later: the cycle in between must not
+		// take its absence for "unchanged", nor the one after it its
+		// return.
+		f.move("n1", "alice", "upload", 777)
+		f.settle(t)
+		f.vanish(t, "n1", "alice", "upload")
+		mustCycle(t, a)
+		f.vanish(t, "n1", "", "")
+		f.settle(t)
+		mustCycle(t, a)
+		checkExact(t, s, f, "alice", "bob")
+		if t.Failed() {
+			t.Fatal("ledger wrong after a series that moved came back")
+		}
 
 		// The controller dies after reading Prometheus and before
 		// committing: a new one must neither lose nor repeat the delta.

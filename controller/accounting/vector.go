@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	jsoniter "github.com/json-iterator/go"
+
+	"github.com/boxfleet/boxfleet/controller/store"
 )
 
 // nodeVector is what the accountant needs from one node's instant query:
@@ -25,8 +28,11 @@ type nodeVector struct {
 		Result     []struct {
 			Metric struct {
 				Name      string `json:"__name__"`
+				Node      string `json:"node"`
 				User      string `json:"user"`
 				Direction string `json:"direction"`
+				Scraped   string `json:"scraped"`
+				Guard     string `json:"guard"`
 			} `json:"metric"`
 			Value point `json:"value"`
 		} `json:"result"`
@@ -61,10 +67,10 @@ func (p *point) UnmarshalJSON(b []byte) error {
 // queryVector runs an instant query through the client's transport (the
 // same address, TLS and authentication as the other queries) and decodes
 // the vector into nodeVector.
-func (a *Accountant) queryVector(ctx context.Context, q string) (*nodeVector, error) {
+func (a *Accountant) queryVector(ctx context.Context, q string, at time.Time) (*nodeVector, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	form := url.Values{"query": {q}, "time": {strconv.FormatFloat(float64(time.Now().UnixMilli())/1e3, 'f', -1, 64)}}
+	form := url.Values{"query": {q}, "time": {strconv.FormatFloat(float64(at.UnixMilli())/1e3, 'f', -1, 64)}}
 	req, err := http.NewRequest(http.MethodPost, a.client.URL("/api/v1/query", nil).String(), strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
@@ -100,4 +106,58 @@ func decodeNodeVector(body []byte) (*nodeVector, error) {
 	var v nodeVector
 	err := jsoniter.ConfigCompatibleWithStandardLibrary.Unmarshal(body, &v)
 	return &v, err
+}
+
+// nodeAnswer is one node's part of an answer.
+type nodeAnswer struct {
+	epoch   int64
+	scraped int64 // ms
+	samples []store.Sample
+	// Of a query for moved series: the users whose series moved, and how
+	// many series the node's scrapes added since the cursor (guarded:
+	// that was read).
+	moved       map[string]bool
+	movedSeries int // topk's answer: more than movedByName means cut short
+	added       float64
+	guarded     bool
+	full        bool // every series of the node, to commit whole
+}
+
+// byNode splits the answer by node; a series without a node label
+// belongs to def.
+func (v *nodeVector) byNode(def string) map[string]*nodeAnswer {
+	out := map[string]*nodeAnswer{}
+	for _, s := range v.Data.Result {
+		node := s.Metric.Node
+		if node == "" {
+			node = def
+		}
+		ans := out[node]
+		if ans == nil {
+			ans = &nodeAnswer{}
+			out[node] = ans
+		}
+		val := s.Value.v
+		if !s.Value.ok || math.IsNaN(val) {
+			continue
+		}
+		switch {
+		case s.Metric.Scraped != "":
+			ans.scraped = int64(math.Round(val * 1e3))
+		case s.Metric.Guard != "":
+			ans.added, ans.guarded = val, true
+		case s.Metric.Name == "" && s.Metric.User != "":
+			// changes() > 0: a series that moved.
+			if ans.moved == nil {
+				ans.moved = map[string]bool{}
+			}
+			ans.moved[s.Metric.User] = true
+			ans.movedSeries++
+		case s.Metric.Name == epochMetric:
+			ans.epoch = int64(val)
+		case val >= 0 && val <= 1<<62:
+			ans.samples = append(ans.samples, store.Sample{User: s.Metric.User, Direction: s.Metric.Direction, Value: int64(val)})
+		}
+	}
+	return out
 }

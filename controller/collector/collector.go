@@ -6,6 +6,7 @@ package collector
 
 import (
 	"context"
+	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,24 +15,28 @@ import (
 	"github.com/boxfleet/boxfleet/controller/store"
 )
 
+// The per-user families' help, shared by the Collector and WriteUsers.
+const (
+	usedHelp      = "Traffic (upload + download) the user has used in the current period, from the ledger."
+	limitHelp     = "Traffic limit for the current period; absent when unlimited."
+	expiryHelp    = "When the user expires; absent when never."
+	periodEndHelp = "When the user's current traffic period ends and its use is reset; absent for no_reset."
+	devicesHelp   = "How many source IPs the user may use at once; absent when unlimited."
+	statusHelp    = "1 for the user's current status (active, disabled, limited, expired, on_hold)."
+	usersHelp     = "Number of users by status."
+)
+
 var (
 	storeUp = prometheus.NewDesc("boxfleet_store_up",
 		"1 when the last scrape could read the database.", nil, nil)
-	used = prometheus.NewDesc("boxfleet_user_traffic_used_bytes",
-		"Traffic (upload + download) the user has used in the current period, from the ledger.", []string{"user"}, nil)
-	limit = prometheus.NewDesc("boxfleet_user_traffic_limit_bytes",
-		"Traffic limit for the current period; absent when unlimited.", []string{"user"}, nil)
-	expiry = prometheus.NewDesc("boxfleet_user_expiry_timestamp_seconds",
-		"When the user expires; absent when never.", []string{"user"}, nil)
-	periodEnd = prometheus.NewDesc("boxfleet_user_period_end_timestamp_seconds",
-		"When the user's current traffic period ends and its use is reset; absent for no_reset.", []string{"user"}, nil)
-	devices = prometheus.NewDesc("boxfleet_user_device_limit",
-		"How many source IPs the user may use at once; absent when unlimited.", []string{"user"}, nil)
-	status = prometheus.NewDesc("boxfleet_user_status",
-		"1 for the user's current status (active, disabled, limited, expired, on_hold).", []string{"user", "status"}, nil)
-	users = prometheus.NewDesc("boxfleet_users",
-		"Number of users by status.", []string{"status"}, nil)
-	drained = prometheus.NewDesc("boxfleet_node_drained",
+	used      = prometheus.NewDesc("boxfleet_user_traffic_used_bytes", usedHelp, []string{"user"}, nil)
+	limit     = prometheus.NewDesc("boxfleet_user_traffic_limit_bytes", limitHelp, []string{"user"}, nil)
+	expiry    = prometheus.NewDesc("boxfleet_user_expiry_timestamp_seconds", expiryHelp, []string{"user"}, nil)
+	periodEnd = prometheus.NewDesc("boxfleet_user_period_end_timestamp_seconds", periodEndHelp, []string{"user"}, nil)
+	devices   = prometheus.NewDesc("boxfleet_user_device_limit", devicesHelp, []string{"user"}, nil)
+	status    = prometheus.NewDesc("boxfleet_user_status", statusHelp, []string{"user", "status"}, nil)
+	users     = prometheus.NewDesc("boxfleet_users", usersHelp, []string{"status"}, nil)
+	drained   = prometheus.NewDesc("boxfleet_node_drained",
 		"1 when the node is left out of subscriptions.", []string{"node"}, nil)
 	lastSeen = prometheus.NewDesc("boxfleet_node_last_seen_timestamp_seconds",
 		"When the node's exporter last registered.", []string{"node"}, nil)
@@ -42,12 +47,20 @@ type Collector struct {
 	Store   *store.Store
 	Log     *logrus.Logger
 	Timeout time.Duration
+	// StreamUsers leaves the per-user families and boxfleet_users to
+	// Handler, which writes them without the registry.
+	StreamUsers bool
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{storeUp, used, limit, expiry, periodEnd, devices, status, users, drained, lastSeen} {
-		ch <- d
+	ch <- storeUp
+	ch <- drained
+	ch <- lastSeen
+	if !c.StreamUsers {
+		for _, d := range []*prometheus.Desc{used, limit, expiry, periodEnd, devices, status, users} {
+			ch <- d
+		}
 	}
 }
 
@@ -57,7 +70,10 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
-	err := collectUsers(ctx, ch, c.Store)
+	var err error
+	if !c.StreamUsers {
+		err = collectUsers(ctx, ch, c.Store)
+	}
 	if err == nil {
 		var ns []*store.Node
 		if ns, err = c.Store.ListNodes(ctx); err == nil {
@@ -117,4 +133,13 @@ func collectNodes(ch chan<- prometheus.Metric, ns []*store.Node) {
 			ch <- prometheus.MustNewConstMetric(lastSeen, prometheus.GaugeValue, float64(n.LastSeen.Unix()), n.Name)
 		}
 	}
+}
+
+func sortedKeys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -31,119 +31,258 @@ type CommitResult struct {
 
 type delta struct{ up, down int64 }
 
-// CommitNode turns one node's raw counter values into deltas against the
-// stored checkpoints and adds them to the ledger (daily per user and node,
-// and the users' current period) in the same transaction as the new
-// checkpoints: a crash anywhere either applies a delta once or not at all.
-// A value below its checkpoint is a counter reset (the exporter lost its
-// state), and then the whole value is new traffic. epoch is when the
-// exporter's counters started (0 when unknown): when it differs from the
-// one stored, every checkpoint of the node is void, which also catches
-// series that vanished with the state and came back above their old value.
-// When lease is set, the commit happens only while holder still owns it.
-func (s *Store) CommitNode(ctx context.Context, lease, holder, node string, epoch int64, samples []Sample, at time.Time) (CommitResult, error) {
-	var res CommitResult
-	err := s.tx(ctx, func(tx *sqlx.Tx) error {
-		if lease != "" {
-			if err := s.checkLease(ctx, tx, lease, holder); err != nil {
-				return err
-			}
-		}
-		old, err := s.checkpoints(ctx, tx, node)
-		if err != nil {
-			return err
-		}
-		res = CommitResult{Series: len(samples)}
-		newEpoch, err := s.swapEpoch(ctx, tx, node, epoch)
-		if err != nil {
-			return err
-		}
-		if newEpoch && len(old) > 0 {
-			res.Resets = len(old)
-			old = map[string]int64{}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM checkpoints WHERE node = ?`, node); err != nil {
-				return err
-			}
-		}
-		var changed []Sample
-		deltas := map[string]*delta{}
-		for _, smp := range samples {
-			key := smp.User + "\x00" + smp.Direction
-			prev, seen := old[key]
-			if seen && smp.Value == prev {
-				continue
-			}
-			d := smp.Value - prev
-			if smp.Value < prev {
-				d = smp.Value
-				res.Resets++
-			}
-			changed = append(changed, smp)
-			if d == 0 {
-				continue
-			}
-			acc := deltas[smp.User]
-			if acc == nil {
-				acc = &delta{}
-				deltas[smp.User] = acc
-			}
-			if smp.Direction == "upload" {
-				acc.up += d
-			} else {
-				acc.down += d
-			}
-			res.Bytes += d
-		}
-		res.Changed = len(changed)
-		ex := &preparedTx{ctx: ctx, tx: tx, stmts: map[string]*sql.Stmt{}}
-		if err := s.writeCheckpoints(ex, node, changed); err != nil {
-			return err
-		}
-		if err := s.addDaily(ex, node, day(at.Unix()), deltas); err != nil {
-			return err
-		}
-		return s.addPeriodUsage(ex, at.Unix(), deltas)
-	})
-	return res, err
+// ErrEpochMoved refuses a partial commit whose epoch is not the node's
+// stored one: only a read of every series can follow a new epoch.
+var ErrEpochMoved = errors.New("the node's counter epoch is not the stored one")
+
+// NodeCommit is one node's counters read from Prometheus.
+type NodeCommit struct {
+	Lease, Holder string // when Lease is set, commit only while Holder owns it
+	Node          string
+	Epoch         int64 // when the exporter's counters started; 0 unknown
+	Samples       []Sample
+	// Partial: Samples hold only the series that may differ from their
+	// checkpoints (those that moved since the node's cursor); every other
+	// series of the node is unchanged. Refused with ErrEpochMoved unless
+	// Epoch is the stored epoch.
+	Partial bool
+	// Scraped is the timestamp (ms) of the scrape the samples come from,
+	// stored as the node's cursor (NodeCursors); 0 when unknown.
+	Scraped int64
+	At      time.Time
 }
 
-// swapEpoch stores the node's counter epoch and reports whether it replaced
-// a different one.
-func (s *Store) swapEpoch(ctx context.Context, tx *sqlx.Tx, node string, epoch int64) (bool, error) {
-	if epoch == 0 {
-		return false, nil
-	}
-	var cur int64
-	err := tx.QueryRowxContext(ctx, `SELECT since FROM node_epochs WHERE node = ?`, node).Scan(&cur)
-	switch {
-	case err == nil && cur == epoch:
-		return false, nil
-	case err == nil:
-		_, err = tx.ExecContext(ctx, `UPDATE node_epochs SET since = ? WHERE node = ?`, epoch, node)
-		return true, err
-	case errors.Is(err, sql.ErrNoRows):
-		_, err = tx.ExecContext(ctx, `INSERT INTO node_epochs (node, since) VALUES (?, ?)`, node, epoch)
-		return false, err
-	}
-	return false, err
+// NodeCursor is what the last commit of a node read.
+type NodeCursor struct {
+	Epoch   int64
+	Scraped int64 // ms; 0 unknown
 }
 
-func (s *Store) checkpoints(ctx context.Context, tx *sqlx.Tx, node string) (map[string]int64, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT user_name, direction, value FROM checkpoints WHERE node = ?`, node)
+// NodeCursors returns every node's epoch and cursor.
+func (s *Store) NodeCursors(ctx context.Context) (map[string]NodeCursor, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT node, since, scraped_ms FROM node_epochs`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]int64{}
+	out := map[string]NodeCursor{}
 	for rows.Next() {
-		var u, d string
-		var v int64
-		if err := rows.Scan(&u, &d, &v); err != nil {
+		var n string
+		var c NodeCursor
+		if err := rows.Scan(&n, &c.Epoch, &c.Scraped); err != nil {
 			return nil, err
 		}
-		out[u+"\x00"+d] = v
+		out[n] = c
 	}
 	return out, rows.Err()
+}
+
+// CommitNode commits every series of a node (see Commit).
+func (s *Store) CommitNode(ctx context.Context, lease, holder, node string, epoch int64, samples []Sample, at time.Time) (CommitResult, error) {
+	return s.Commit(ctx, NodeCommit{Lease: lease, Holder: holder, Node: node, Epoch: epoch, Samples: samples, At: at})
+}
+
+// counter is one node and user's checkpoint: the last value of each
+// direction, -1 for a direction never seen.
+type counter struct {
+	user     string
+	up, down int64
+}
+
+// Commit turns one node's raw counter values into deltas against the
+// stored checkpoints and adds them to the ledger (daily per user and node,
+// and the users' current period) in the same transaction as the new
+// checkpoints and the node's cursor: a crash anywhere either applies a
+// delta once or not at all. A value below its checkpoint is a counter
+// reset (the exporter lost its state), and then the whole value is new
+// traffic. When the epoch differs from the one stored, every checkpoint of
+// the node is void, which also catches series that vanished with the
+// state and came back above their old value.
+func (s *Store) Commit(ctx context.Context, c NodeCommit) (CommitResult, error) {
+	var res CommitResult
+	err := s.tx(ctx, func(tx *sqlx.Tx) error {
+		if c.Lease != "" {
+			if err := s.checkLease(ctx, tx, c.Lease, c.Holder); err != nil {
+				return err
+			}
+		}
+		res = CommitResult{Series: len(c.Samples)}
+		cur, found, err := s.nodeCursor(ctx, tx, c.Node)
+		if err != nil {
+			return err
+		}
+		if c.Partial && (c.Epoch == 0 || !found || cur.Epoch != c.Epoch) {
+			return ErrEpochMoved
+		}
+		// The samples, one row per user.
+		byUser := make(map[string]int, len(c.Samples)/2+1)
+		rows := make([]counter, 0, len(c.Samples)/2+1)
+		for _, smp := range c.Samples {
+			i, ok := byUser[smp.User]
+			if !ok {
+				i = len(rows)
+				byUser[smp.User] = i
+				rows = append(rows, counter{user: smp.User, up: -1, down: -1})
+			}
+			if smp.Direction == "upload" {
+				rows[i].up = smp.Value
+			} else {
+				rows[i].down = smp.Value
+			}
+		}
+		var old map[string]counter
+		if c.Epoch != 0 && found && cur.Epoch != c.Epoch {
+			if res.Resets, err = s.voidCounters(ctx, tx, c.Node); err != nil {
+				return err
+			}
+			old = map[string]counter{}
+		} else if old, err = s.counters(ctx, tx, c.Node, rows, c.Partial); err != nil {
+			return err
+		}
+		changed := rows[:0:0]
+		deltas := map[string]*delta{}
+		for _, r := range rows {
+			prev, seen := old[r.user]
+			if !seen {
+				prev = counter{user: r.user, up: -1, down: -1}
+			}
+			next, moved := prev, false
+			var d delta
+			if r.up >= 0 {
+				var dirMoved bool
+				if d.up, dirMoved = s.step(&res, prev.up, r.up, c.Epoch != 0); dirMoved {
+					moved, next.up = true, r.up
+				}
+			}
+			if r.down >= 0 {
+				var dirMoved bool
+				if d.down, dirMoved = s.step(&res, prev.down, r.down, c.Epoch != 0); dirMoved {
+					moved, next.down = true, r.down
+				}
+			}
+			if !moved {
+				continue
+			}
+			changed = append(changed, next)
+			if d.up == 0 && d.down == 0 {
+				continue
+			}
+			deltas[r.user] = &delta{up: d.up, down: d.down}
+			res.Bytes += d.up + d.down
+		}
+		ex := &preparedTx{ctx: ctx, tx: tx, stmts: map[string]*sql.Stmt{}}
+		if err := s.writeCounters(ex, c.Node, changed); err != nil {
+			return err
+		}
+		if err := s.addDaily(ex, c.Node, day(c.At.Unix()), deltas); err != nil {
+			return err
+		}
+		if err := s.addPeriodUsage(ex, c.At.Unix(), deltas); err != nil {
+			return err
+		}
+		return s.writeCursor(ctx, tx, c, cur, found)
+	})
+	return res, err
+}
+
+// step compares one series' value with its checkpoint (-1: never seen):
+// the traffic it adds and whether the checkpoint must change.
+//
+// Under a known epoch (the checkpoints were voided if it changed), a value
+// below the checkpoint is not a reset, which would have come with a new
+// epoch, but an older reading: a metrics backend that crashed and lost its
+// last seconds of samples (VictoriaMetrics flushes every few seconds)
+// answers counters below what the last cycle committed. The checkpoint
+// stays; counting the value as new traffic would add it twice. Without an
+// epoch, a lower value is all a reset can look like.
+func (s *Store) step(res *CommitResult, prev, v int64, epochKnown bool) (int64, bool) {
+	if prev >= 0 && v == prev || epochKnown && v < prev {
+		return 0, false
+	}
+	res.Changed++
+	if v < prev {
+		res.Resets++
+		return v, true
+	}
+	return v - max(prev, 0), true
+}
+
+func (s *Store) nodeCursor(ctx context.Context, tx *sqlx.Tx, node string) (NodeCursor, bool, error) {
+	var c NodeCursor
+	err := tx.QueryRowxContext(ctx, `SELECT since, scraped_ms FROM node_epochs WHERE node = ?`, node).Scan(&c.Epoch, &c.Scraped)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, false, nil
+	}
+	return c, err == nil, err
+}
+
+// writeCursor stores the node's epoch and cursor when they changed. An
+// unknown epoch keeps the stored one but voids the cursor.
+func (s *Store) writeCursor(ctx context.Context, tx *sqlx.Tx, c NodeCommit, cur NodeCursor, found bool) error {
+	next := NodeCursor{Epoch: c.Epoch, Scraped: c.Scraped}
+	if c.Epoch == 0 {
+		next = NodeCursor{Epoch: cur.Epoch}
+	}
+	var err error
+	switch {
+	case !found && c.Epoch != 0:
+		_, err = tx.ExecContext(ctx, `INSERT INTO node_epochs (node, since, scraped_ms) VALUES (?, ?, ?)`, c.Node, next.Epoch, next.Scraped)
+	case found && next != cur:
+		_, err = tx.ExecContext(ctx, `UPDATE node_epochs SET since = ?, scraped_ms = ? WHERE node = ?`, next.Epoch, next.Scraped, c.Node)
+	}
+	return err
+}
+
+// voidCounters deletes a node's checkpoints and returns how many series
+// they held.
+func (s *Store) voidCounters(ctx context.Context, tx *sqlx.Tx, node string) (int, error) {
+	var n sql.NullInt64
+	if err := tx.QueryRowxContext(ctx, `SELECT SUM(CASE WHEN up >= 0 THEN 1 ELSE 0 END + CASE WHEN down >= 0 THEN 1 ELSE 0 END)
+	  FROM counters WHERE node = ?`, node).Scan(&n); err != nil {
+		return 0, err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM counters WHERE node = ?`, node)
+	return int(n.Int64), err
+}
+
+// partialLookup is the largest partial commit whose checkpoints are looked
+// up by name; beyond it, reading the node's whole key range is cheaper.
+const partialLookup = 1000
+
+// counters reads the checkpoints of the users in rows: all of the node's
+// when the commit holds every series, else by name.
+func (s *Store) counters(ctx context.Context, tx *sqlx.Tx, node string, rows []counter, partial bool) (map[string]counter, error) {
+	out := make(map[string]counter, len(rows))
+	scan := func(q string, args ...any) error {
+		rs, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		for rs.Next() {
+			var c counter
+			if err := rs.Scan(&c.user, &c.up, &c.down); err != nil {
+				return err
+			}
+			out[c.user] = c
+		}
+		return rs.Err()
+	}
+	if !partial || len(rows) > partialLookup {
+		return out, scan(`SELECT user_name, up, down FROM counters WHERE node = ?`, node)
+	}
+	for start := 0; start < len(rows); start += batch {
+		part := rows[start:min(start+batch, len(rows))]
+		args := make([]any, 0, 1+len(part))
+		args = append(args, node)
+		for _, r := range part {
+			args = append(args, r.user)
+		}
+		if err := scan(`SELECT user_name, up, down FROM counters WHERE node = ? AND user_name IN `+placeholders(1, len(part)), args...); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // batch is how many rows go into one multi-row statement: well under both
@@ -174,15 +313,15 @@ func (p *preparedTx) exec(q string, args ...any) error {
 	return err
 }
 
-func (s *Store) writeCheckpoints(ex *preparedTx, node string, samples []Sample) error {
-	tail := s.upsert([]string{"node", "user_name", "direction"}, "value")
-	for start := 0; start < len(samples); start += batch {
-		part := samples[start:min(start+batch, len(samples))]
+func (s *Store) writeCounters(ex *preparedTx, node string, rows []counter) error {
+	tail := s.upsert([]string{"node", "user_name"}, "up", "down")
+	for start := 0; start < len(rows); start += batch {
+		part := rows[start:min(start+batch, len(rows))]
 		args := make([]any, 0, 4*len(part))
-		for _, smp := range part {
-			args = append(args, node, smp.User, smp.Direction, smp.Value)
+		for _, r := range part {
+			args = append(args, node, r.user, r.up, r.down)
 		}
-		q := `INSERT INTO checkpoints (node, user_name, direction, value) VALUES ` + placeholders(len(part), 4) + tail
+		q := `INSERT INTO counters (node, user_name, up, down) VALUES ` + placeholders(len(part), 4) + tail
 		if err := ex.exec(q, args...); err != nil {
 			return fmt.Errorf("checkpoints: %w", err)
 		}

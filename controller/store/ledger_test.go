@@ -225,3 +225,85 @@ func TestCommitNodeEpoch(t *testing.T) {
 		}
 	})
 }
+
+// A partial commit holds only the series that moved; the others keep
+// their checkpoints. It is refused under an epoch other than the stored
+// one, and every commit moves the node's cursor.
+func TestCommitPartial(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		setClock(s, date(2025, 11, 5, 12, 0, 0))
+		part := func(epoch, scraped int64, samples ...store.Sample) (store.CommitResult, error) {
+			return s.Commit(bg, store.NodeCommit{Node: "n1", Epoch: epoch, Samples: samples, Partial: true, Scraped: scraped, At: s.Now()})
+		}
+		cursor := func() store.NodeCursor {
+			t.Helper()
+			c, err := s.NodeCursors(bg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c["n1"]
+		}
+		if _, err := part(1000, 4000, up("a", 1)); !errors.Is(err, store.ErrEpochMoved) {
+			t.Errorf("partial commit of a node never committed: %v", err)
+		}
+		res, err := s.Commit(bg, store.NodeCommit{Node: "n1", Epoch: 1000, Scraped: 5000, At: s.Now(),
+			Samples: []store.Sample{up("a", 100), down("a", 200), up("b", 10)}})
+		if err != nil || res.Bytes != 310 || cursor() != (store.NodeCursor{Epoch: 1000, Scraped: 5000}) {
+			t.Fatalf("full commit: %+v %v, cursor %+v", res, err, cursor())
+		}
+		res, err = part(1000, 6000, up("a", 150))
+		if err != nil || res != (store.CommitResult{Series: 1, Changed: 1, Bytes: 50}) {
+			t.Errorf("partial commit: %+v %v", res, err)
+		}
+		assertTotals(t, s, "a", 150, 200)
+		assertTotals(t, s, "b", 10, 0)
+		if c := cursor(); c != (store.NodeCursor{Epoch: 1000, Scraped: 6000}) {
+			t.Errorf("cursor after a partial commit: %+v", c)
+		}
+		// The directions not in a partial commit keep their checkpoints.
+		if res, _ := part(1000, 7000, down("a", 230), up("b", 10)); res.Bytes != 30 || res.Changed != 1 {
+			t.Errorf("second partial commit: %+v", res)
+		}
+		if res, _ := s.CommitNode(bg, "", "", "n1", 1000, []store.Sample{up("a", 150), down("a", 230), up("b", 10)}, s.Now()); res.Bytes != 0 || res.Changed != 0 {
+			t.Errorf("full commit of unchanged values after partial ones: %+v", res)
+		}
+		// Nothing moved: only the cursor.
+		before := dump(t, s)["usage_daily"]
+		if _, err := part(1000, 8000); err != nil || cursor().Scraped != 8000 {
+			t.Errorf("empty partial commit: %v, cursor %+v", err, cursor())
+		}
+		if after := dump(t, s)["usage_daily"]; !reflect.DeepEqual(before, after) {
+			t.Errorf("an empty commit wrote to the ledger")
+		}
+		// Another epoch needs every series: nothing is written.
+		before = dump(t, s)["counters"]
+		if _, err := part(2000, 9000, up("a", 1)); !errors.Is(err, store.ErrEpochMoved) {
+			t.Errorf("partial commit under a new epoch: %v", err)
+		}
+		if after := dump(t, s)["counters"]; !reflect.DeepEqual(before, after) || cursor().Scraped != 8000 {
+			t.Errorf("a refused commit wrote")
+		}
+		// A commit that does not know its scrape voids the cursor.
+		commitEpoch(t, s, "n1", 0, up("a", 151))
+		if c := cursor(); c != (store.NodeCursor{Epoch: 1000}) {
+			t.Errorf("cursor after a commit of unknown epoch: %+v", c)
+		}
+	})
+}
+
+// Under a known epoch a value below the checkpoint is an older reading
+// (a backend that lost its last samples), not a reset: nothing is added,
+// and the checkpoint stays.
+func TestCommitNodeOlderReading(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		setClock(s, date(2025, 11, 5, 12, 0, 0))
+		commitEpoch(t, s, "n1", 1000, up("a", 6000), down("a", 10))
+		if res := commitEpoch(t, s, "n1", 1000, up("a", 1000), down("a", 20)); res.Bytes != 10 || res.Resets != 0 || res.Changed != 1 {
+			t.Errorf("older reading: %+v, want 10 bytes, no reset", res)
+		}
+		if res := commitEpoch(t, s, "n1", 1000, up("a", 6007), down("a", 20)); res.Bytes != 7 {
+			t.Errorf("after the older reading: %+v, want 7 bytes", res)
+		}
+		assertTotals(t, s, "a", 6007, 20)
+	})
+}

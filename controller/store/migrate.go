@@ -12,7 +12,9 @@ import (
 
 // migrations are applied in order, each once, recorded in schema_migrations.
 // Add new ones at the end; never edit one that has shipped. The text is
-// shared by both back ends: {{id}} becomes each dialect's auto-increment key.
+// shared by both back ends: {{id}} becomes each dialect's auto-increment key,
+// {{without_rowid}} SQLite's WITHOUT ROWID (nothing on MySQL, whose tables
+// are their primary key already).
 var migrations = []string{
 	1: `
 CREATE TABLE users (
@@ -267,11 +269,52 @@ CREATE TABLE sessions (
 	// utf8mb4 (3072 bytes at most). Neither column changes when usage does.
 	38: sqliteOnly + `CREATE INDEX users_search ON users (name, note)`,
 	39: sqliteOnly + `CREATE INDEX users_groups ON users (groups_csv)`,
+	// One checkpoint row per node and user instead of one per direction:
+	// a fully changed accounting cycle writes half the rows. -1 is a
+	// direction never seen (its first value is all new traffic, even 0).
+	// On SQLite the key is the table (WITHOUT ROWID), so a write
+	// touches one b-tree, not a table and its key's index.
+	40: `
+CREATE TABLE counters (
+  node VARCHAR(64) NOT NULL,
+  user_name VARCHAR(64) NOT NULL,
+  up BIGINT NOT NULL,
+  down BIGINT NOT NULL,
+  PRIMARY KEY (node, user_name)
+){{without_rowid}}`,
+	41: `INSERT INTO counters (node, user_name, up, down)
+  SELECT node, user_name,
+    MAX(CASE WHEN direction = 'upload' THEN value ELSE -1 END),
+    MAX(CASE WHEN direction = 'download' THEN value ELSE -1 END)
+  FROM checkpoints GROUP BY node, user_name`,
+	42: `DROP TABLE IF EXISTS checkpoints`,
+	// The timestamp (ms) of the scrape a node's last commit read, under
+	// the epoch in since: the next cycle asks Prometheus only for the
+	// series that differ from their value at that instant. 0: unknown,
+	// read every series.
+	43: `ALTER TABLE node_epochs ADD COLUMN scraped_ms BIGINT NOT NULL DEFAULT 0`,
+	// Usage was in three of the list's indexes, and the ledger changes it
+	// every cycle: each held index cost a commit a b-tree write per user
+	// (+35 % on SQLite for 5,000 users). Only "by usage within a status"
+	// keeps a full index; the list reads "by usage" across statuses as a
+	// merge of the statuses' pages of it (ListUsers). On SQLite the
+	// "over 90 %" indexes hold only the users over 90 %, and only those
+	// pay: a partial index is written only when a row is or was in it.
+	// MySQL has no partial indexes; InnoDB rewrites an index entry only
+	// when its values change, and over90 rarely does, so its index stays.
+	44: sqliteOnly + `DROP INDEX IF EXISTS users_over90`,
+	45: sqliteOnly + `CREATE INDEX users_over90_expire ON users (status, expire_sort) WHERE over90 = 1`,
+	46: sqliteOnly + `CREATE INDEX users_over90_used ON users (used_total) WHERE over90 = 1`,
+	47: sqliteOnly + `DROP INDEX IF EXISTS users_used`,
+	48: mysqlOnly + `DROP INDEX IF EXISTS users_used ON users`,
 }
 
 // sqliteOnly starts a migration that only SQLite runs; MySQL records it
-// as applied.
-const sqliteOnly = "/* sqlite only */ "
+// as applied. mysqlOnly is the converse.
+const (
+	sqliteOnly = "/* sqlite only */ "
+	mysqlOnly  = "/* mysql only */ "
+)
 
 func (s *Store) migrate(ctx context.Context) error {
 	conn, err := s.db.Connx(ctx)
@@ -322,9 +365,17 @@ func (s *Store) migrate(ctx context.Context) error {
 
 func (s *Store) applyMigration(ctx context.Context, conn *sqlx.Conn, v int) error {
 	stmt := strings.ReplaceAll(migrations[v], "{{id}}", s.autoID())
+	withoutRowid := ""
+	if s.dialect == sqlite {
+		withoutRowid = " WITHOUT ROWID"
+	}
+	stmt = strings.ReplaceAll(stmt, "{{without_rowid}}", withoutRowid)
 	skip := false
 	if rest, ok := strings.CutPrefix(stmt, sqliteOnly); ok {
 		stmt, skip = rest, s.dialect != sqlite
+	}
+	if rest, ok := strings.CutPrefix(stmt, mysqlOnly); ok {
+		stmt, skip = rest, s.dialect != mysqlDialect
 	}
 	if s.dialect == mysqlDialect && strings.HasPrefix(strings.TrimSpace(stmt), "CREATE TABLE") {
 		// Binary collation compares like SQLite does; the database's

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -487,6 +488,69 @@ func TestLegacyNoResetPeriodStartShowsCreation(t *testing.T) {
 		}
 		if u := getUser(t, s, "old"); !u.PeriodStart.Equal(date(2025, 5, 14, 10, 0, 0)) {
 			t.Errorf("legacy no_reset period starts %v, want creation", u.PeriodStart)
+		}
+	})
+}
+
+// Usage order across statuses is read as a merge of each status's index
+// (ListUsers): every page, forward and reversed, with and without the
+// "over 90 %" filter, must be the plain sort's.
+func TestListUsersByUsageAcrossStatuses(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		type row struct {
+			name     string
+			used, id int64
+			over90   bool
+		}
+		var rows []row
+		for i := range 14 {
+			name := fmt.Sprintf("u%02d", i)
+			limit := int64(1000)
+			createUser(t, s, name, store.UserSpec{TrafficLimit: &limit})
+			used := int64(i*37%10) * 100 // ties, broken by id
+			if used > 0 {
+				if _, err := s.CommitNode(bg, "", "", "n1", 0, []store.Sample{{User: name, Direction: "upload", Value: used}}, s.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if i%3 == 0 {
+				if _, err := s.SuspendUser(bg, "admin", name, "test"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rows = append(rows, row{name: name, used: used, id: int64(i), over90: used >= 900})
+		}
+		for _, sort := range []string{"used", "-used"} {
+			for _, over90 := range []bool{false, true} {
+				var want []string
+				sorted := slices.Clone(rows)
+				slices.SortFunc(sorted, func(a, b row) int {
+					c := cmp.Or(cmp.Compare(a.used, b.used), cmp.Compare(a.id, b.id))
+					if sort == "-used" {
+						return -c
+					}
+					return c
+				})
+				for _, r := range sorted {
+					if !over90 || r.over90 {
+						want = append(want, r.name)
+					}
+				}
+				var got []string
+				for off := 0; off < len(rows); off += 4 {
+					us, total, err := s.ListUsers(bg, store.UserFilter{Sort: sort, Over90: over90, Limit: 4, Offset: off})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if total != len(want) {
+						t.Errorf("sort %s over90 %v offset %d: total %d, want %d", sort, over90, off, total, len(want))
+					}
+					got = append(got, names(us)...)
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("sort %s over90 %v: pages %v, want %v", sort, over90, got, want)
+				}
+			}
 		}
 	})
 }
