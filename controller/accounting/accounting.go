@@ -40,7 +40,7 @@ const (
 type Accountant struct {
 	Store  *store.Store
 	Prom   promv1.API
-	Log    *logrus.Logger
+	Log    logrus.FieldLogger
 	Holder string // this controller's identity in the lease
 	// Before each commit; tests use it to stop a controller mid-cycle.
 	BeforeCommit func(node string)
@@ -57,7 +57,7 @@ type Accountant struct {
 }
 
 // New connects to Prometheus at url and registers the accountant's metrics.
-func New(st *store.Store, url, holder string, log *logrus.Logger, reg prometheus.Registerer) (*Accountant, error) {
+func New(st *store.Store, url, holder string, log logrus.FieldLogger, reg prometheus.Registerer) (*Accountant, error) {
 	c, err := promapi.NewClient(promapi.Config{Address: url})
 	if err != nil {
 		return nil, fmt.Errorf("--prometheus.url: %w", err)

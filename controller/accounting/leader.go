@@ -18,7 +18,7 @@ import (
 type Leader struct {
 	Store    *store.Store
 	Acct     *Accountant
-	Log      *logrus.Logger
+	Log      logrus.FieldLogger
 	Holder   string
 	Interval time.Duration // between accounting cycles
 	TTL      time.Duration // a dead leader is replaced within this

@@ -25,10 +25,11 @@ import (
 
 // API serves the controller's endpoints.
 type API struct {
-	store  *store.Store
-	log    logrus.FieldLogger
-	router *mux.Router
-	gather prometheus.Gatherer
+	store   *store.Store
+	log     logrus.FieldLogger
+	router  *mux.Router
+	gather  prometheus.Gatherer
+	metrics http.Handler // nil: the registry's own handler
 
 	sets  setCache    // rendered node user sets
 	revs  *revWatcher // the users revision, for the long polls
@@ -56,6 +57,10 @@ type Options struct {
 	Store    *store.Store
 	Log      logrus.FieldLogger   // scoped here with component=api; nil is logrus's standard logger
 	Registry *prometheus.Registry // /metrics serves it; request metrics are registered on it
+	// Metrics, when set, serves /metrics instead of the registry's own
+	// handler: collector.Handler, which writes the per-user families
+	// without gathering them into memory first.
+	Metrics http.Handler
 	// Alerts handles Alertmanager's webhook (package actions); nil answers 503.
 	Alerts http.Handler
 	// Sub configures subscriptions; nil answers 404 to every token.
@@ -95,11 +100,12 @@ func New(o Options) *API {
 	}
 	instruments := promauto.With(o.Registry)
 	a := &API{
-		sets:   setCache{m: map[string]cachedSet{}},
-		store:  o.Store,
-		log:    log.WithField("component", "api"),
-		router: mux.NewRouter(),
-		gather: o.Registry,
+		sets:    setCache{m: map[string]cachedSet{}},
+		store:   o.Store,
+		log:     log.WithField("component", "api"),
+		router:  mux.NewRouter(),
+		gather:  o.Registry,
+		metrics: o.Metrics,
 		requests: instruments.NewCounterVec(prometheus.CounterOpts{
 			Name: "boxfleet_http_requests_total",
 			Help: "HTTP requests answered, by route and status code.",
@@ -189,8 +195,11 @@ func (a *API) routes() {
 		w.Write([]byte("Healthy.\n"))
 	})
 	a.Handle("ready", http.MethodGet, "/-/ready", public, a.ready)
-	a.Handle("metrics", http.MethodGet, "/metrics", staffRead,
-		promhttp.HandlerFor(a.gather, promhttp.HandlerOpts{ErrorLog: a.log}).ServeHTTP)
+	metrics := a.metrics
+	if metrics == nil {
+		metrics = promhttp.HandlerFor(a.gather, promhttp.HandlerOpts{ErrorLog: a.log})
+	}
+	a.Handle("metrics", http.MethodGet, "/metrics", staffRead, metrics.ServeHTTP)
 	a.Handle("openapi", http.MethodGet, "/api/v1/openapi.json", anyAdmin, serveOpenAPI)
 
 	a.Handle("users.list", http.MethodGet, "/api/v1/users", userRead, a.serve(a.listUsers))

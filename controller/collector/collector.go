@@ -45,7 +45,7 @@ var (
 // Collector reads the store on every scrape.
 type Collector struct {
 	Store   *store.Store
-	Log     *logrus.Logger
+	Log     logrus.FieldLogger
 	Timeout time.Duration
 	// StreamUsers leaves the per-user families and boxfleet_users to
 	// Handler, which writes them without the registry.
@@ -82,7 +82,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	up := 1.0
 	if err != nil {
-		c.Log.WithError(err).Warn("metrics: reading the store failed")
+		c.Log.WithError(err).Warn("reading the store failed")
 		up = 0
 	}
 	ch <- prometheus.MustNewConstMetric(storeUp, prometheus.GaugeValue, up)

@@ -26,13 +26,13 @@ import (
 // rows (tens of bytes each) and each family is written from them. The
 // Collector given to the registry must have StreamUsers set, or the
 // families would appear twice.
-func Handler(g prometheus.Gatherer, st *store.Store, log *logrus.Logger, timeout time.Duration) http.Handler {
+func Handler(g prometheus.Gatherer, st *store.Store, log logrus.FieldLogger, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		mfs, err := g.Gather()
 		if err != nil {
-			log.WithError(err).Warn("metrics: gathering")
+			log.WithError(err).Warn("gathering the registry")
 		}
 		w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
 		var out io.Writer = w
@@ -47,14 +47,14 @@ func Handler(g prometheus.Gatherer, st *store.Store, log *logrus.Logger, timeout
 		enc := expfmt.NewEncoder(bw, expfmt.NewFormat(expfmt.TypeTextPlain))
 		for _, mf := range mfs {
 			if err := enc.Encode(mf); err != nil {
-				log.WithError(err).Warn("metrics: encoding")
+				log.WithError(err).Warn("encoding a metric family")
 				return
 			}
 		}
 		if err := WriteUsers(ctx, bw, st); err != nil {
 			// The status line is gone; the scrape ends short, and
 			// boxfleet_store_up from the next Collect says why.
-			log.WithError(err).Warn("metrics: reading the users failed")
+			log.WithError(err).Warn("reading the users failed")
 		}
 	})
 }
@@ -92,20 +92,24 @@ func WriteUsers(ctx context.Context, w io.Writer, st *store.Store) error {
 		return err
 	}
 	var b []byte
-	family := func(name, help string, val func(*gaugeRow) (int64, bool), extra func(*gaugeRow) string) error {
+	// Label names in sorted order, as client_golang writes them, so that
+	// a scrape reads the same whichever path wrote it.
+	family := func(name, help string, val func(*gaugeRow) (int64, bool), withStatus bool) error {
 		b = append(b[:0], "# HELP "+name+" "+help+"\n# TYPE "+name+" gauge\n"...)
 		for i := range rows {
 			v, ok := val(&rows[i])
 			if !ok {
 				continue
 			}
-			b = append(b, name+`{user="`...)
-			b = appendEscaped(b, rows[i].name)
-			b = append(b, '"')
-			if extra != nil {
-				b = append(b, extra(&rows[i])...)
+			b = append(b, name+`{`...)
+			if withStatus {
+				b = append(b, `status="`...)
+				b = appendEscaped(b, rows[i].status)
+				b = append(b, `",`...)
 			}
-			b = append(b, "} "...)
+			b = append(b, `user="`...)
+			b = appendEscaped(b, rows[i].name)
+			b = append(b, `"} `...)
 			b = strconv.AppendFloat(b, float64(v), 'g', -1, 64)
 			b = append(b, '\n')
 			if len(b) > 32<<10 {
@@ -124,18 +128,17 @@ func WriteUsers(ctx context.Context, w io.Writer, st *store.Store) error {
 	fams := []struct {
 		name, help string
 		val        func(*gaugeRow) (int64, bool)
-		extra      func(*gaugeRow) string
+		withStatus bool
 	}{
-		{"boxfleet_user_traffic_used_bytes", usedHelp, func(r *gaugeRow) (int64, bool) { return r.used, true }, nil},
-		{"boxfleet_user_traffic_limit_bytes", limitHelp, positive(func(r *gaugeRow) int64 { return r.limit }), nil},
-		{"boxfleet_user_expiry_timestamp_seconds", expiryHelp, positive(func(r *gaugeRow) int64 { return r.expire }), nil},
-		{"boxfleet_user_period_end_timestamp_seconds", periodEndHelp, positive(func(r *gaugeRow) int64 { return r.period }), nil},
-		{"boxfleet_user_device_limit", devicesHelp, positive(func(r *gaugeRow) int64 { return r.devices }), nil},
-		{"boxfleet_user_status", statusHelp, func(r *gaugeRow) (int64, bool) { return 1, true },
-			func(r *gaugeRow) string { return `,status="` + string(appendEscaped(nil, r.status)) + `"` }},
+		{"boxfleet_user_traffic_used_bytes", usedHelp, func(r *gaugeRow) (int64, bool) { return r.used, true }, false},
+		{"boxfleet_user_traffic_limit_bytes", limitHelp, positive(func(r *gaugeRow) int64 { return r.limit }), false},
+		{"boxfleet_user_expiry_timestamp_seconds", expiryHelp, positive(func(r *gaugeRow) int64 { return r.expire }), false},
+		{"boxfleet_user_period_end_timestamp_seconds", periodEndHelp, positive(func(r *gaugeRow) int64 { return r.period }), false},
+		{"boxfleet_user_device_limit", devicesHelp, positive(func(r *gaugeRow) int64 { return r.devices }), false},
+		{"boxfleet_user_status", statusHelp, func(r *gaugeRow) (int64, bool) { return 1, true }, true},
 	}
 	for _, f := range fams {
-		if err := family(f.name, f.help, f.val, f.extra); err != nil {
+		if err := family(f.name, f.help, f.val, f.withStatus); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/sirupsen/logrus"
 
 	"github.com/boxfleet/boxfleet/controller/actions"
@@ -53,7 +55,20 @@ func TestMetricsListed(t *testing.T) {
 	defer srv.Close()
 	post(t, srv.URL+"/api/v1/alerts", `{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"X"},"fingerprint":"f","startsAt":"2026-01-01T00:00:00Z"}]}`)
 
-	fams, err := ctl.Registry.Gather()
+	// What a scrape gets, not what the registry holds: the per-user
+	// families are written by collector.Handler beside the registry.
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer 0123456789abcdef0123")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics answered %d", resp.StatusCode)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
