@@ -328,27 +328,27 @@ func (d *nodeDir) rememberToken(ctx context.Context, tok, node string) {
 	d.mu.Unlock()
 }
 
-// nodeToucher is the store's batched last_seen write. Until the store has
-// it, heartbeats that change nothing are written through RegisterNode at
-// most every beatStoreEvery.
-type nodeToucher interface {
-	TouchNodes(ctx context.Context, seen map[string]time.Time) error
-}
-
 // beats keeps the nodes' registration heartbeats. A heartbeat that reports
 // what the node directory holds changes nothing but last_seen: it is not
 // written at once; its time is kept here and written with the others every
-// beatFlush in one statement (or, without nodeToucher, through a full
-// registration once last_seen is beatStoreEvery old). last_seen in the
-// database is so at most beatFlush (beatStoreEvery) behind; this
-// controller's node views show the newer time at once.
+// beatFlush in one statement (store.TouchNodes). last_seen in the database
+// is so at most beatFlush behind; this controller's node views show the
+// newer time at once.
 type beats struct {
-	touch nodeToucher // nil: the store has no batched write
-	log   logrus.FieldLogger
+	log logrus.FieldLogger
 
 	mu       sync.Mutex
 	m        map[string]*beat
 	flushing bool
+
+	touch nodeToucher // unused: see nodeToucher
+}
+
+// nodeToucher is left only for the type assertion in New (api.go), which
+// no longer decides anything: every store has TouchNodes, and the flush
+// calls it directly. Remove both, and beats.touch, together.
+type nodeToucher interface {
+	TouchNodes(ctx context.Context, seen map[string]time.Time) error
 }
 
 type beat struct {
@@ -356,13 +356,10 @@ type beat struct {
 	written time.Time // the latest heartbeat written to the database
 }
 
-const (
-	beatFlush      = 30 * time.Second
-	beatStoreEvery = 5 * time.Minute
-)
+const beatFlush = 30 * time.Second
 
-// record keeps a heartbeat to be written by the next flush.
-func (b *beats) record(name string, now time.Time) {
+// record keeps a heartbeat to be written to s by the next flush.
+func (b *beats) record(s *store.Store, name string, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e, ok := b.m[name]
@@ -373,7 +370,7 @@ func (b *beats) record(name string, now time.Time) {
 	e.seen = now
 	if !b.flushing {
 		b.flushing = true
-		time.AfterFunc(beatFlush, b.flush)
+		time.AfterFunc(beatFlush, func() { b.flush(s) })
 	}
 }
 
@@ -395,19 +392,9 @@ func (b *beats) wrote(name string, at time.Time) {
 	b.m[name] = &beat{seen: at, written: at}
 }
 
-// written is when a heartbeat of the node was last written, as far as this
-// controller knows.
-func (b *beats) written(name string) time.Time {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if e, ok := b.m[name]; ok {
-		return e.written
-	}
-	return time.Time{}
-}
-
-// flush writes the heartbeats kept since the last flush.
-func (b *beats) flush() {
+// flush writes the heartbeats kept since the last flush to s, and tries
+// again a beatFlush later when that fails.
+func (b *beats) flush(s *store.Store) {
 	b.mu.Lock()
 	b.flushing = false
 	due := map[string]time.Time{}
@@ -422,14 +409,14 @@ func (b *beats) flush() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := b.touch.TouchNodes(ctx, due)
+	err := s.TouchNodes(ctx, due)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err != nil {
 		b.log.WithError(err).Warn("Writing the nodes' last heartbeats failed; retrying")
 		if !b.flushing {
 			b.flushing = true
-			time.AfterFunc(beatFlush, b.flush)
+			time.AfterFunc(beatFlush, func() { b.flush(s) })
 		}
 		return
 	}
@@ -453,28 +440,13 @@ func (b *beats) overlay(ns ...*store.Node) {
 }
 
 // heartbeat answers a registration that repeats what the node directory
-// holds without writing it, or returns false. Without a batched write a
-// heartbeat is written in full once last_seen is beatStoreEvery old.
+// holds without writing it, or returns false.
 func (a *API) heartbeat(ctx context.Context, name string, reg sbconfig.Registration) (*store.Node, bool) {
 	n, err := a.nodes.node(ctx, name)
 	if err != nil || !sameRegistration(n, reg) {
 		return nil, false
 	}
-	now := time.Now()
-	if a.beats.touch == nil {
-		written := a.beats.written(name)
-		if n.LastSeen != nil && n.LastSeen.After(written) {
-			written = *n.LastSeen
-		}
-		if now.Sub(written) >= beatStoreEvery {
-			return nil, false
-		}
-		a.beats.mu.Lock()
-		a.beats.m[name] = &beat{seen: now, written: written} // shown, never flushed
-		a.beats.mu.Unlock()
-	} else {
-		a.beats.record(name, now)
-	}
+	a.beats.record(a.store, name, time.Now())
 	c := *n
 	a.beats.overlay(&c)
 	return &c, true

@@ -236,6 +236,43 @@ func (s *Store) RegisterNode(ctx context.Context, name string, reg sbconfig.Regi
 	return n, err
 }
 
+// touchBatch is how many nodes one TouchNodes statement moves: three
+// placeholders a node stays far below both back ends' limits.
+const touchBatch = 500
+
+// TouchNodes moves the nodes' last_seen to the given times, as heartbeats
+// that change nothing else would, in one statement per touchBatch nodes
+// instead of one transaction per node. Names of nodes that do not exist
+// (deleted meanwhile) are skipped, and last_seen never moves back: a
+// registration written since the heartbeat keeps its newer time.
+func (s *Store) TouchNodes(ctx context.Context, seen map[string]time.Time) error {
+	names := slices.Sorted(maps.Keys(seen)) // the same lock order in every statement
+	// Both back ends have a two-argument "larger of": MySQL's GREATEST,
+	// SQLite's scalar MAX.
+	greatest := "MAX"
+	if s.dialect == mysqlDialect {
+		greatest = "GREATEST"
+	}
+	for batch := range slices.Chunk(names, touchBatch) {
+		var q strings.Builder
+		args := make([]any, 0, 3*len(batch))
+		q.WriteString("UPDATE nodes SET last_seen = " + greatest + "(last_seen, CASE name")
+		for _, name := range batch {
+			// Unix seconds, as RegisterNode writes last_seen.
+			q.WriteString(" WHEN ? THEN ?")
+			args = append(args, name, seen[name].Unix())
+		}
+		q.WriteString(" ELSE last_seen END) WHERE name IN (?" + strings.Repeat(", ?", len(batch)-1) + ")")
+		for _, name := range batch {
+			args = append(args, name)
+		}
+		if _, err := s.db.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // SetDrained drains or restores a node. It reports whether anything
 // changed, so repeated requests are no-ops and are not audited twice.
 func (s *Store) SetDrained(ctx context.Context, actor, name string, drained bool, reason string) (*Node, bool, error) {

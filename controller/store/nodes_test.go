@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -291,6 +292,111 @@ func TestRegisterNodeAddress(t *testing.T) {
 		}
 		if n, err := s.GetNode(bg, "n1"); err != nil || n.Address != "edge_1.example.com." {
 			t.Errorf("address now %q (%v), want the last one accepted", n.Address, err)
+		}
+	})
+}
+
+// TestTouchNodes: the batched heartbeat write moves the given nodes'
+// last_seen and nothing else, skips unknown names, never moves last_seen
+// back, and splits a fleet larger than one statement's batch.
+func TestTouchNodes(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		clk := setClock(s, date(2025, 9, 1, 0, 0, 0))
+		for _, name := range []string{"a", "b", "c"} {
+			createNode(t, s, name, nil)
+			if _, err := s.RegisterNode(bg, name, registration("eu")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := map[string]*store.Node{}
+		for _, name := range []string{"a", "b", "c"} {
+			n, err := s.GetNode(bg, name)
+			if err != nil || n.LastSeen == nil || !n.LastSeen.Equal(clk.now()) {
+				t.Fatalf("registered %s: %+v %v", name, n, err)
+			}
+			before[name] = n
+		}
+		rev := revision(t, s)
+		evs := len(events(t, s, store.EventFilter{}))
+		lastSeen := func(name string) time.Time {
+			t.Helper()
+			n, err := s.GetNode(bg, name)
+			if err != nil || n.LastSeen == nil {
+				t.Fatalf("%s: %+v %v", name, n, err)
+			}
+			return *n.LastSeen
+		}
+
+		t1 := clk.now().Add(90 * time.Second)
+		t2 := clk.now().Add(2 * time.Minute)
+		if err := s.TouchNodes(bg, map[string]time.Time{"a": t1, "b": t2, "ghost": t2}); err != nil {
+			t.Fatal(err)
+		}
+		if got := lastSeen("a"); !got.Equal(t1) {
+			t.Errorf("a: last_seen %v, want %v", got, t1)
+		}
+		if got := lastSeen("b"); !got.Equal(t2) {
+			t.Errorf("b: last_seen %v, want %v", got, t2)
+		}
+		if got := lastSeen("c"); !got.Equal(*before["c"].LastSeen) {
+			t.Errorf("c, not given, moved: last_seen %v, want %v", got, before["c"].LastSeen)
+		}
+		if _, err := s.GetNode(bg, "ghost"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("an unknown name was created: %v", err)
+		}
+		// Nothing but last_seen: not updated_at, the revision or the audit log.
+		a, _ := s.GetNode(bg, "a")
+		a.LastSeen = before["a"].LastSeen
+		if !reflect.DeepEqual(a, before["a"]) {
+			t.Errorf("more than last_seen changed:\n%+v\n%+v", a, before["a"])
+		}
+		if revision(t, s) != rev || len(events(t, s, store.EventFilter{})) != evs {
+			t.Errorf("a heartbeat moved the revision or was audited")
+		}
+
+		// An older heartbeat (written late, after a newer registration)
+		// does not move last_seen back; a newer one beside it still moves.
+		t3 := t2.Add(time.Minute)
+		if err := s.TouchNodes(bg, map[string]time.Time{"a": t3, "b": t1}); err != nil {
+			t.Fatal(err)
+		}
+		if got := lastSeen("b"); !got.Equal(t2) {
+			t.Errorf("b moved back: last_seen %v, want %v", got, t2)
+		}
+		if got := lastSeen("a"); !got.Equal(t3) {
+			t.Errorf("a: last_seen %v, want %v", got, t3)
+		}
+		if err := s.TouchNodes(bg, nil); err != nil {
+			t.Errorf("no nodes: %v", err)
+		}
+
+		// More nodes than one statement takes: every one moves.
+		many := map[string]time.Time{}
+		t4 := t3.Add(time.Hour)
+		for i := range 1201 {
+			name := fmt.Sprintf("n%04d", i)
+			createNode(t, s, name, nil)
+			many[name] = t4.Add(time.Duration(i) * time.Second)
+		}
+		if err := s.TouchNodes(bg, many); err != nil {
+			t.Fatal(err)
+		}
+		ns, err := s.ListNodes(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved := 0
+		for _, n := range ns {
+			if want, ok := many[n.Name]; ok {
+				if n.LastSeen == nil || !n.LastSeen.Equal(want) {
+					t.Errorf("%s: last_seen %v, want %v", n.Name, n.LastSeen, want)
+				} else {
+					moved++
+				}
+			}
+		}
+		if moved != len(many) {
+			t.Errorf("%d of %d nodes moved", moved, len(many))
 		}
 	})
 }
