@@ -131,9 +131,6 @@ func New(o Options) *API {
 	a.nodes = newNodeDir(a.store)
 	a.revs = newRevWatcher(a.store, a.log, a.nodes.invalidate)
 	a.beats = &beats{log: a.log, m: map[string]*beat{}}
-	if t, ok := any(a.store).(nodeToucher); ok {
-		a.beats.touch = t
-	}
 	if a.sess.Idle <= 0 {
 		a.sess.Idle = time.Hour
 	}

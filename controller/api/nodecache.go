@@ -340,15 +340,6 @@ type beats struct {
 	mu       sync.Mutex
 	m        map[string]*beat
 	flushing bool
-
-	touch nodeToucher // unused: see nodeToucher
-}
-
-// nodeToucher is left only for the type assertion in New (api.go), which
-// no longer decides anything: every store has TouchNodes, and the flush
-// calls it directly. Remove both, and beats.touch, together.
-type nodeToucher interface {
-	TouchNodes(ctx context.Context, seen map[string]time.Time) error
 }
 
 type beat struct {
