@@ -3,6 +3,9 @@ package dashboards
 import (
 	"strings"
 	"testing"
+
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
 )
 
 // Each broken dashboard must be reported, with the reason; a lint that
@@ -10,16 +13,30 @@ import (
 func TestLintCatches(t *testing.T) {
 	l := newLinter(t)
 	node := queryVar("node", "Node", "label_values(singbox_up, node)", true)
-	one := func(p Panel) Dashboard {
-		return newDashboard("x", "x", "x", []Variable{node}, section{"s", [][]Panel{{p}}})
+	build := func(b *boardBuilder) board {
+		d, err := b.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
 	}
+	one := func(p panel) board {
+		return build(newDashboard("x", "x", "x", []*dashboard.QueryVariableBuilder{node}, section{"s", [][]panel{{p}}}))
+	}
+	// edit changes the first query of the panel after the row.
+	edit := func(d board, f func(*prometheus.Dataquery)) {
+		tg := d.Panels[1].Panel.Targets[0].(prometheus.Dataquery)
+		f(&tg)
+		d.Panels[1].Panel.Targets[0] = tg
+	}
+	fixed := "P1809F7CD0C75ACF3"
 	good := `sum(rate(singbox_traffic_bytes_total{node=~"$node"}[$__rate_interval]))`
-	ts := func(expr, legend string) Dashboard {
-		return one(timeseries("t", unitRate, "", q(expr, legend)))
+	ts := func(expr, legend string) board {
+		return one(timeseriesPanel("t", unitRate, "", q(expr, legend)))
 	}
 	for _, tc := range []struct {
 		name string
-		d    Dashboard
+		d    board
 		want string
 	}{
 		{"bare counter", ts(`sum(singbox_traffic_bytes_total{node=~"$node"})`, ""), "read without rate"},
@@ -33,27 +50,31 @@ func TestLintCatches(t *testing.T) {
 		{"legend label dropped by aggregation", ts(`sum by (direction) (rate(singbox_traffic_bytes_total{node=~"$node"}[5m]))`, "{{node}}"), "legend {{node}}"},
 		{"node variable ignored", ts(`sum(rate(singbox_traffic_bytes_total[5m]))`, ""), "does not filter node"},
 		{"unknown scrape job", ts(`sum(up{job="nope",node=~"$node"})`, ""), `job "nope"`},
-		{"no unit", one(timeseries("t", "", "", q(good, ""))), "no unit"},
-		{"unit typo", one(timeseries("t", "byte", "", q(good, ""))), `unit "byte"`},
-		{"fixed datasource", func() Dashboard {
+		{"no unit", one(timeseriesPanel("t", "", "", q(good, ""))), "no unit"},
+		{"unit typo", one(timeseriesPanel("t", "byte", "", q(good, ""))), `unit "byte"`},
+		{"fixed datasource", func() board {
 			d := ts(good, "")
-			d.Panels[1].Targets[0].Datasource.UID = "P1809F7CD0C75ACF3"
+			edit(d, func(dq *prometheus.Dataquery) { dq.Datasource.Uid = &fixed })
 			return d
 		}(), "datasource is not ${datasource}"},
-		{"no datasource variable", func() Dashboard {
+		{"no datasource variable", func() board {
 			d := ts(good, "")
 			d.Templating.List = d.Templating.List[1:]
 			return d
 		}(), "no datasource variable"},
-		{"no node variable", newDashboard("x", "x", "x", nil, section{"s", [][]Panel{{timeseries("t", unitRate, "", q(good, ""))}}}), "neither a node"},
-		{"variable on a missing label", func() Dashboard {
+		{"no node variable", build(newDashboard("x", "x", "x", nil, section{"s", [][]panel{{timeseriesPanel("t", unitRate, "", q(good, ""))}}})), "neither a node"},
+		{"variable on a missing label", func() board {
 			d := ts(good, "")
-			d.Templating.List[1] = queryVar("node", "Node", "label_values(singbox_up, nod)", true)
+			v, err := queryVar("node", "Node", "label_values(singbox_up, nod)", true).Build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.Templating.List[1] = v
 			return d
 		}(), "label nod does not exist"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := tc.d.JSON()
+			b, err := render(tc.d)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,8 +85,10 @@ func TestLintCatches(t *testing.T) {
 		})
 	}
 	d := ts(good, "{{direction}}")
-	d.Panels[1].Targets[0].Expr = `sum by (direction) (rate(singbox_traffic_bytes_total{node=~"$node"}[$__rate_interval]))`
-	b, _ := d.JSON()
+	edit(d, func(dq *prometheus.Dataquery) {
+		dq.Expr = `sum by (direction) (rate(singbox_traffic_bytes_total{node=~"$node"}[$__rate_interval]))`
+	})
+	b, _ := render(d)
 	if problems := l.lint(b); len(problems) != 0 {
 		t.Errorf("a correct dashboard was reported: %q", problems)
 	}

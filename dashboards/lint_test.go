@@ -21,7 +21,7 @@ import (
 // definitions say, or a fix in one would silently miss the other.
 func TestGeneratedFilesUpToDate(t *testing.T) {
 	for name, d := range All() {
-		want, err := d.JSON()
+		want, err := JSON(d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,11 +112,11 @@ type (
 		Query json.RawMessage `json:"query"`
 	}
 	jsonPanel struct {
-		ID          int             `json:"id"`
-		Type        string          `json:"type"`
-		Title       string          `json:"title"`
-		Datasource  json.RawMessage `json:"datasource"`
-		GridPos     GridPos         `json:"gridPos"`
+		ID          int                      `json:"id"`
+		Type        string                   `json:"type"`
+		Title       string                   `json:"title"`
+		Datasource  json.RawMessage          `json:"datasource"`
+		GridPos     struct{ H, W, X, Y int } `json:"gridPos"`
 		FieldConfig struct {
 			Defaults struct {
 				Unit string `json:"unit"`
@@ -201,7 +201,7 @@ func flatten(panels []jsonPanel) []jsonPanel {
 }
 
 func usesDatasourceVar(raw json.RawMessage) bool {
-	var ref Ref
+	var ref struct{ Type, UID string }
 	return json.Unmarshal(raw, &ref) == nil && ref.Type == "prometheus" && ref.UID == "${datasource}"
 }
 

@@ -16,7 +16,7 @@ func main() {
 		os.Exit(2)
 	}
 	for name, d := range dashboards.All() {
-		b, err := d.JSON()
+		b, err := dashboards.JSON(d)
 		if err == nil {
 			err = os.WriteFile(filepath.Join(os.Args[1], name), b, 0o644)
 		}
