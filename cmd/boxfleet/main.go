@@ -46,6 +46,8 @@ func main() {
 	rate := serve.Flag("actions.rate-limit", "At most this many alert actions of any kind, as N/window.").Default("30/1m").String()
 	suspendRate := serve.Flag("actions.suspend-rate-limit", "At most this many users suspended by alerts, as N/window.").Default("20/1m").String()
 	drainRate := serve.Flag("actions.drain-rate-limit", "At most this many nodes drained by alerts, as N/window.").Default("3/10m").String()
+	serve.Flag("actions.reconcile-interval", "How often the lease holder resolves alert episodes whose resolved notification was lost.").Default("30s").DurationVar(&c.Actions.ReconcileInterval)
+	serve.Flag("actions.reconcile-grace", "How long Prometheus must report an acting alert not firing before the reconcile loop resolves it; keep it above the controller route's group_interval.").Default("2m").DurationVar(&c.Actions.ReconcileGrace)
 	serve.Flag("actions.max-drained-ratio", "Alerts never drain more than this share of a node group (and never its last healthy node).").Default("0.5").Float64Var(&c.Actions.MaxDrainedRatio)
 	serve.Flag("sub.title", "Profile title clients show; default: the user's name.").StringVar(&c.SubTitle)
 	serve.Flag("sub.support-url", "support-url header: where users ask for help.").StringVar(&c.SubSupportURL)

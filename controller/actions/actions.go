@@ -50,6 +50,10 @@ type Config struct {
 	// MaxDrainedRatio caps the share of a group's nodes that may be drained
 	// by alerts at once.
 	MaxDrainedRatio float64
+	// ReconcileInterval and ReconcileGrace pace the loop that resolves
+	// episodes whose resolved notification was lost (see Reconcile); zero
+	// means DefaultReconcileInterval and DefaultReconcileGrace.
+	ReconcileInterval, ReconcileGrace time.Duration
 }
 
 // Actor applies alert actions.
@@ -63,6 +67,7 @@ type Actor struct {
 	global, suspend, drain *window.Counter
 	actions                *prometheus.CounterVec
 	received               *prometheus.CounterVec
+	reconciled             *prometheus.CounterVec
 
 	// step runs before a firing action is applied ("apply") and before it
 	// is recorded ("finish"); tests deliver the resolution there to
@@ -85,13 +90,19 @@ func New(st *store.Store, prom promv1.API, h Health, log logrus.FieldLogger, cfg
 			Name: "boxfleet_webhook_alerts_total",
 			Help: "Alerts received from Alertmanager, by status and how they were handled.",
 		}, []string{"status", "result"}),
+		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "boxfleet_actions_reconciled_total",
+			Help: "Alert episodes resolved by the reconcile loop because Prometheus no longer fired them and their resolved notification never arrived, by action.",
+		}, []string{"action"}),
 	}
 	for _, act := range []string{SuspendUser, "resume_user", DrainNode, "undrain_node"} {
 		for _, r := range []string{resultOK, resultNoop, resultDryRun, resultRefuse, resultError} {
 			a.actions.WithLabelValues(act, r)
 		}
 	}
-	reg.MustRegister(a.actions, a.received)
+	a.reconciled.WithLabelValues(SuspendUser)
+	a.reconciled.WithLabelValues(DrainNode)
+	reg.MustRegister(a.actions, a.received, a.reconciled)
 	return a
 }
 

@@ -33,6 +33,7 @@ var Metrics = []Metric{
 	{"boxfleet_leader", "gauge", nil},
 	{"boxfleet_actions_total", "counter", []string{"action", "result"}},
 	{"boxfleet_webhook_alerts_total", "counter", []string{"result", "status"}},
+	{"boxfleet_actions_reconciled_total", "counter", []string{"action"}},
 	{"boxfleet_hook_deliveries_total", "counter", []string{"result"}},
 	{"boxfleet_http_requests_total", "counter", []string{"code", "handler"}},
 	{"boxfleet_http_request_duration_seconds", "histogram", []string{"handler"}},

@@ -182,6 +182,8 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 	go ranker.Run(ctx, c.HealthInterval)
 	delivering := make(chan struct{})
 	go func() { ctl.Hooks.Run(ctx); close(delivering) }()
+	reconciling := make(chan struct{})
+	go func() { ctl.Actor.Reconcile(ctx, leader.IsLeader); close(reconciling) }()
 
 	// The admin UI beside the API, on whichever listener serves the API.
 	adminHandler := webui.New().Mount(ctl.API)
@@ -217,6 +219,7 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 	}
 	<-loops
 	<-delivering
+	<-reconciling
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
