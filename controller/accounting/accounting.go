@@ -400,6 +400,9 @@ func (a *Accountant) commitNode(ctx context.Context, node string, q queried, cur
 	}
 	a.bytes.Add(float64(res.Bytes))
 	a.resets.Add(float64(res.Resets))
+	if res.Older > 0 {
+		a.Log.WithFields(logrus.Fields{"node": node, "series": res.Older}).Warn("counters read below what the ledger already holds, under the same epoch: the metrics back end lost recent samples; they are not counted again")
+	}
 	if res.Resets > 0 {
 		a.Log.WithFields(logrus.Fields{"node": node, "series": res.Resets}).Warn("counter reset: the exporter lost its state")
 	}

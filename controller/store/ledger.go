@@ -26,7 +26,10 @@ var ErrNotLeader = errors.New("lease lost")
 // CommitResult says what one node's commit did.
 type CommitResult struct {
 	Series, Changed, Resets int
-	Bytes                   int64
+	// Older counts series read below their checkpoint under a known
+	// epoch: kept out of the ledger (see step), but worth a warning.
+	Older int
+	Bytes int64
 }
 
 type delta struct{ up, down int64 }
@@ -196,7 +199,11 @@ func (s *Store) Commit(ctx context.Context, c NodeCommit) (CommitResult, error) 
 // stays; counting the value as new traffic would add it twice. Without an
 // epoch, a lower value is all a reset can look like.
 func (s *Store) step(res *CommitResult, prev, v int64, epochKnown bool) (int64, bool) {
-	if prev >= 0 && v == prev || epochKnown && v < prev {
+	if prev >= 0 && v == prev {
+		return 0, false
+	}
+	if epochKnown && v < prev {
+		res.Older++
 		return 0, false
 	}
 	res.Changed++

@@ -298,8 +298,8 @@ func TestCommitNodeOlderReading(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		setClock(s, date(2025, 11, 5, 12, 0, 0))
 		commitEpoch(t, s, "n1", 1000, up("a", 6000), down("a", 10))
-		if res := commitEpoch(t, s, "n1", 1000, up("a", 1000), down("a", 20)); res.Bytes != 10 || res.Resets != 0 || res.Changed != 1 {
-			t.Errorf("older reading: %+v, want 10 bytes, no reset", res)
+		if res := commitEpoch(t, s, "n1", 1000, up("a", 1000), down("a", 20)); res.Bytes != 10 || res.Resets != 0 || res.Changed != 1 || res.Older != 1 {
+			t.Errorf("older reading: %+v, want 10 bytes, no reset, one older reading", res)
 		}
 		if res := commitEpoch(t, s, "n1", 1000, up("a", 6007), down("a", 20)); res.Bytes != 7 {
 			t.Errorf("after the older reading: %+v, want 7 bytes", res)
