@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/sbconfig"
 	"github.com/boxfleet/boxfleet/internal/testbin"
 	"github.com/boxfleet/boxfleet/internal/testsupport"
@@ -170,4 +169,4 @@ func waitAPI(t *testing.T, addr string) {
 	}
 }
 
-func freePort(t *testing.T) int { return promtest.FreePort(t) }
+func freePort(t *testing.T) int { return testsupport.FreePort(t) }

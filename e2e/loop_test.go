@@ -23,9 +23,9 @@ import (
 
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/internal/apiclient"
-	"github.com/boxfleet/boxfleet/internal/proctest"
 	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 func httpOK(u string) bool {
@@ -74,12 +74,12 @@ func (f *fakeTelegram) saw(substr string) bool {
 // node is one sing-box with its exporter.
 type node struct {
 	name, dir, ssAddr, psk, exporter, token string
-	singbox                                 *proctest.Proc
+	singbox                                 *testsupport.Proc
 	sbBin                                   string
 }
 
 func (n *node) startSingBox(t *testing.T) {
-	n.singbox = proctest.Start(t, n.dir, "sing-box", n.sbBin, "run", "-c", filepath.Join(n.dir, "config.json"))
+	n.singbox = testsupport.Start(t, n.dir, "sing-box", n.sbBin, "run", "-c", filepath.Join(n.dir, "config.json"))
 	write(t, filepath.Join(n.dir, "sing-box.pid"), fmt.Sprint(n.singbox.Cmd.Process.Pid))
 }
 
@@ -122,11 +122,11 @@ func TestLoop(t *testing.T) {
 	}))
 	t.Cleanup(origin.Close)
 
-	cpAddr, promAddr, amAddr, bbAddr := promtest.FreeAddr(t), promtest.FreeAddr(t), promtest.FreeAddr(t), promtest.FreeAddr(t)
+	cpAddr, promAddr, amAddr, bbAddr := testsupport.FreeAddr(t), testsupport.FreeAddr(t), testsupport.FreeAddr(t), testsupport.FreeAddr(t)
 	ctlDir := filepath.Join(dir, "controller")
-	proctest.Start(t, dir, "controller", boxfleet, "serve", "--data.dir", ctlDir, "--web.listen-address", cpAddr,
+	testsupport.Start(t, dir, "controller", boxfleet, "serve", "--data.dir", ctlDir, "--web.listen-address", cpAddr,
 		"--prometheus.url", "http://"+promAddr, "--accounting.interval", "1s", "--health.interval", "1s", "--lease.ttl", "3s")
-	proctest.Until(t, "controller", 30*time.Second, func() bool { return httpOK("http://" + cpAddr + "/-/ready") })
+	testsupport.Until(t, "controller", 30*time.Second, func() bool { return httpOK("http://" + cpAddr + "/-/ready") })
 	tokenFile := filepath.Join(ctlDir, "admin.token")
 	token, err := apiclient.ReadTokenFile(tokenFile)
 	if err != nil {
@@ -148,20 +148,20 @@ func TestLoop(t *testing.T) {
 	for _, name := range []string{"n1", "n2"} {
 		var created struct{ Token string }
 		must("POST", "/api/v1/nodes", map[string]any{"name": name, "labels": map[string]string{"group": "e2e"}}, &created)
-		n := &node{name: name, dir: filepath.Join(dir, name), ssAddr: promtest.FreeAddr(t), sbBin: sb, token: created.Token}
+		n := &node{name: name, dir: filepath.Join(dir, name), ssAddr: testsupport.FreeAddr(t), sbBin: sb, token: created.Token}
 		os.MkdirAll(n.dir, 0o700)
 		nodes[name] = n
 		write(t, filepath.Join(n.dir, "token"), created.Token)
 		write(t, filepath.Join(n.dir, "clash.secret"), "s3cret-"+name)
 		n.psk = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))
-		clash, exp := promtest.FreeAddr(t), promtest.FreeAddr(t)
+		clash, exp := testsupport.FreeAddr(t), testsupport.FreeAddr(t)
 		n.exporter = exp
 		host, port, _ := strings.Cut(n.ssAddr, ":")
 		// n2 has sing-box's API service, which its exporter finds in the
 		// config and reads users from exactly; n1 has the Clash API alone.
 		services := "[]"
 		if name == "n2" {
-			_, apiPort, _ := strings.Cut(promtest.FreeAddr(t), ":")
+			_, apiPort, _ := strings.Cut(testsupport.FreeAddr(t), ":")
 			services = fmt.Sprintf(`[{"type": "api", "listen": "127.0.0.1", "listen_port": %s, "secret": "s3cret-%s"}]`, apiPort, name)
 		}
 		write(t, filepath.Join(n.dir, "config.json"), fmt.Sprintf(`{
@@ -173,7 +173,7 @@ func TestLoop(t *testing.T) {
   "experimental": {"clash_api": {"external_controller": %q, "secret": "s3cret-%s"}}
 }`, host, port, n.psk, services, clash, name))
 		n.startSingBox(t)
-		proctest.Start(t, n.dir, "exporter", exporter, "--web.listen-address", exp, "--state.path", filepath.Join(n.dir, "state.json"),
+		testsupport.Start(t, n.dir, "exporter", exporter, "--web.listen-address", exp, "--state.path", filepath.Join(n.dir, "state.json"),
 			"--singbox.clash-api", "http://"+clash, "--singbox.clash-secret-file", filepath.Join(n.dir, "clash.secret"),
 			"--controller.url", "http://"+cpAddr, "--controller.token-file", filepath.Join(n.dir, "token"),
 			"--node.name", name, "--node.address", "127.0.0.1", "--singbox.config", filepath.Join(n.dir, "config.json"),
@@ -198,10 +198,10 @@ func TestLoop(t *testing.T) {
 	}
 	write(t, filepath.Join(dir, "prometheus.yml"), promtest.Shorten(read("prometheus.yml")))
 	write(t, filepath.Join(dir, "alertmanager.yml"), "global:\n  telegram_api_url: "+tgSrv.URL+"\n"+promtest.Shorten(read("alertmanager.yml")))
-	proctest.Start(t, dir, "blackbox", bbBin, "--config.file", filepath.Join(root, "prometheus", "blackbox.yml"), "--web.listen-address", bbAddr)
-	proctest.Start(t, dir, "alertmanager", amBin, "--config.file", filepath.Join(dir, "alertmanager.yml"),
+	testsupport.Start(t, dir, "blackbox", bbBin, "--config.file", filepath.Join(root, "prometheus", "blackbox.yml"), "--web.listen-address", bbAddr)
+	testsupport.Start(t, dir, "alertmanager", amBin, "--config.file", filepath.Join(dir, "alertmanager.yml"),
 		"--storage.path", filepath.Join(dir, "am"), "--web.listen-address", amAddr, "--cluster.listen-address=")
-	proctest.Start(t, dir, "prometheus", promBin, "--config.file", filepath.Join(dir, "prometheus.yml"),
+	testsupport.Start(t, dir, "prometheus", promBin, "--config.file", filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path", filepath.Join(dir, "prom"), "--web.listen-address", promAddr)
 
 	// desired is the user set the controller wants n1 and n2 (one group)
@@ -256,7 +256,7 @@ func TestLoop(t *testing.T) {
 	// the users as they were is not sent to the nodes again.
 	applied := func(what string, want ...string) {
 		t.Helper()
-		proctest.Until(t, what, 60*time.Second, func() bool {
+		testsupport.Until(t, what, 60*time.Second, func() bool {
 			_, etag, users := desired()
 			if strings.Join(users, ",") != strings.Join(want, ",") {
 				return false
@@ -272,7 +272,7 @@ func TestLoop(t *testing.T) {
 	applied("both nodes serving alice and bob", "alice", "bob")
 	clients := map[string]string{}
 	for _, u := range []*store.User{&alice, &bob} {
-		mixed := promtest.FreeAddr(t)
+		mixed := testsupport.FreeAddr(t)
 		host, port, _ := strings.Cut(mixed, ":")
 		shost, sport, _ := strings.Cut(nodes["n1"].ssAddr, ":")
 		cdir := filepath.Join(dir, "client-"+u.Name)
@@ -282,7 +282,7 @@ func TestLoop(t *testing.T) {
   "inbounds": [{"type": "mixed", "listen": %q, "listen_port": %s}],
   "outbounds": [{"type": "shadowsocks", "server": %q, "server_port": %s, "method": "2022-blake3-aes-128-gcm", "password": %q}]
 }`, host, port, shost, sport, nodes["n1"].psk+":"+u.Credentials.SSKey16))
-		proctest.Start(t, cdir, "client", sb, "run", "-c", filepath.Join(cdir, "config.json"))
+		testsupport.Start(t, cdir, "client", sb, "run", "-c", filepath.Join(cdir, "config.json"))
 		clients[u.Name] = mixed
 	}
 	fetch := func(user string) (int, error) {
@@ -302,13 +302,13 @@ func TestLoop(t *testing.T) {
 	// bob first: he has no limit, so retries while his client starts cost
 	// nothing. alice's first download crosses her 1 MiB limit, so she must
 	// not be tried before her own client listens.
-	proctest.Until(t, "bob through n1", 30*time.Second, func() bool { _, err := fetch("bob"); return err == nil }, state)
-	proctest.Until(t, "alice's client listening", 30*time.Second, func() bool { return dialOK(clients["alice"]) }, state)
-	proctest.Until(t, "alice through n1", 30*time.Second, func() bool { _, err := fetch("alice"); return err == nil }, state)
+	testsupport.Until(t, "bob through n1", 30*time.Second, func() bool { _, err := fetch("bob"); return err == nil }, state)
+	testsupport.Until(t, "alice's client listening", 30*time.Second, func() bool { return dialOK(clients["alice"]) }, state)
+	testsupport.Until(t, "alice through n1", 30*time.Second, func() bool { _, err := fetch("alice"); return err == nil }, state)
 
 	// alice has now moved more than her 1 MiB limit.
 	crossed := time.Now()
-	cutOff := proctest.Until(t, "alice refused", 90*time.Second, func() bool { _, err := fetch("alice"); return err != nil }, state)
+	cutOff := testsupport.Until(t, "alice refused", 90*time.Second, func() bool { _, err := fetch("alice"); return err != nil }, state)
 	t.Logf("quota crossed -> alice cut off on the node: %s", cutOff.Round(100*time.Millisecond))
 	// A reload refuses new connections for some milliseconds (README,
 	// Performance), so the first refusal may be that gap: judge alice and
@@ -320,12 +320,12 @@ func TestLoop(t *testing.T) {
 	if _, err := fetch("bob"); err != nil {
 		t.Fatalf("bob lost service when alice was suspended: %v", err)
 	}
-	proctest.Until(t, "the webhook suspension", 60*time.Second, func() bool {
+	testsupport.Until(t, "the webhook suspension", 60*time.Second, func() bool {
 		var u store.User
 		must("GET", "/api/v1/users/alice", nil, &u)
 		return u.Status == store.StatusDisabled && strings.HasPrefix(u.StatusReason, "alert:UserOverQuota/")
 	}, state)
-	proctest.Until(t, "Telegram told about alice", 30*time.Second, func() bool { return tg.saw("UserOverQuota") && tg.saw("alice") }, state)
+	testsupport.Until(t, "Telegram told about alice", 30*time.Second, func() bool { return tg.saw("UserOverQuota") && tg.saw("alice") }, state)
 	applied("both nodes dropping alice", "bob")
 	t.Logf("quota crossed -> suspended by the alert, both nodes reloaded: %s", time.Since(crossed).Round(100*time.Millisecond))
 
@@ -337,7 +337,7 @@ func TestLoop(t *testing.T) {
 	// suspended. So reset once her usage has stopped moving.
 	var used int64 = -1
 	stable := 0
-	proctest.Until(t, "alice's usage settled in the ledger", 60*time.Second, func() bool {
+	testsupport.Until(t, "alice's usage settled in the ledger", 60*time.Second, func() bool {
 		var u store.User
 		must("GET", "/api/v1/users/alice", nil, &u)
 		if u.Used() == used {
@@ -349,13 +349,13 @@ func TestLoop(t *testing.T) {
 		return stable >= 30 // 3 s: several polls, scrapes and cycles
 	}, state)
 	must("POST", "/api/v1/users/alice/reset", nil, nil)
-	back := proctest.Until(t, "alice back after the reset", 90*time.Second, func() bool { _, err := fetch("alice"); return err == nil }, state)
+	back := testsupport.Until(t, "alice back after the reset", 90*time.Second, func() bool { _, err := fetch("alice"); return err == nil }, state)
 	t.Logf("quota reset -> alice served again: %s", back.Round(100*time.Millisecond))
 
 	// n2's sing-box dies: NodeDown (for: 30s as shipped) drains it.
 	nodes["n2"].singbox.Kill()
 	subURL := "http://" + cpAddr + "/sub/" + bob.SubToken + "?format=links"
-	drainedIn := proctest.Until(t, "n2 drained", 120*time.Second, func() bool {
+	drainedIn := testsupport.Until(t, "n2 drained", 120*time.Second, func() bool {
 		var n store.Node
 		must("GET", "/api/v1/nodes/n2", nil, &n)
 		return n.Drained
@@ -366,13 +366,13 @@ func TestLoop(t *testing.T) {
 	}
 
 	nodes["n2"].startSingBox(t)
-	restored := proctest.Until(t, "n2 restored", 90*time.Second, func() bool {
+	restored := testsupport.Until(t, "n2 restored", 90*time.Second, func() bool {
 		var n store.Node
 		must("GET", "/api/v1/nodes/n2", nil, &n)
 		return !n.Drained
 	}, state)
 	t.Logf("node back -> restored: %s", restored.Round(100*time.Millisecond))
-	proctest.Until(t, "n2 back in the subscription", 10*time.Second, func() bool { return strings.Contains(get(t, subURL), "n2") }, state)
+	testsupport.Until(t, "n2 back in the subscription", 10*time.Second, func() bool { return strings.Contains(get(t, subURL), "n2") }, state)
 }
 
 func dialOK(addr string) bool {

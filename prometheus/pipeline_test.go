@@ -19,9 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/boxfleet/boxfleet/internal/proctest"
 	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 const adminToken = "admin-token"
@@ -182,7 +182,7 @@ func start(t *testing.T, tool, ready string, args ...string) {
 
 func eventually(t *testing.T, limit time.Duration, what string, ok func() bool, state ...func() string) {
 	t.Helper()
-	proctest.Until(t, what, limit, ok, state...)
+	testsupport.Until(t, what, limit, ok, state...)
 }
 
 // fetch is a GET's body, or what went wrong, for a failed wait's report.
@@ -272,7 +272,7 @@ func TestPipeline(t *testing.T) {
 		}
 	}()
 	ctrl := &fakeController{exporter: exporter.Listener.Addr().String(),
-		probes: []string{alive.Addr().String(), promtest.FreeAddr(t)}}
+		probes: []string{alive.Addr().String(), testsupport.FreeAddr(t)}}
 	ctrl.aliceUsed.Store(2000)
 	ctrlSrv := httptest.NewServer(ctrl)
 	defer ctrlSrv.Close()
@@ -280,7 +280,7 @@ func TestPipeline(t *testing.T) {
 	tgSrv := httptest.NewServer(tg)
 	defer tgSrv.Close()
 
-	prom, am, bb := promtest.FreeAddr(t), promtest.FreeAddr(t), promtest.FreeAddr(t)
+	prom, am, bb := testsupport.FreeAddr(t), testsupport.FreeAddr(t), testsupport.FreeAddr(t)
 	hosts := map[string]string{
 		"boxfleet:8080":     ctrlSrv.Listener.Addr().String(),
 		"alertmanager:9093": am,

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/boxfleet/boxfleet/internal/demotest"
-	"github.com/boxfleet/boxfleet/internal/proctest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // TestDemo runs `make demo`'s script as an operator would, checks that
@@ -125,5 +125,5 @@ func get(t *testing.T, u string) (int, string) {
 
 func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool, state ...func() string) {
 	t.Helper()
-	proctest.Until(t, what, timeout, ok, state...)
+	testsupport.Until(t, what, timeout, ok, state...)
 }

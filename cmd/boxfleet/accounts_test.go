@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
-	"github.com/boxfleet/boxfleet/internal/promtest"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 	"github.com/boxfleet/boxfleet/internal/totp"
 )
 
@@ -313,7 +313,7 @@ func writeTemp(t *testing.T, content string) string {
 // --web.trusted-proxies the audit log records the forwarded client.
 func TestAdminListenerAndTrustedProxy(t *testing.T) {
 	c := newController(t, t.TempDir(), "")
-	adminAddr := promtest.FreeAddr(t)
+	adminAddr := testsupport.FreeAddr(t)
 	c.extra = []string{"--web.admin-listen-address", adminAddr, "--web.trusted-proxies", "127.0.0.1/32"}
 	c.start()
 	tok := readToken(t, c.tokenFile())

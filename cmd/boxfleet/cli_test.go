@@ -12,8 +12,8 @@ import (
 
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
-	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/sbconfig"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 func TestServeCreatesAdminTokenOnce(t *testing.T) {
@@ -68,7 +68,7 @@ func TestServeRefusesShortAdminToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := newController(t, dir, "")
-	r := cmd.runEnv(nil, "serve", "--data.dir", dir, "--web.listen-address", promtest.FreeAddr(t), "--prometheus.url", "http://127.0.0.1:1")
+	r := cmd.runEnv(nil, "serve", "--data.dir", dir, "--web.listen-address", testsupport.FreeAddr(t), "--prometheus.url", "http://127.0.0.1:1")
 	if r.code == 0 || !strings.Contains(r.stderr, "shorter than 16") {
 		t.Fatalf("serve with a 5-character token: exit %d, %s", r.code, r.stderr)
 	}
@@ -292,7 +292,7 @@ func TestCLIErrors(t *testing.T) {
 	c.failsEnv([]string{"BOXFLEET_URL=" + c.url(), "BOXFLEET_TOKEN_FILE=" + wrong}, "unauthorized (HTTP 401)", "user", "list")
 	// Flags beat the environment.
 	c.failsEnv([]string{"BOXFLEET_URL=" + c.url(), "BOXFLEET_TOKEN_FILE=" + c.tokenFile()}, "unauthorized (HTTP 401)", "--token-file", wrong, "user", "list")
-	c.failsEnv([]string{"BOXFLEET_URL=http://" + promtest.FreeAddr(t), "BOXFLEET_TOKEN_FILE=" + c.tokenFile()}, "cannot reach the controller", "user", "list")
+	c.failsEnv([]string{"BOXFLEET_URL=http://" + testsupport.FreeAddr(t), "BOXFLEET_TOKEN_FILE=" + c.tokenFile()}, "cannot reach the controller", "user", "list")
 
 	// Nothing the failures tried was created.
 	var page struct{ Total int }

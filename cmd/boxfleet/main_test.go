@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
 	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
@@ -82,7 +81,7 @@ func cleanEnv(extra ...string) []string {
 
 func (c *controller) start() {
 	c.t.Helper()
-	c.addr = promtest.FreeAddr(c.t)
+	c.addr = testsupport.FreeAddr(c.t)
 	args := []string{"serve", "--data.dir", c.dataDir, "--web.listen-address", c.addr,
 		"--prometheus.url", "http://127.0.0.1:1", "--log.level", "debug"}
 	if c.dsn != "" {

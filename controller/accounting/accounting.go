@@ -17,6 +17,7 @@ import (
 	promapi "github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/common/model"
 	"github.com/sirupsen/logrus"
 
@@ -62,31 +63,31 @@ func New(st *store.Store, url, holder string, log logrus.FieldLogger, reg promet
 	if err != nil {
 		return nil, fmt.Errorf("--prometheus.url: %w", err)
 	}
+	f := promauto.With(reg)
 	a := &Accountant{
 		Store: st, Prom: promv1.NewAPI(c), Log: log, Holder: holder, client: c,
-		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+		lastSuccess: f.NewGauge(prometheus.GaugeOpts{
 			Name: "boxfleet_accounting_last_success_timestamp_seconds",
 			Help: "When an accounting cycle last completed on this controller.",
 		}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+		duration: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "boxfleet_accounting_duration_seconds",
 			Help:    "Time one accounting cycle took.",
 			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}),
-		errors: prometheus.NewCounter(prometheus.CounterOpts{
+		errors: f.NewCounter(prometheus.CounterOpts{
 			Name: "boxfleet_accounting_errors_total",
 			Help: "Accounting cycles that failed (Prometheus or database unreachable, lease lost).",
 		}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+		bytes: f.NewCounter(prometheus.CounterOpts{
 			Name: "boxfleet_accounting_bytes_total",
 			Help: "Bytes added to the ledger.",
 		}),
-		resets: prometheus.NewCounter(prometheus.CounterOpts{
+		resets: f.NewCounter(prometheus.CounterOpts{
 			Name: "boxfleet_accounting_counter_resets_total",
 			Help: "Counter resets seen in exporters' per-user counters (an exporter lost its state file).",
 		}),
 	}
-	reg.MustRegister(a.lastSuccess, a.duration, a.errors, a.bytes, a.resets)
 	return a, nil
 }
 

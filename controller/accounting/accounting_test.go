@@ -14,6 +14,7 @@ import (
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
 	"github.com/boxfleet/boxfleet/internal/promtest"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 func quietLog() *logrus.Logger {
@@ -242,7 +243,7 @@ func TestLedgerExact(t *testing.T) {
 // TestCycleWithoutPrometheus: an outage is an error that changes nothing.
 func TestCycleWithoutPrometheus(t *testing.T) {
 	s := storetest.SQLite(t)
-	a, err := New(s, "http://"+promtest.FreeAddr(t), "c1", quietLog(), prometheus.NewRegistry())
+	a, err := New(s, "http://"+testsupport.FreeAddr(t), "c1", quietLog(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

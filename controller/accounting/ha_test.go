@@ -10,11 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
-	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // controllerProc is one `boxfleet serve` process, talking to MariaDB
@@ -27,13 +25,9 @@ type controllerProc struct {
 
 func startController(t *testing.T, bin, dsn, promURL, id string) *controllerProc {
 	t.Helper()
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newCommitDelayProxy(t, cfg.Addr, 150*time.Millisecond)
-	addr := promtest.FreeAddr(t)
-	cmd := exec.Command(bin, "serve", "--db.dsn", proxy.dsn(dsn), "--data.dir", t.TempDir(),
+	proxy := newCommitDelayProxy(t, dsn, 150*time.Millisecond)
+	addr := testsupport.FreeAddr(t)
+	cmd := exec.Command(bin, "serve", "--db.dsn", proxy.DSN(dsn), "--data.dir", t.TempDir(),
 		"--prometheus.url", promURL, "--controller.id", id, "--web.listen-address", addr,
 		"--accounting.interval", "200ms", "--lease.ttl", "3s", "--log.level", "warn")
 	cmd.Stderr = os.Stderr

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/sirupsen/logrus"
 
 	"github.com/boxfleet/boxfleet/controller/store"
@@ -29,11 +30,11 @@ type Leader struct {
 
 // Register adds boxfleet_leader to reg.
 func (l *Leader) Register(reg prometheus.Registerer) {
-	l.gauge = prometheus.NewGauge(prometheus.GaugeOpts{
+	f := promauto.With(reg)
+	l.gauge = f.NewGauge(prometheus.GaugeOpts{
 		Name: "boxfleet_leader",
 		Help: "1 when this controller holds the lease for accounting and sweeps.",
 	})
-	reg.MustRegister(l.gauge)
 }
 
 // Run blocks until ctx ends, then releases the lease.

@@ -21,8 +21,8 @@ import (
 
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
-	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // TestScale measures accounting cycles at the size (100,000 users,
@@ -130,7 +130,7 @@ func scaleServe(t *testing.T, f *scaleFleet, bin string, db storetest.DB) {
 			t.Fatal(err)
 		}
 	}
-	addr := promtest.FreeAddr(t)
+	addr := testsupport.FreeAddr(t)
 	args := []string{"serve", "--data.dir=" + dataDir, "--prometheus.url=" + f.prom.URL, "--web.listen-address=" + addr,
 		"--accounting.interval=" + interval.String(), "--controller.id=scale", "--log.level=warn"}
 	if db.DSN != "" {

@@ -15,6 +15,7 @@ import (
 
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/common/model"
 	"github.com/sirupsen/logrus"
 
@@ -77,20 +78,21 @@ type Actor struct {
 
 // New builds an Actor and registers its metrics.
 func New(st *store.Store, prom promv1.API, h Health, log logrus.FieldLogger, cfg Config, reg prometheus.Registerer) *Actor {
+	f := promauto.With(reg)
 	a := &Actor{
 		Store: st, Prom: prom, Health: h, Log: log, Config: cfg,
 		global:  window.New(cfg.Rate.N, cfg.Rate.Window),
 		suspend: window.New(cfg.SuspendRate.N, cfg.SuspendRate.Window),
 		drain:   window.New(cfg.DrainRate.N, cfg.DrainRate.Window),
-		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+		actions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "boxfleet_actions_total",
 			Help: "Actions requested by alerts, by action and result (applied, noop, dry_run, refused, error).",
 		}, []string{"action", "result"}),
-		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+		received: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "boxfleet_webhook_alerts_total",
 			Help: "Alerts received from Alertmanager, by status and how they were handled.",
 		}, []string{"status", "result"}),
-		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
+		reconciled: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "boxfleet_actions_reconciled_total",
 			Help: "Alert episodes resolved by the reconcile loop because Prometheus no longer fired them and their resolved notification never arrived, by action.",
 		}, []string{"action"}),
@@ -102,7 +104,6 @@ func New(st *store.Store, prom promv1.API, h Health, log logrus.FieldLogger, cfg
 	}
 	a.reconciled.WithLabelValues(SuspendUser)
 	a.reconciled.WithLabelValues(DrainNode)
-	reg.MustRegister(a.actions, a.received, a.reconciled)
 	return a
 }
 

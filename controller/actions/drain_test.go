@@ -17,6 +17,7 @@ import (
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
 	"github.com/boxfleet/boxfleet/internal/promtest"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // nodeDownRule makes the backend's rule evaluation (Prometheus itself, or
@@ -73,7 +74,7 @@ func addFleet(f *fixture) {
 
 // deadProm is a Prometheus API client for an address nothing listens on.
 func deadProm(t testing.TB) promv1.API {
-	c, err := promapi.NewClient(promapi.Config{Address: "http://" + promtest.FreeAddr(t)})
+	c, err := promapi.NewClient(promapi.Config{Address: "http://" + testsupport.FreeAddr(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,13 +20,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/boxfleet/boxfleet/controller/api"
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // TestNodesPollLoad has BOXFLEET_LOAD_NODES (default 500) registered nodes
@@ -75,7 +74,7 @@ func TestNodesPollLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := newStmtCounter(t, db.DSN)
-	sA, err := store.Open(ctx, proxy.dsn(db.DSN), "")
+	sA, err := store.Open(ctx, proxy.DSN(db.DSN), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,65 +318,29 @@ func drain(ch chan pollAnswer) {
 	}
 }
 
-// stmtCounter is a TCP proxy in front of MariaDB that counts the
-// statements one controller sends: COM_QUERY (transaction control and
-// statements without arguments) and COM_STMT_EXECUTE (statements with
-// arguments, which go-sql-driver prepares), each by its SQL text.
+// stmtCounter is a proxy in front of MariaDB that counts the statements
+// one controller sends: COM_QUERY (transaction control and statements
+// without arguments) and COM_STMT_EXECUTE (statements with arguments,
+// which go-sql-driver prepares), each by its SQL text.
 type stmtCounter struct {
-	t       *testing.T
-	ln      net.Listener
-	backend string
+	*testsupport.MySQLProxy
 
 	mu     sync.Mutex
 	byText map[string]int64
 	total  int64
-	conns  []net.Conn
 }
 
 func newStmtCounter(t *testing.T, dsn string) *stmtCounter {
 	t.Helper()
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &stmtCounter{t: t, ln: ln, backend: cfg.Addr, byText: map[string]int64{}}
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-// dsn is dsn with its address replaced by the proxy's.
-func (p *stmtCounter) dsn(dsn string) string {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	cfg.Addr = p.ln.Addr().String()
-	return cfg.FormatDSN()
-}
-
-func (p *stmtCounter) accept() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.backend)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, s)
-		p.mu.Unlock()
+	p := &stmtCounter{byText: map[string]int64{}}
+	p.MySQLProxy = testsupport.StartMySQLProxy(t, dsn, func() testsupport.PacketHooks {
 		cs := &connStmts{ids: map[uint32]string{}}
-		go func() { cs.fromServer(c, s); c.Close() }()
-		go func() { p.fromClient(cs, s, c); s.Close() }()
-	}
+		return testsupport.PacketHooks{
+			FromClient: func(hdr, payload []byte) { p.fromClient(cs, hdr, payload) },
+			FromServer: cs.fromServer,
+		}
+	})
+	return p
 }
 
 // connStmts is what one connection prepared: the texts of prepares
@@ -388,67 +351,40 @@ type connStmts struct {
 	ids     map[uint32]string
 }
 
-func readPacket(r io.Reader) (hdr, payload []byte, err error) {
-	hdr = make([]byte, 4)
-	if _, err = io.ReadFull(r, hdr); err != nil {
-		return nil, nil, err
-	}
-	payload = make([]byte, int(binary.LittleEndian.Uint32(append(hdr[:3:3], 0))))
-	_, err = io.ReadFull(r, payload)
-	return hdr, payload, err
-}
-
-// fromServer copies the server's packets, reading the statement id of
-// each COM_STMT_PREPARE_OK (the first packet of a prepare's answer).
-func (cs *connStmts) fromServer(dst io.Writer, src io.Reader) {
-	for {
-		hdr, payload, err := readPacket(src)
-		if err != nil {
-			return
+// fromServer reads the statement id of each COM_STMT_PREPARE_OK (the first
+// packet of a prepare's answer).
+func (cs *connStmts) fromServer(hdr, payload []byte) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if len(cs.pending) > 0 && hdr[3] == 1 && len(payload) >= 5 && (payload[0] == 0x00 || payload[0] == 0xff) {
+		if payload[0] == 0x00 {
+			cs.ids[binary.LittleEndian.Uint32(payload[1:5])] = cs.pending[0]
 		}
-		cs.mu.Lock()
-		if len(cs.pending) > 0 && hdr[3] == 1 && len(payload) >= 5 && (payload[0] == 0x00 || payload[0] == 0xff) {
-			if payload[0] == 0x00 {
-				cs.ids[binary.LittleEndian.Uint32(payload[1:5])] = cs.pending[0]
-			}
-			cs.pending = cs.pending[1:]
-		}
-		cs.mu.Unlock()
-		if _, err := dst.Write(append(hdr, payload...)); err != nil {
-			return
-		}
+		cs.pending = cs.pending[1:]
 	}
 }
 
 var spaces = regexp.MustCompile(`\s+`)
 
-// fromClient copies the client's packets and counts its commands: a
-// packet with sequence number 0 begins a command.
-func (p *stmtCounter) fromClient(cs *connStmts, dst io.Writer, src io.Reader) {
-	for {
-		hdr, payload, err := readPacket(src)
-		if err != nil {
-			return
-		}
-		if hdr[3] == 0 && len(payload) > 0 {
-			switch payload[0] {
-			case 0x03: // COM_QUERY
-				p.count(string(payload[1:]))
-			case 0x16: // COM_STMT_PREPARE
-				cs.mu.Lock()
-				cs.pending = append(cs.pending, string(payload[1:]))
-				cs.mu.Unlock()
-			case 0x17: // COM_STMT_EXECUTE
-				if len(payload) >= 5 {
-					cs.mu.Lock()
-					text := cs.ids[binary.LittleEndian.Uint32(payload[1:5])]
-					cs.mu.Unlock()
-					p.count(text)
-				}
-			}
-		}
-		if _, err := dst.Write(append(hdr, payload...)); err != nil {
-			return
+// fromClient counts the client's commands: a packet with sequence number
+// 0 begins a command.
+func (p *stmtCounter) fromClient(cs *connStmts, hdr, payload []byte) {
+	if hdr[3] != 0 || len(payload) == 0 {
+		return
+	}
+	switch payload[0] {
+	case 0x03: // COM_QUERY
+		p.count(string(payload[1:]))
+	case 0x16: // COM_STMT_PREPARE
+		cs.mu.Lock()
+		cs.pending = append(cs.pending, string(payload[1:]))
+		cs.mu.Unlock()
+	case 0x17: // COM_STMT_EXECUTE
+		if len(payload) >= 5 {
+			cs.mu.Lock()
+			text := cs.ids[binary.LittleEndian.Uint32(payload[1:5])]
+			cs.mu.Unlock()
+			p.count(text)
 		}
 	}
 }
@@ -502,13 +438,4 @@ func (s stmtSnapshot) top(before stmtSnapshot, window time.Duration, n int) []st
 		out = append(out, fmt.Sprintf("%7.1f/s  %s", float64(r.d)/window.Seconds(), r.text))
 	}
 	return out
-}
-
-func (p *stmtCounter) close() {
-	p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
 }

@@ -13,6 +13,7 @@ import (
 
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/common/model"
 	"github.com/sirupsen/logrus"
 )
@@ -51,16 +52,17 @@ func New(prom promv1.API, query string, log logrus.FieldLogger, reg prometheus.R
 	if query == "" {
 		query = DefaultQuery
 	}
+	f := promauto.With(reg)
 	r := &Ranker{
 		Prom: prom, Query: query, Log: log, scores: map[string]float64{},
 		gauge: prometheus.NewDesc("boxfleet_node_health_score",
 			"Node health in 0..1 from --health.query; subscriptions list nodes by it, best first.", []string{"node"}, nil),
-		fresh: prometheus.NewGauge(prometheus.GaugeOpts{
+		fresh: f.NewGauge(prometheus.GaugeOpts{
 			Name: "boxfleet_health_last_refresh_timestamp_seconds",
 			Help: "When node scores were last read from Prometheus.",
 		}),
 	}
-	reg.MustRegister(r, r.fresh)
+	reg.MustRegister(r) // the per-node scores are const metrics built at scrape time
 	return r
 }
 

@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/sirupsen/logrus"
 
 	"github.com/boxfleet/boxfleet/controller/store"
@@ -80,6 +81,7 @@ type Deliverer struct {
 
 // New returns a Deliverer with the defaults and registers its metric.
 func New(st *store.Store, leader func() bool, log logrus.FieldLogger, reg prometheus.Registerer) *Deliverer {
+	f := promauto.With(reg)
 	d := &Deliverer{
 		Store: st, Leader: leader, Log: log,
 		Client: &http.Client{
@@ -91,7 +93,7 @@ func New(st *store.Store, leader func() bool, log logrus.FieldLogger, reg promet
 		Interval:    DefaultInterval,
 		MaxAttempts: DefaultMaxAttempts,
 		Jitter:      func(d time.Duration) time.Duration { return time.Duration(rand.Int64N(int64(d)/5 + 1)) },
-		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+		results: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "boxfleet_hook_deliveries_total",
 			Help: "Attempts to deliver events to outgoing hooks, by result (delivered, retry, failed: given up).",
 		}, []string{"result"}),
@@ -99,7 +101,6 @@ func New(st *store.Store, leader func() bool, log logrus.FieldLogger, reg promet
 	for _, r := range []string{"delivered", "retry", "failed"} {
 		d.results.WithLabelValues(r)
 	}
-	reg.MustRegister(d.results)
 	return d
 }
 

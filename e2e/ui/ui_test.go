@@ -27,8 +27,8 @@ import (
 	"time"
 
 	"github.com/boxfleet/boxfleet/internal/demotest"
-	"github.com/boxfleet/boxfleet/internal/proctest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // TestUI is skipped unless the UI is built and Chromium and playwright-core
@@ -98,7 +98,7 @@ func TestUI(t *testing.T) {
 	// Both exporters must have applied the user set before the browser
 	// starts: the test drains one of them.
 	for _, off := range []int{12016, 12026} {
-		proctest.Until(t, "exporter up", 60*time.Second, func() bool {
+		testsupport.Until(t, "exporter up", 60*time.Second, func() bool {
 			return strings.Contains(get(fmt.Sprintf("http://127.0.0.1:%d/metrics", base+off)), "\nsingbox_up 1\n")
 		})
 	}
@@ -181,11 +181,11 @@ func TestUI(t *testing.T) {
 	err = browser.Wait()
 	if fleetGone.Load() {
 		t.Fatalf("the fleet (scripts/demo.sh) stopped during the browser test; logs:\n%s",
-			proctest.Tail(filepath.Join(dir, "logs", "controller.log"), 30))
+			testsupport.Tail(filepath.Join(dir, "logs", "controller.log"), 30))
 	}
 	if err != nil || !okSeen {
 		t.Fatalf("the browser test failed (%v); screenshots in %s; controller log:\n%s", err, shots,
-			proctest.Tail(filepath.Join(dir, "logs", "controller.log"), 30))
+			testsupport.Tail(filepath.Join(dir, "logs", "controller.log"), 30))
 	}
 	if !prefixOK {
 		t.Error("the browser did not check the UI under a path prefix")
@@ -239,7 +239,7 @@ func startClient(t *testing.T, sb, subURL string) string {
 	if err := os.WriteFile(filepath.Join(cdir, "config.json"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	proctest.Start(t, cdir, "client", sb, "run", "-c", filepath.Join(cdir, "config.json"))
+	testsupport.Start(t, cdir, "client", sb, "run", "-c", filepath.Join(cdir, "config.json"))
 	return mixed.String()
 }
 

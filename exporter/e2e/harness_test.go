@@ -21,11 +21,11 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
-func freePort(t *testing.T) int { return promtest.FreePort(t) }
+func freePort(t *testing.T) int { return testsupport.FreePort(t) }
 
 // origin is a local HTTP server that counts every byte that crosses its
 // sockets: the ground truth a user's metered traffic is compared with.

@@ -22,9 +22,8 @@ import (
 	"github.com/boxfleet/boxfleet/exporter/collector"
 	"github.com/boxfleet/boxfleet/exporter/meter"
 	"github.com/boxfleet/boxfleet/exporter/sbapi"
-	"github.com/boxfleet/boxfleet/internal/proctest"
-	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 const apiSecret = "meter-test-secret"
@@ -46,8 +45,8 @@ type activeDevice struct {
 func TestActiveUsersAPIMode(t *testing.T) {
 	sb := testbin.Path(t, "sing-box")
 	dir := t.TempDir()
-	clashAddr := fmt.Sprintf("127.0.0.1:%d", promtest.FreePort(t))
-	apiPort, vlessPort := promtest.FreePort(t), promtest.FreePort(t)
+	clashAddr := fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t))
+	apiPort, vlessPort := testsupport.FreePort(t), testsupport.FreePort(t)
 	devices := []*activeDevice{
 		{user: "ana", uuid: "0b6d3c1e-8f2a-4c5b-9d7e-1a2b3c4d5e6f", bind: "127.0.0.2"},
 		{user: "ana", uuid: "0b6d3c1e-8f2a-4c5b-9d7e-1a2b3c4d5e6f", bind: "127.0.0.3"},
@@ -64,16 +63,16 @@ func TestActiveUsersAPIMode(t *testing.T) {
 		"experimental": map[string]any{"clash_api": map[string]any{"external_controller": clashAddr, "secret": apiSecret}},
 		"services":     []any{map[string]any{"type": "api", "tag": "api", "listen": "127.0.0.1", "listen_port": apiPort, "secret": apiSecret}},
 	})
-	proctest.Start(t, dir, "server", sb, "run", "-c", server)
+	testsupport.Start(t, dir, "server", sb, "run", "-c", server)
 	for i, d := range devices {
-		d.socks = fmt.Sprintf("127.0.0.1:%d", promtest.FreePort(t))
+		d.socks = fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t))
 		conf := writeConfig(t, dir, fmt.Sprintf("client-%d", i), map[string]any{
 			"log":      map[string]any{"level": "warn"},
 			"inbounds": []any{map[string]any{"type": "socks", "tag": "in", "listen": "127.0.0.1", "listen_port": port(d.socks)}},
 			"outbounds": []any{map[string]any{"type": "vless", "tag": "out", "server": "127.0.0.1", "server_port": vlessPort,
 				"uuid": d.uuid, "inet4_bind_address": d.bind}},
 		})
-		proctest.Start(t, dir, fmt.Sprintf("client-%d", i), sb, "run", "-c", conf)
+		testsupport.Start(t, dir, fmt.Sprintf("client-%d", i), sb, "run", "-c", conf)
 	}
 	waitTCP(t, clashAddr)
 	for _, d := range devices {
@@ -97,7 +96,7 @@ func TestActiveUsersAPIMode(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() { m.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	proctest.Until(t, "the event stream", 20*time.Second, func() bool { return m.View().LogStreamUp })
+	testsupport.Until(t, "the event stream", 20*time.Second, func() bool { return m.View().LogStreamUp })
 
 	sink := holdingSink(t)
 	open := func(d *activeDevice, n int) []net.Conn {
@@ -148,7 +147,7 @@ func TestActiveUsersAPIMode(t *testing.T) {
 
 func waitActive(t *testing.T, m *meter.Meter, want map[string]attribution.Activity) {
 	t.Helper()
-	proctest.Until(t, fmt.Sprintf("active users %v", want), 20*time.Second, func() bool {
+	testsupport.Until(t, fmt.Sprintf("active users %v", want), 20*time.Second, func() bool {
 		got := m.View().Active
 		if len(got) != len(want) {
 			return false
@@ -217,7 +216,7 @@ func port(addr string) int {
 
 func waitTCP(t *testing.T, addr string) {
 	t.Helper()
-	proctest.Until(t, addr+" to listen", 20*time.Second, func() bool {
+	testsupport.Until(t, addr+" to listen", 20*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()

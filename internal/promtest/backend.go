@@ -11,6 +11,8 @@ import (
 	promapi "github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // Backend is a metrics server the controller can be pointed at with
@@ -58,7 +60,7 @@ type Options struct {
 func (b Backend) Start(t testing.TB, o Options) *Server {
 	t.Helper()
 	dir := t.TempDir()
-	addr := FreeAddr(t)
+	addr := testsupport.FreeAddr(t)
 	s := &Server{URL: "http://" + addr, Backend: b}
 	switch b {
 	case Prometheus:
@@ -158,7 +160,7 @@ func victoriaMetricsProcs(t testing.TB, dir, addr string, o Options) []*proc {
 	if o.Rules == "" {
 		return []*proc{vm}
 	}
-	alertAddr := FreeAddr(t)
+	alertAddr := testsupport.FreeAddr(t)
 	vm.args = append(vm.args, "-vmalert.proxyURL=http://"+alertAddr)
 	notifier := "-notifier.blackhole"
 	if o.Alertmanager != "" {

@@ -8,7 +8,6 @@ package promtest
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,6 +24,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // Target serves an exposition whose samples the test sets. Down makes it
@@ -207,37 +207,5 @@ func (s *Server) WaitFor(t testing.TB, q string, timeout time.Duration, check fu
 	t.Fatalf("%s: %s never matched; last result: %v", s.Backend, q, last)
 }
 
-// FreeAddr returns a loopback address nothing listens on, never the same
-// one twice in a process: the kernel may hand a just-closed port out again
-// at once, and two servers of one test would then collide.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if !handedOut.m[addr] {
-			handedOut.m[addr] = true
-			return addr
-		}
-	}
-	t.Fatal("no fresh loopback port")
-	return ""
-}
-
-// FreePort is FreeAddr's port.
-func FreePort(t testing.TB) int {
-	_, port, _ := net.SplitHostPort(FreeAddr(t))
-	n, _ := strconv.Atoi(port)
-	return n
-}
-
-var handedOut = struct {
-	sync.Mutex
-	m map[string]bool
-}{m: map[string]bool{}}
+// FreeAddr: TEMPORARY forward to testsupport.FreeAddr, removed with proctest.
+func FreeAddr(t testing.TB) string { return testsupport.FreeAddr(t) }
