@@ -13,7 +13,7 @@ VPKG      := github.com/prometheus/common/version
 LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) -X $(VPKG).Branch=$(BRANCH) \
              -X $(VPKG).BuildUser=$(USER) -X $(VPKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 
-.PHONY: all build ldflags docker dist ui ui-deps ui-test browser tools test test-plain test-race test-short lint vulncheck bench load fuzz run demo node clean
+.PHONY: all build ldflags docker dist ui ui-deps ui-test browser tools test test-short lint vulncheck bench load fuzz run demo node clean
 
 all: build
 
@@ -87,28 +87,23 @@ vulncheck:
 # the binary `make build` just produced, which controller/webui's test runs
 # to check that it carries the UI.
 #
-# Packages run in two streams side by side, one package at a time in each
-# (two cores; most tests wait on real programs): the packages with
-# concurrency under the race detector, whole (their Prometheus and MariaDB
-# tests included), and the rest without it (they drive external processes,
-# where the detector sees nothing). Two packages then run alone, because
-# what they assert depends on the machine's pace: exporter/e2e compares the
-# Clash API's polled attribution with the bytes that crossed, the soak times
-# its faults against alert rules' `for:` and the lease, and the browser test
-# holds the users page to its first render in under a second.
+# Packages run two at a time (two cores; most tests wait on real programs):
+# first those with concurrency under the race detector, whole (their
+# Prometheus and MariaDB tests included), then the rest without it (they
+# drive external processes, where the detector sees nothing). Three
+# packages then run alone, one after the other, because what they assert
+# depends on the machine's pace: exporter/e2e compares the Clash API's
+# polled attribution with the bytes that crossed, the soak times its faults
+# against alert rules' `for:` and the lease, and the browser test holds the
+# users page to its first render in under a second.
 RACE_PKGS  := ./controller/... ./exporter/meter ./exporter/agent ./exporter/sbapi ./subscribe/...
 ALONE_PKGS := ./exporter/e2e ./e2e/soak ./e2e/ui
 TEST_ENV   := BOXFLEET_UI_E2E=1 BOXFLEET_UI_BINARY=$(CURDIR)/bin/boxfleet
 test: lint tools browser build ui-test
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-plain test-race
+	$(TEST_ENV) $(GO) test -race -count=1 -p 2 -timeout 20m $(RACE_PKGS)
+	$(TEST_ENV) $(GO) test -count=1 -p 2 -timeout 20m $$($(GO) list ./... | grep -vxF "$$($(GO) list $(RACE_PKGS) $(ALONE_PKGS))")
 	$(TEST_ENV) $(GO) test -count=1 -p 1 -timeout 20m $(ALONE_PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
-
-# The two streams of make test (they expect make tools browser build first).
-test-plain:
-	$(TEST_ENV) $(GO) test -count=1 -p 1 -timeout 20m $$($(GO) list ./... | grep -vxF "$$($(GO) list $(RACE_PKGS) $(ALONE_PKGS))")
-test-race:
-	$(TEST_ENV) $(GO) test -race -count=1 -p 1 -timeout 20m $(RACE_PKGS)
 
 # The edit-test loop: everything that needs no real external program
 # (sing-box, Prometheus, Alertmanager, MariaDB…), in under a minute. Tests
