@@ -307,6 +307,53 @@ CREATE TABLE counters (
 	46: sqliteOnly + `CREATE INDEX users_over90_used ON users (used_total) WHERE over90 = 1`,
 	47: sqliteOnly + `DROP INDEX IF EXISTS users_used`,
 	48: mysqlOnly + `DROP INDEX IF EXISTS users_used ON users`,
+	// "Over 90 % by usage" on MySQL read each status's usage index in
+	// order and, for every user passed, the row, to learn whether the
+	// user was over 90 % (over90 is computed from the row): thousands of
+	// rows a page when the heaviest users are unlimited. With the limit
+	// in the index, the list tests the same condition on the index alone
+	// (over90ByUsage). The limit sits after the id so that the order by
+	// (status, used_total, id) stays the index's own; it changes rarely,
+	// so the ledger's commits write this index no more often than before.
+	49: mysqlOnly + `CREATE INDEX users_status_used_limit ON users (status, used_total, id, traffic_limit)`,
+	50: mysqlOnly + `DROP INDEX IF EXISTS users_status_used ON users`,
+	// The trigram index of the users list's search (usersearch.go): gram
+	// is the UTF-8 of three characters of a user's name or note as the
+	// database lowers it. Filled from the users there are (54) and kept by
+	// the store in each write of a name or note. BLOB on SQLite: a
+	// VARBINARY column would have numeric affinity there.
+	51: mysqlOnly + `
+CREATE TABLE user_grams (
+  gram VARBINARY(12) NOT NULL,
+  user_id BIGINT NOT NULL,
+  PRIMARY KEY (gram, user_id)
+)`,
+	52: sqliteOnly + `
+CREATE TABLE user_grams (
+  gram BLOB NOT NULL,
+  user_id INTEGER NOT NULL,
+  PRIMARY KEY (gram, user_id)
+) WITHOUT ROWID`,
+	53: `CREATE INDEX user_grams_user ON user_grams (user_id)`,
+	54: goStep + `rebuild user_grams`,
+	// The group filter's index (usergroups.go): each user's groups, or ''
+	// for a user with none. The group is compared with case on both back
+	// ends (utf8mb4_bin on MySQL, SQLite's default BINARY).
+	55: `
+CREATE TABLE user_groups (
+  grp VARCHAR(64) NOT NULL,
+  user_id BIGINT NOT NULL,
+  PRIMARY KEY (grp, user_id)
+){{without_rowid}}`,
+	56: `CREATE INDEX user_groups_user ON user_groups (user_id)`,
+	57: goStep + `rebuild user_groups`,
+}
+
+// goSteps are the migrations written in Go rather than SQL, named by the
+// text after goStep. They run in the migration's transaction.
+var goSteps = map[string]func(ctx context.Context, s *Store, tx *sqlx.Tx) error{
+	"rebuild user_grams":  func(ctx context.Context, s *Store, tx *sqlx.Tx) error { return s.rebuildUserGrams(ctx, tx) },
+	"rebuild user_groups": func(ctx context.Context, s *Store, tx *sqlx.Tx) error { return s.rebuildUserGroups(ctx, tx) },
 }
 
 // sqliteOnly starts a migration that only SQLite runs; MySQL records it
@@ -314,6 +361,8 @@ CREATE TABLE counters (
 const (
 	sqliteOnly = "/* sqlite only */ "
 	mysqlOnly  = "/* mysql only */ "
+	// goStep, after those, makes the rest the name of one of goSteps.
+	goStep = "/* go */ "
 )
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -391,6 +440,14 @@ func (s *Store) applyMigration(ctx context.Context, conn *sqlx.Conn, v int) erro
 	defer tx.Rollback()
 	if skip {
 		// recorded below without running
+	} else if name, ok := strings.CutPrefix(stmt, goStep); ok {
+		step := goSteps[name]
+		if step == nil {
+			return fmt.Errorf("no Go migration step %q", name)
+		}
+		if err := step(ctx, s, tx); err != nil {
+			return err
+		}
 	} else if _, err := tx.ExecContext(ctx, stmt); err != nil && !s.alreadyApplied(err) {
 		return err
 	}

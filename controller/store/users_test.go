@@ -554,3 +554,445 @@ func TestListUsersByUsageAcrossStatuses(t *testing.T) {
 		}
 	})
 }
+
+// searchMatches is the search's meaning on each back end, written out:
+// a substring of the name or the note, case ignored. On MySQL every
+// script's case is ignored (LOWER); SQLite's LIKE ignores ASCII case only
+// (the search is lowered first, so a lower-case search still finds
+// upper-case ASCII).
+func searchMatches(backend, text, search string) bool {
+	if backend == "mysql" {
+		return strings.Contains(strings.ToLower(text), strings.ToLower(search))
+	}
+	asciiLower := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r >= 'A' && r <= 'Z' {
+				return r + 'a' - 'A'
+			}
+			return r
+		}, s)
+	}
+	return strings.Contains(asciiLower(text), asciiLower(strings.ToLower(search)))
+}
+
+// searchProbes are searches drawn from the users' names and notes: every
+// run of two to five characters, some in swapped case, and a few that
+// match nothing.
+func searchProbes(us []*store.User) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(q string) {
+		if q != "" && !seen[q] {
+			seen[q] = true
+			out = append(out, q)
+		}
+	}
+	for _, u := range us {
+		for _, text := range []string{u.Name, u.Note} {
+			rs := []rune(text)
+			for n := 2; n <= 5; n++ {
+				for i := 0; i+n <= len(rs); i++ {
+					add(string(rs[i : i+n]))
+					if i%3 == 0 {
+						add(swapCase(string(rs[i : i+n])))
+					}
+				}
+			}
+		}
+	}
+	for _, q := range []string{"zzzz", "نامو", "我们的", "жжж", "%_%", "!!!"} {
+		add(q)
+	}
+	return out
+}
+
+// checkSearches compares every probe's result, through s (whole fleet or
+// a reseller's view), with searchMatches over the users s sees.
+func checkSearches(t *testing.T, step string, s *store.Store) {
+	t.Helper()
+	all, _, err := s.ListUsers(bg, store.UserFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range searchProbes(all) {
+		var want []string
+		for _, u := range all {
+			if searchMatches(s.Backend(), u.Name, q) || searchMatches(s.Backend(), u.Note, q) {
+				want = append(want, u.Name)
+			}
+		}
+		got, total, err := s.ListUsers(bg, store.UserFilter{Search: q})
+		if err != nil {
+			t.Fatalf("%s: search %q: %v", step, q, err)
+		}
+		if !slices.Equal(names(got), want) || total != len(want) {
+			t.Errorf("%s: search %q: got %v (total %d), want %v", step, q, names(got), total, want)
+		}
+		// The bulk actions' "everything matching" reads the same filter.
+		matching, err := s.UserNames(bg, store.UserFilter{Search: q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(matching, want) {
+			t.Errorf("%s: names matching %q: %v, want %v", step, q, matching, want)
+		}
+	}
+}
+
+// checkGramsExact fails when the indexes of the search and the group
+// filter differ from ones built afresh from the users: a missing row would
+// hide a user from a search or a group, an extra one is a leak the index
+// never sheds.
+func checkGramsExact(t *testing.T, step string, s *store.Store) {
+	t.Helper()
+	before := append(dumpTable(t, s, "user_grams"), dumpTable(t, s, "user_groups")...)
+	if err := s.RebuildUserSearch(bg); err != nil {
+		t.Fatal(err)
+	}
+	after := append(dumpTable(t, s, "user_grams"), dumpTable(t, s, "user_groups")...)
+	if !slices.Equal(before, after) {
+		var missing, extra []string
+		for _, r := range after {
+			if !slices.Contains(before, r) {
+				missing = append(missing, r)
+			}
+		}
+		for _, r := range before {
+			if !slices.Contains(after, r) {
+				extra = append(extra, r)
+			}
+		}
+		t.Errorf("%s: search index out of step with the users: missing %v, extra %v", step, missing, extra)
+	}
+}
+
+// The search finds what it found before the trigram index, in any
+// script, after every kind of write: create, note edits, the bulk
+// actions, deletes, through a reseller's view too.
+func TestSearchFollowsWrites(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		if _, err := s.PutPlan(bg, "admin", store.Plan{Name: "basic", TrafficLimit: 10 << 30}); err != nil {
+			t.Fatal(err)
+		}
+		createAdmin(t, s, "shop", store.RoleReseller, nil)
+		shop := s.OwnedBy("shop")
+		limit := int64(1 << 30)
+		expire := s.Now().Add(48 * time.Hour)
+		notes := map[string]string{
+			"alice":  "Платит Наталья, VIP клиент",
+			"bob":    "付款人 张伟 每月续费",
+			"cyrus":  "پرداخت توسط علی، تمدید ماهانه",
+			"Dmitri": "",
+			"elena":  "MiXeD Case NOTE with ÄÖÜ",
+			"x1":     "ab",
+			"y_z":    "50%_off! deal",
+		}
+		for _, n := range []string{"alice", "bob", "cyrus", "Dmitri", "elena", "x1", "y_z"} {
+			createUser(t, s, n, store.UserSpec{Note: new(notes[n]), TrafficLimit: &limit, ExpireAt: &expire})
+		}
+		if _, err := shop.CreateUser(bg, "admin", "shopper1", "", store.UserSpec{Note: new("наталья из магазина")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := shop.CreateUser(bg, "admin", "shopper2", "", store.UserSpec{Note: new("张伟的朋友")}); err != nil {
+			t.Fatal(err)
+		}
+		step := func(name string) {
+			t.Helper()
+			checkSearches(t, name, s)
+			checkSearches(t, name+" (reseller)", shop)
+			checkGramsExact(t, name, s)
+		}
+		step("created")
+
+		// The probes above are exact; these say in words what must hold.
+		want := map[string][]string{"张伟": {"bob", "shopper2"}, "наталья": {"shopper1"}, "توسط علی": {"cyrus"}, "50%_o": {"y_z"}, "with äö": {}}
+		if s.Backend() == "mysql" {
+			// Every script's case; SQLite's LIKE ignores only ASCII's
+			// (README: users list), and that is unchanged.
+			want["наталья"] = []string{"alice", "shopper1"}
+			want["with äö"] = []string{"elena"}
+		}
+		for q, w := range want {
+			if got, _, err := s.ListUsers(bg, store.UserFilter{Search: q}); err != nil || !slices.Equal(names(got), w) && len(got)+len(w) > 0 {
+				t.Errorf("search %q: %v (%v), want %v", q, names(got), err, w)
+			}
+		}
+		if got, n, err := shop.ListUsers(bg, store.UserFilter{Search: "张伟"}); err != nil || !slices.Equal(names(got), []string{"shopper2"}) || n != 1 {
+			t.Errorf("reseller's search: %v, total %d (%v); want only its own user", names(got), n, err)
+		}
+
+		// Note edits: the old text no longer matches, the new one does.
+		if _, err := s.UpdateUser(bg, "admin", "alice", store.UserSpec{Note: new("Оплата: Сергей")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := shop.UpdateUser(bg, "admin", "shopper2", store.UserSpec{Note: new("")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.UpdateUser(bg, "admin", "Dmitri", store.UserSpec{Note: new("Новый клиент 张伟")}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := s.ListUsers(bg, store.UserFilter{Search: "张伟"}); !slices.Equal(names(got), []string{"Dmitri", "bob"}) {
+			t.Errorf("search after note edits: %v, want [Dmitri bob]", names(got))
+		}
+		step("notes edited")
+
+		// The bulk actions and the other single-user changes rewrite the
+		// row but not its name or note.
+		for _, n := range []string{"alice", "bob", "cyrus", "elena"} {
+			if _, err := s.ExtendUser(bg, "admin", n, 30); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.AddTraffic(bg, "admin", n, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.SetPlan(bg, "admin", n, "basic"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.SuspendUser(bg, "admin", n, "test"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.ResumeUser(bg, "admin", n); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.ResetUsage(bg, "admin", n); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.RotateToken(bg, "admin", n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		use(t, s, "n1", "elena", 1<<29, 1<<29)
+		step("bulk actions")
+
+		for _, n := range []string{"bob", "x1"} {
+			if err := s.DeleteUser(bg, "admin", n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := shop.DeleteUser(bg, "admin", "shopper1"); err != nil {
+			t.Fatal(err)
+		}
+		step("deleted")
+		// A name freed by a delete, taken again with another note.
+		createUser(t, s, "bob", store.UserSpec{Note: new("второй Боб")})
+		step("name reused")
+
+		// Paging a search: the total counts every match, not the page.
+		for i := range 5 {
+			createUser(t, s, fmt.Sprintf("page%d", i), store.UserSpec{Note: new("общая заметка")})
+		}
+		us, total, err := s.ListUsers(bg, store.UserFilter{Search: "щая зам", Limit: 2, Offset: 2, Sort: "-created"})
+		if err != nil || !slices.Equal(names(us), []string{"page2", "page1"}) || total != 5 {
+			t.Errorf("a page of a search: %v, total %d (%v); want [page2 page1], 5", names(us), total, err)
+		}
+	})
+}
+
+// The search reads the trigram index: an index missing a user's rows
+// hides it, which is what checkGramsExact guards against, and
+// RebuildUserSearch repairs it.
+func TestSearchIndexIsReadAndRebuilt(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		createUser(t, s, "alice", store.UserSpec{Note: new("платит Наталья")})
+		createUser(t, s, "bob", store.UserSpec{Note: new("платит Борис")})
+		search := func() []string {
+			us, _, err := s.ListUsers(bg, store.UserFilter{Search: "платит"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return names(us)
+		}
+		if got := search(); !slices.Equal(got, []string{"alice", "bob"}) {
+			t.Fatalf("search: %v", got)
+		}
+		if _, err := s.DB().Exec(`DELETE FROM user_grams WHERE user_id = (SELECT id FROM users WHERE name = 'bob')`); err != nil {
+			t.Fatal(err)
+		}
+		if got := search(); !slices.Equal(got, []string{"alice"}) {
+			t.Fatalf("with bob's trigrams gone the search still found %v: it does not read the index", got)
+		}
+		if err := s.RebuildUserSearch(bg); err != nil {
+			t.Fatal(err)
+		}
+		if got := search(); !slices.Equal(got, []string{"alice", "bob"}) {
+			t.Errorf("after the rebuild: %v", got)
+		}
+	})
+}
+
+// The migrations that add the indexes fill them from the users there are.
+func TestSearchIndexMigrationFillsIt(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db storetest.DB) {
+		s := db.Open(t)
+		createUser(t, s, "alice", store.UserSpec{Note: new("客户 王芳"), Groups: &[]string{"eu"}})
+		createUser(t, s, "bob", store.UserSpec{Note: new("مشتری قدیمی")})
+		v, err := s.SchemaVersion(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As a database migrated before the indexes were filled: no
+		// rows, the filling steps (54, 57) not run.
+		for _, q := range []string{`DELETE FROM user_grams`, `DELETE FROM user_groups`, `DELETE FROM schema_migrations WHERE version IN (54, 57)`} {
+			if _, err := s.DB().Exec(q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Close()
+		s = db.Open(t)
+		for q, want := range map[string]string{"户 王芳": "alice", "تری قدی": "bob", "ALICE": "alice"} {
+			if us, _, err := s.ListUsers(bg, store.UserFilter{Search: q}); err != nil || !slices.Equal(names(us), []string{want}) {
+				t.Errorf("search %q after the migration: %v (%v), want %s", q, names(us), err, want)
+			}
+		}
+		if us, _, err := s.ListUsers(bg, store.UserFilter{Group: "us"}); err != nil || !slices.Equal(names(us), []string{"bob"}) {
+			t.Errorf("group us after the migration: %v (%v), want [bob]", names(us), err)
+		}
+		checkGramsExact(t, "migrated", s)
+		if got, _ := s.SchemaVersion(bg); got != v {
+			t.Errorf("schema version %d after the migration, want %d", got, v)
+		}
+	})
+}
+
+// "Over 90 %" reads differently by usage on MySQL (the usage index with
+// the limit, migration 49) than by other orders (the over90 column): both
+// must keep the same users, to the byte at the boundary.
+func TestOver90SameByEveryOrder(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		// limit 1005: 90 % is 904.5 bytes; used 904 is under, 905 over.
+		cases := []struct {
+			name        string
+			limit, used int64
+			over        bool
+		}{
+			{"a", 1005, 904, false}, {"b", 1005, 905, true}, {"c", 1000, 899, false}, {"d", 1000, 900, true},
+			{"e", 1000, 1500, true}, {"f", 0, 5000, false}, {"g", 10 << 30, 9 << 30, true}, {"h", 10 << 30, 9<<30 - 1, false},
+		}
+		var want []string
+		for _, c := range cases {
+			createUser(t, s, c.name, store.UserSpec{TrafficLimit: &c.limit})
+			use(t, s, "n1", c.name, c.used, 0)
+			if c.over {
+				want = append(want, c.name)
+			}
+		}
+		if _, err := s.SuspendUser(bg, "admin", "d", "test"); err != nil {
+			t.Fatal(err)
+		}
+		for _, sort := range []string{"name", "used", "-used", "expire", "-limit"} {
+			for _, limit := range []int{0, 2} {
+				us, total, err := s.ListUsers(bg, store.UserFilter{Over90: true, Sort: sort, Limit: limit})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := names(us)
+				if limit == 0 {
+					slices.Sort(got)
+					if !slices.Equal(got, want) {
+						t.Errorf("over 90 %% by %s: %v, want %v", sort, got, want)
+					}
+				} else if len(got) != 2 {
+					t.Errorf("over 90 %% by %s, a page of 2: %v", sort, got)
+				}
+				if total != len(want) {
+					t.Errorf("over 90 %% by %s (limit %d): total %d, want %d", sort, limit, total, len(want))
+				}
+			}
+		}
+	})
+}
+
+// checkGroups compares the group filter, alone and with a status, through
+// s, with MayUse over the users s sees; a page of one makes the total a
+// count.
+func checkGroups(t *testing.T, step string, s *store.Store) {
+	t.Helper()
+	all, _, err := s.ListUsers(bg, store.UserFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []string{"eu", "EU", "us", "asia", "asia-eu", "nowhere", "eu,us"} {
+		for _, status := range []string{"", store.StatusActive, store.StatusDisabled} {
+			var want []string
+			for _, u := range all {
+				if u.MayUse(g) && (status == "" || u.Status == status) {
+					want = append(want, u.Name)
+				}
+			}
+			if g == "eu,us" {
+				// Not a group name; the list's own test (INSTR of
+				// ",eu,us,") matches users with those two in a row and
+				// users with none.
+				want = nil
+				for _, u := range all {
+					if (len(u.Groups) == 0 || strings.Contains(","+strings.Join(u.Groups, ",")+",", ",eu,us,")) && (status == "" || u.Status == status) {
+						want = append(want, u.Name)
+					}
+				}
+			}
+			got, total, err := s.ListUsers(bg, store.UserFilter{Group: g, Status: status})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(names(got), want) || total != len(want) {
+				t.Errorf("%s: group %q status %q: %v (total %d), want %v", step, g, status, names(got), total, want)
+			}
+			_, total, err = s.ListUsers(bg, store.UserFilter{Group: g, Status: status, Limit: 1, Sort: "-limit"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if total != len(want) {
+				t.Errorf("%s: group %q status %q, a page of one: total %d, want %d", step, g, status, total, len(want))
+			}
+		}
+	}
+}
+
+// The group filter keeps its meaning (a user with no group may use every
+// group; names compare with case) after every write of a user's groups:
+// create, edit, a plan's groups, a reseller's default groups, delete.
+func TestGroupFilterFollowsWrites(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		if _, err := s.PutPlan(bg, "admin", store.Plan{Name: "asia", Groups: []string{"asia", "asia-eu"}}); err != nil {
+			t.Fatal(err)
+		}
+		createAdmin(t, s, "shop", store.RoleReseller, &store.Limits{Groups: []string{"eu", "us"}})
+		shop := s.OwnedBy("shop")
+		createUser(t, s, "a", store.UserSpec{Groups: &[]string{"eu"}})
+		createUser(t, s, "b", store.UserSpec{Groups: &[]string{"eu", "us"}})
+		createUser(t, s, "c", store.UserSpec{Groups: &[]string{"EU"}})
+		createUser(t, s, "d", store.UserSpec{})
+		createUser(t, s, "e", store.UserSpec{Groups: &[]string{"asia-eu"}})
+		if _, err := shop.CreateUser(bg, "admin", "s1", "", store.UserSpec{}); err != nil { // gets eu, us
+			t.Fatal(err)
+		}
+		if _, err := s.SuspendUser(bg, "admin", "b", "test"); err != nil {
+			t.Fatal(err)
+		}
+		step := func(name string) {
+			t.Helper()
+			checkGroups(t, name, s)
+			checkGroups(t, name+" (reseller)", shop)
+			checkGramsExact(t, name, s)
+		}
+		step("created")
+		if _, err := s.UpdateUser(bg, "admin", "a", store.UserSpec{Groups: &[]string{}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.UpdateUser(bg, "admin", "d", store.UserSpec{Groups: &[]string{"us"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SetPlan(bg, "admin", "c", "asia"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := shop.UpdateUser(bg, "admin", "s1", store.UserSpec{Groups: &[]string{"us"}}); err != nil {
+			t.Fatal(err)
+		}
+		step("groups changed")
+		if err := s.DeleteUser(bg, "admin", "e"); err != nil {
+			t.Fatal(err)
+		}
+		createUser(t, s, "e", store.UserSpec{Groups: &[]string{"eu", "asia"}})
+		step("deleted and created again")
+	})
+}
