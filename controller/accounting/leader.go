@@ -25,6 +25,7 @@ type Leader struct {
 	TTL      time.Duration // a dead leader is replaced within this
 
 	held  atomic.Bool
+	until atomic.Int64 // Unix ns: when the lease held runs out unless renewed
 	gauge prometheus.Gauge
 }
 
@@ -43,7 +44,7 @@ func (l *Leader) Run(ctx context.Context) {
 	t := time.NewTicker(l.Interval)
 	defer t.Stop()
 	for {
-		if l.held.Load() {
+		if l.IsLeader() {
 			if err := l.Acct.Cycle(ctx); err != nil && ctx.Err() == nil {
 				l.Log.WithError(err).Warn("accounting cycle failed; retrying next interval")
 			}
@@ -65,10 +66,27 @@ func (l *Leader) renew(ctx context.Context) {
 	t := time.NewTicker(l.TTL / 3)
 	defer t.Stop()
 	for {
-		held, err := l.Store.TryLease(ctx, LeaseName, l.Holder, l.TTL.Milliseconds())
+		// An attempt may take until the lease held runs out, and no longer
+		// than a TTL: without a deadline, a query on a connection whose
+		// packets vanish (a cut link, a database host gone) waits for TCP
+		// to give up, about 15 minutes, and this controller would go on
+		// leading beside the one that took the lease over.
+		start := time.Now()
+		deadline := start.Add(l.TTL)
+		if until := time.Unix(0, l.until.Load()); l.held.Load() && until.Before(deadline) {
+			deadline = until
+		}
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		held, err := l.Store.TryLease(actx, LeaseName, l.Holder, l.TTL.Milliseconds())
+		cancel()
 		if err != nil && ctx.Err() == nil {
 			l.Log.WithError(err).Warn("lease: database unreachable")
 			held = false
+		}
+		if held {
+			// The database's expiry counts from its clock reading, taken
+			// after start: the lease runs out no sooner than this.
+			l.until.Store(start.Add(l.TTL).UnixNano())
 		}
 		if held != l.held.Swap(held) {
 			l.Log.WithField("leader", held).Info("lease changed hands")
@@ -85,5 +103,8 @@ func (l *Leader) renew(ctx context.Context) {
 	}
 }
 
-// IsLeader reports whether this controller holds the lease now.
-func (l *Leader) IsLeader() bool { return l.held.Load() }
+// IsLeader reports whether this controller holds the lease now: renewed,
+// and not run out since (a renewal under way may still fail).
+func (l *Leader) IsLeader() bool {
+	return l.held.Load() && time.Now().UnixNano() < l.until.Load()
+}
