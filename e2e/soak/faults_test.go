@@ -16,21 +16,21 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/boxfleet/boxfleet/internal/proctest"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // fault is one entry of the schedule. Faults run one after another, Gap
 // apart, except an outage, which runs beside the others (they wait for its
 // target).
 type fault struct {
-	Kind   string // sigkill, sigterm, sigstop, prom-unreachable, state-readonly, state-full, outage
-	Target string // sing-box:n1, exporter:n2, controller:c1, controller:leader, prometheus, alertmanager, mariadb
+	Kind   string // sigkill, sigterm, sigstop, prom-unreachable, state-readonly, state-full, outage, cut
+	Target string // sing-box:n1, exporter:n2, node:n1, controller:c1, controller:leader, prometheus, alertmanager, mariadb
 	Hold   time.Duration
 	Gap    time.Duration
 }
 
-// concurrent faults run beside the others: they hold a node down for
-// longer than the others take.
+// concurrent faults run beside the others: they hold a node, a link or
+// MariaDB down for longer than the others take.
 func (f fault) concurrent() bool { return f.Kind == "outage" || f.Kind == "cut" }
 
 func (f fault) String() string {
@@ -68,9 +68,19 @@ func schedule(seed uint64, duration time.Duration, cuts bool) []fault {
 			fault{Kind: "outage", Target: "sing-box:" + n[rng.IntN(2)], Hold: 50 * time.Second},
 		)
 		if cuts {
-			// The node's link down past NodeDown's 30 s, its processes
-			// running: drained, then back.
-			deck = append(deck, fault{Kind: "cut", Target: "node:" + n[rng.IntN(2)], Hold: 45 * time.Second})
+			deck = append(deck,
+				// The node's link down past NodeDown's 30 s, its processes
+				// running: drained, then back.
+				fault{Kind: "cut", Target: "node:" + n[rng.IntN(2)], Hold: 45 * time.Second},
+				// MariaDB's link: every query of both controllers hangs
+				// on a connection whose packets vanish, past their 2 s
+				// readiness and 10 s metrics timeouts.
+				fault{Kind: "cut", Target: "mariadb", Hold: 20 * time.Second},
+				// The lease holder's link, five leases long: the other
+				// controller takes the lease, and the cut one must stop
+				// acting as leader (it can reach nothing to find out).
+				fault{Kind: "cut", Target: "controller:leader", Hold: 15 * time.Second},
+			)
 		}
 		rng.Shuffle(len(deck), func(i, j int) { deck[i], deck[j] = deck[j], deck[i] })
 		for i := range deck {
@@ -100,6 +110,8 @@ type injector struct {
 	counts  map[string]int
 	outages []window
 	wg      sync.WaitGroup
+	// Worst figures of the cuts of MariaDB and of the lease holder.
+	dbAnswer, dbRecover, takeover time.Duration
 }
 
 func newInjector(t *testing.T, f *fleet) *injector {
@@ -138,12 +150,18 @@ func (in *injector) count(kind string) {
 func (in *injector) inject(ft fault) {
 	t := in.t
 	target := ft.Target
-	if target == "controller:leader" {
-		target = "controller:" + in.f.leader()
-	}
-	if ft.Kind == "cut" {
+	switch {
+	case ft.Kind == "cut" && target == "mariadb":
+		in.cutMariaDB(ft)
+		return
+	case ft.Kind == "cut" && target == "controller:leader":
+		in.cutLeader(ft)
+		return
+	case ft.Kind == "cut":
 		in.cut(ft, in.f.nodeOf(target))
 		return
+	case target == "controller:leader":
+		target = "controller:" + in.f.leader()
 	}
 	lock := in.locks[target]
 	lock.Lock()
@@ -265,7 +283,7 @@ func (in *injector) cut(ft fault, n *node) {
 // next episode (a bug the report describes; BOXFLEET_SOAK_LOSE_RESOLUTION=1
 // leaves the window open to reproduce it).
 func (in *injector) awaitUndrain(n *node) {
-	if os.Getenv("BOXFLEET_SOAK_LOSE_RESOLUTION") != "" {
+	if n == nil || os.Getenv("BOXFLEET_SOAK_LOSE_RESOLUTION") != "" {
 		return
 	}
 	for _, k := range []string{"prometheus", "alertmanager"} {
@@ -290,7 +308,7 @@ func (in *injector) awaitUndrain(n *node) {
 func (n *node) waitPolled(t *testing.T, since time.Time) {
 	t.Helper()
 	after := float64(since.UnixNano())/1e9 + 0.001
-	proctest.Until(t, n.name+" polled after going idle", 60*time.Second, func() bool {
+	testsupport.Until(t, n.name+" polled after going idle", 60*time.Second, func() bool {
 		v, ok := readExporter(n.exporterAddr)
 		return ok && v.lastPoll > after
 	})

@@ -18,7 +18,7 @@ import (
 
 	_ "github.com/go-sql-driver/mysql" // the soak's own MariaDB
 
-	"github.com/boxfleet/boxfleet/internal/proctest"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // svc is one program of the fleet that the fault schedule stops and starts
@@ -30,14 +30,16 @@ type svc struct {
 	dir   string
 	bin   string
 	args  []string
-	proc  *proctest.Proc
+	proc  *testsupport.Proc
 	ready func() bool // answers once the program serves again
 	after func()      // runs after each start (a pid file)
+	ns    *netns      // its network namespace; nil: on the host
+	url   string      // a controller's base URL
 }
 
 func (s *svc) start() {
 	s.t.Helper()
-	s.proc = proctest.Start(s.t, s.dir, s.name, s.bin, s.args...)
+	s.proc = testsupport.Start(s.t, s.dir, s.name, s.bin, s.args...)
 	if s.after != nil {
 		s.after()
 	}
@@ -47,7 +49,7 @@ func (s *svc) start() {
 // not come back by itself: the soak allows no manual fix.
 func (s *svc) waitReady(timeout time.Duration) {
 	s.t.Helper()
-	proctest.Until(s.t, s.name+" serving", timeout, s.ready)
+	testsupport.Until(s.t, s.name+" serving", timeout, s.ready)
 }
 
 func (s *svc) pid() int { return s.proc.Cmd.Process.Pid }
@@ -92,9 +94,13 @@ func write(t *testing.T, path, content string) {
 }
 
 // startMariaDB initialises a datadir of the soak's own and runs mariadbd on
-// a free port: the soak kills and restarts it, which it must never do to
-// the shared server other tests use.
-func startMariaDB(t *testing.T, dir, addr string) (*svc, string) {
+// port: the soak kills and restarts it, which it must never do to the
+// shared server other tests use. In a namespace it listens on its own
+// address, where the controllers reach it over its link as user boxfleet
+// (dsn); the soak itself reads the database over the Unix socket
+// (observer), which no cut reaches, so that what it checks does not
+// depend on the faults it injects.
+func startMariaDB(t *testing.T, dir, port string, ns *netns) (db *svc, dsn, observer string) {
 	t.Helper()
 	data := filepath.Join(dir, "data")
 	install := exec.Command("mariadb-install-db", "--no-defaults", "--datadir="+data, "--user=root",
@@ -102,37 +108,48 @@ func startMariaDB(t *testing.T, dir, addr string) (*svc, string) {
 	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
 	}
-	_, port, _ := net.SplitHostPort(addr)
 	bin, err := exec.LookPath("mariadbd")
 	if err != nil {
 		t.Fatalf("mariadbd: %v", err)
 	}
-	base := "root@tcp(" + addr + ")/"
-	db := &svc{t: t, name: "mariadb", dir: dir, bin: bin, args: []string{"--no-defaults", "--datadir=" + data,
-		"--port=" + port, "--bind-address=127.0.0.1", "--socket=" + filepath.Join(dir, "mysqld.sock"),
+	host := "127.0.0.1"
+	if ns != nil {
+		host = ns.nsIP
+	}
+	addr := net.JoinHostPort(host, port)
+	sock := filepath.Join(dir, "mysqld.sock")
+	socketBase := "root@unix(" + sock + ")/"
+	db = &svc{t: t, name: "mariadb", dir: dir, bin: bin, ns: ns, args: []string{"--no-defaults", "--datadir=" + data,
+		"--port=" + port, "--bind-address=" + host, "--socket=" + sock,
 		"--pid-file=" + filepath.Join(dir, "mysqld.pid"), "--user=root", "--skip-log-bin", "--skip-name-resolve",
 		"--innodb-buffer-pool-size=32M", "--performance-schema=off"}}
+	db.bin, db.args = ns.wrap(db.bin, db.args)
+	// Ready: it answers on its socket and its port is reachable (a cut
+	// link has healed).
 	db.ready = func() bool {
-		c, err := sql.Open("mysql", base+"?timeout=1s")
+		c, err := sql.Open("mysql", socketBase+"?timeout=1s")
 		if err != nil {
 			return false
 		}
 		defer c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		return c.PingContext(ctx) == nil
+		return c.PingContext(ctx) == nil && dialOK(addr)
 	}
 	db.start()
 	db.waitReady(60 * time.Second)
-	c, err := sql.Open("mysql", base)
+	c, err := sql.Open("mysql", socketBase)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Exec("CREATE DATABASE soak"); err != nil {
-		t.Fatal(err)
+	for _, q := range []string{"CREATE DATABASE soak", "CREATE USER 'boxfleet'@'%' IDENTIFIED BY 'soak'",
+		"GRANT ALL PRIVILEGES ON soak.* TO 'boxfleet'@'%'"} {
+		if _, err := c.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
 	}
-	return db, base + "soak?parseTime=true"
+	return db, "boxfleet:soak@tcp(" + addr + ")/soak?parseTime=true", socketBase + "soak?parseTime=true"
 }
 
 // twoControllers rewrites the shipped prometheus.yml and alertmanager.yml,
@@ -233,8 +250,10 @@ func readExporter(addr string) (v exporterView, ok bool) {
 // stateWriteErrors is how many writes of its state file the exporter has
 // seen fail, -1 when it cannot be read.
 func stateWriteErrors(addr string) int64 {
-	v, ok := readExporter(addr)
-	if !ok {
+	// Its /metrics answering is enough: an exporter just restarted while
+	// its sing-box is down has not polled yet, and has failed no write.
+	v, _ := readExporter(addr)
+	if v.users == nil {
 		return -1
 	}
 	return v.stateErrors
@@ -249,4 +268,10 @@ func label(series, name string) string {
 	}
 	v, _, _ := strings.Cut(rest, `"`)
 	return v
+}
+
+// portOf is the port of a host:port address.
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
 }

@@ -14,9 +14,8 @@ import (
 
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/internal/apiclient"
-	"github.com/boxfleet/boxfleet/internal/proctest"
-	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // TestReloadKeepsExactCount isolates what the soak found on its exact
@@ -43,9 +42,9 @@ func TestReloadKeepsExactCount(t *testing.T) {
 	boxfleet := testbin.GoBuild(t, "./cmd/boxfleet", bin)
 	exporterBin := testbin.GoBuild(t, "./cmd/singbox_exporter", bin)
 
-	cAddr := promtest.FreeAddr(t)
+	cAddr := testsupport.FreeAddr(t)
 	ctl := &svc{t: t, name: "controller", dir: dir, bin: boxfleet, args: []string{"serve", "--data.dir", filepath.Join(dir, "c"),
-		"--web.listen-address", cAddr, "--prometheus.url", "http://" + promtest.FreeAddr(t), "--accounting.interval", "1s"},
+		"--web.listen-address", cAddr, "--prometheus.url", "http://" + testsupport.FreeAddr(t), "--accounting.interval", "1s"},
 		ready: func() bool { return httpOK("http://" + cAddr + "/-/ready") }}
 	ctl.start()
 	ctl.waitReady(60 * time.Second)
@@ -66,12 +65,12 @@ func TestReloadKeepsExactCount(t *testing.T) {
 	var su store.User
 	must("POST", "/api/v1/users", map[string]any{"name": "a"}, &su)
 
-	n := &node{name: "n", dir: filepath.Join(dir, "n"), ssAddr: promtest.FreeAddr(t), exporterAddr: promtest.FreeAddr(t), exact: true,
+	n := &node{name: "n", dir: filepath.Join(dir, "n"), ssAddr: testsupport.FreeAddr(t), exporterAddr: testsupport.FreeAddr(t), exact: true,
 		psk: base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))}
 	os.MkdirAll(n.dir, 0o700)
 	write(t, filepath.Join(n.dir, "token"), created.Token)
 	write(t, filepath.Join(n.dir, "clash.secret"), "s3cret")
-	clash, v2ray := promtest.FreeAddr(t), promtest.FreeAddr(t)
+	clash, v2ray := testsupport.FreeAddr(t), testsupport.FreeAddr(t)
 	host, port, _ := strings.Cut(n.ssAddr, ":")
 	write(t, filepath.Join(n.dir, "config.json"), fmt.Sprintf(`{
   "log": {"level": "warn"},
@@ -94,7 +93,7 @@ func TestReloadKeepsExactCount(t *testing.T) {
 		ready: func() bool { return httpOK("http://" + n.exporterAddr + "/metrics") }}
 	n.exporter.start()
 
-	u := &user{name: "a", node: n, client: promtest.FreeAddr(t), origin: startOrigin(t, "127.0.0.1:0")}
+	u := &user{name: "a", node: n, client: testsupport.FreeAddr(t), origin: startOrigin(t, "127.0.0.1:0")}
 	u.target = u.origin.addr
 	cdir := filepath.Join(dir, "client")
 	os.MkdirAll(cdir, 0o700)
@@ -104,8 +103,8 @@ func TestReloadKeepsExactCount(t *testing.T) {
   "inbounds": [{"type": "mixed", "listen": %q, "listen_port": %s}],
   "outbounds": [{"type": "shadowsocks", "server": %q, "server_port": %s, "method": "2022-blake3-aes-128-gcm", "password": %q}]
 }`, chost, cport, host, port, n.psk+":"+su.Credentials.SSKey16))
-	proctest.Start(t, cdir, "client", sb, "run", "-c", filepath.Join(cdir, "config.json"))
-	proctest.Until(t, "a served", 60*time.Second, func() bool { return u.transfer(100, 1000) == nil })
+	testsupport.Start(t, cdir, "client", sb, "run", "-c", filepath.Join(cdir, "config.json"))
+	testsupport.Until(t, "a served", 60*time.Second, func() bool { return u.transfer(100, 1000) == nil })
 
 	// Transfers back to back (10 ms apart) while ten users come and go.
 	stop := make(chan struct{})

@@ -24,13 +24,19 @@ func TestScheduleReplays(t *testing.T) {
 	for _, want := range []string{"sigkill sing-box", "sigterm sing-box", "sigkill exporter", "sigterm exporter",
 		"sigkill controller", "sigterm controller", "sigkill prometheus", "sigterm prometheus", "sigkill alertmanager",
 		"sigterm alertmanager", "sigkill mariadb", "sigterm mariadb", "sigstop controller", "prom-unreachable prometheus",
-		"state-readonly exporter", "state-full exporter", "outage sing-box", "cut node"} {
+		"state-readonly exporter", "state-full exporter", "outage sing-box", "cut node", "cut mariadb", "cut controller"} {
 		if !seen[want] {
 			t.Errorf("one deck lacks %q: %v", want, a)
 		}
 	}
-	if len(a) != 24 {
-		t.Errorf("one deck has %d faults, want 24", len(a))
+	if len(a) != 26 {
+		t.Errorf("one deck has %d faults, want 26", len(a))
+	}
+	// Without namespaces nothing can be cut.
+	for _, f := range schedule(42, 0, false) {
+		if f.Kind == "cut" {
+			t.Errorf("a schedule without namespaces has %s", f)
+		}
 	}
 	long := schedule(42, 30*time.Minute, true)
 	if len(long) <= len(a) || len(long)%len(a) != 0 {

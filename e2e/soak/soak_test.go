@@ -1,8 +1,9 @@
 // Package soak runs the whole loop with the real programs under a seeded
 // schedule of faults and holds the ledger to the bytes that crossed: two
-// controllers on a MariaDB of the soak's own, two nodes in network
-// namespaces of their own (n1 read through the Clash API alone, n2 through
-// the V2Ray stats API of the with_v2ray_api build), Prometheus,
+// controllers on a MariaDB of the soak's own, two nodes (n1 read through
+// the Clash API alone, n2 through the V2Ray stats API of the with_v2ray_api
+// build), each node, each controller and MariaDB in a network namespace of
+// its own behind a link the faults cut, Prometheus,
 // Alertmanager and the blackbox exporter with the shipped files, and real
 // sing-box clients moving paced traffic for four users, two of whom cross
 // their quotas.
@@ -11,7 +12,7 @@
 // BOXFLEET_SOAK_DURATION (default 0: one deck of every fault, about four
 // minutes) runs decks until that much time is filled;
 // BOXFLEET_SOAK_EXACT_MODE=api measures sing-box's API service on n2
-// instead; BOXFLEET_SOAK_NETNS=0 keeps the nodes on 127.0.0.1 (no cuts).
+// instead; BOXFLEET_SOAK_NETNS=0 keeps everything on 127.0.0.1 (no cuts).
 package soak
 
 import (
@@ -35,9 +36,9 @@ import (
 	"github.com/boxfleet/boxfleet/controller/accounting"
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/internal/apiclient"
-	"github.com/boxfleet/boxfleet/internal/proctest"
 	"github.com/boxfleet/boxfleet/internal/promtest"
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // node is one sing-box with its exporter and agent.
@@ -57,6 +58,7 @@ type fleet struct {
 	svcs  map[string]*svc
 	nodes map[string]*node
 	store *store.Store
+	token string // the admin token
 }
 
 func (f *fleet) nodeOf(target string) *node {
@@ -110,7 +112,7 @@ func TestSoak(t *testing.T) {
 		fmt.Fprintf(&plan, "\n  %2d. %s", i+1, ft)
 	}
 	if !useNS {
-		t.Logf("nodes stay on 127.0.0.1 and are never cut off: %s", why)
+		t.Logf("nodes, controllers and MariaDB stay on 127.0.0.1 and are never cut off: %s", why)
 	}
 	t.Logf("soak seed %d (replay: BOXFLEET_SOAK_SEED=%d BOXFLEET_SOAK_DURATION=%s, network namespaces %v, n2 in API service mode %v), %d faults:%s",
 		seed, seed, duration, useNS, apiMode, len(faults), plan.String())
@@ -124,34 +126,45 @@ func TestSoak(t *testing.T) {
 	exporterBin := testbin.GoBuild(t, "./cmd/singbox_exporter", bin)
 	f := &fleet{t: t, svcs: map[string]*svc{}, nodes: map[string]*node{}}
 
-	// MariaDB of the soak's own.
+	// MariaDB of the soak's own, in its own namespace: the controllers
+	// reach it over its link, the soak over its socket.
 	dbDir := filepath.Join(dir, "mariadb")
 	os.MkdirAll(dbDir, 0o700)
-	db, dsn := startMariaDB(t, dbDir, promtest.FreeAddr(t))
+	var dbNS *netns
+	if useNS {
+		dbNS = newNetns(t, linkMariaDB)
+	}
+	db, dsn, observer := startMariaDB(t, dbDir, portOf(testsupport.FreeAddr(t)), dbNS)
 	f.svcs["mariadb"] = db
 
-	// Two controllers sharing one admin token.
-	cAddr := map[string]string{"c1": promtest.FreeAddr(t), "c2": promtest.FreeAddr(t)}
-	promAddr, amAddr, bbAddr := promtest.FreeAddr(t), promtest.FreeAddr(t), promtest.FreeAddr(t)
+	// Two controllers sharing one admin token, each in its own namespace:
+	// Prometheus, Alertmanager and the nodes reach them over their links,
+	// and they reach MariaDB and Prometheus over them.
+	cAddr := map[string]string{"c1": testsupport.FreeAddr(t), "c2": testsupport.FreeAddr(t)}
+	promAddr, amAddr, bbAddr := testsupport.FreeAddr(t), testsupport.FreeAddr(t), testsupport.FreeAddr(t)
 	tokenFile := filepath.Join(dir, "admin.token")
-	for _, id := range []string{"c1", "c2"} {
+	for i, id := range []string{"c1", "c2"} {
 		cdir := filepath.Join(dir, id)
 		os.MkdirAll(cdir, 0o700)
-		addr := cAddr[id]
-		listen := addr
+		promURL := "http://" + promAddr
+		var ns *netns
 		if useNS {
-			listen = ":" + strings.Split(addr, ":")[1] // reached by the nodes over their links
+			ns = newNetns(t, linkC1+i)
+			cAddr[id] = ns.nsIP + ":" + portOf(cAddr[id])
+			promURL = "http://" + ns.hostIP + ":" + portOf(promAddr) // Prometheus listens on every host address
 		}
-		c := &svc{t: t, name: "controller", dir: cdir, bin: boxfleet, args: []string{"serve", "--db.dsn", dsn,
-			"--data.dir", cdir, "--admin.token-file", tokenFile, "--web.listen-address", listen,
-			"--prometheus.url", "http://" + promAddr, "--controller.id", id, "--accounting.interval", "1s",
+		addr := cAddr[id]
+		c := &svc{t: t, name: "controller", dir: cdir, ns: ns, url: "http://" + addr, args: []string{"serve", "--db.dsn", dsn,
+			"--data.dir", cdir, "--admin.token-file", tokenFile, "--web.listen-address", addr,
+			"--prometheus.url", promURL, "--controller.id", id, "--accounting.interval", "1s",
 			"--health.interval", "1s", "--lease.ttl", "3s"},
 			ready: func() bool { return httpOK("http://" + addr + "/-/ready") }}
+		c.bin, c.args = ns.wrap(boxfleet, c.args)
 		c.start()
 		c.waitReady(60 * time.Second)
 		f.svcs["controller:"+id] = c
 	}
-	s, err := store.Open(context.Background(), dsn, "")
+	s, err := store.Open(context.Background(), observer, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,6 +174,7 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.token = token
 	api := &apiclient.Client{URL: "http://" + cAddr["c1"], Token: func() (string, error) { return token, nil }}
 	ctx := context.Background()
 	must := func(method, path string, body, out any) {
@@ -181,17 +195,17 @@ func TestSoak(t *testing.T) {
 		n := &node{name: name, dir: filepath.Join(dir, name), token: created.Token, exact: name == "n2",
 			psk: base64.StdEncoding.EncodeToString([]byte("0123456789abcdef")), ip: "127.0.0.1", hostIP: "127.0.0.1"}
 		if useNS {
-			n.ns = newNetns(t, i)
+			n.ns = newNetns(t, linkN1+i)
 			n.ip, n.hostIP = n.ns.nsIP, n.ns.hostIP
 		}
-		freePort := func() string { return strings.Split(promtest.FreeAddr(t), ":")[1] }
+		freePort := func() string { return strings.Split(testsupport.FreeAddr(t), ":")[1] }
 		n.ssAddr = n.ip + ":" + freePort()
 		n.stateDir = filepath.Join(n.dir, "state")
 		os.MkdirAll(n.stateDir, 0o700)
 		f.nodes[name] = n
 		write(t, filepath.Join(n.dir, "token"), created.Token)
 		write(t, filepath.Join(n.dir, "clash.secret"), "s3cret-"+name)
-		clash := promtest.FreeAddr(t) // inside the node's namespace, its own loopback
+		clash := testsupport.FreeAddr(t) // inside the node's namespace, its own loopback
 		n.exporterAddr = n.ip + ":" + freePort()
 		host, port, _ := strings.Cut(n.ssAddr, ":")
 		// n2 runs the with_v2ray_api build: sing-box keeps per-user counters
@@ -204,9 +218,9 @@ func TestSoak(t *testing.T) {
 		switch {
 		case n.exact && apiMode:
 			services = fmt.Sprintf(`"services": [{"type": "api", "listen": "127.0.0.1", "listen_port": %s, "secret": "s3cret-%s"}],`,
-				strings.Split(promtest.FreeAddr(t), ":")[1], name)
+				strings.Split(testsupport.FreeAddr(t), ":")[1], name)
 		case n.exact:
-			nodeSB, v2ray = sbV2Ray, promtest.FreeAddr(t)
+			nodeSB, v2ray = sbV2Ray, testsupport.FreeAddr(t)
 			v2rayBlock = fmt.Sprintf(`, "v2ray_api": {"listen": %q, "stats": {"enabled": true, "users": []}}`, v2ray)
 		}
 		write(t, filepath.Join(n.dir, "config.json"), fmt.Sprintf(`{
@@ -223,7 +237,7 @@ func TestSoak(t *testing.T) {
 		n.exporter = &svc{t: t, name: "exporter", dir: n.dir, bin: exporterBin, args: []string{"--web.listen-address", n.exporterAddr,
 			"--state.path", filepath.Join(n.stateDir, "state.json"),
 			"--singbox.clash-api", "http://" + clash, "--singbox.clash-secret-file", filepath.Join(n.dir, "clash.secret"),
-			"--controller.url", "http://" + n.hostIP + ":" + strings.Split(cAddr[ctlOf[name]], ":")[1], "--controller.token-file", filepath.Join(n.dir, "token"),
+			"--controller.url", "http://" + cAddr[ctlOf[name]], "--controller.token-file", filepath.Join(n.dir, "token"),
 			"--node.name", name, "--node.address", n.ip, "--singbox.config", filepath.Join(n.dir, "config.json"),
 			"--singbox.binary", nodeSB, "--singbox.pid-file", filepath.Join(n.dir, "sing-box.pid"), "--singbox.reload-min-interval", "1s"},
 			ready: func() bool { return httpOK("http://" + n.exporterAddr + "/metrics") }}
@@ -264,8 +278,12 @@ func TestSoak(t *testing.T) {
 		"--storage.path", filepath.Join(dir, "am"), "--web.listen-address", amAddr, "--cluster.listen-address="},
 		ready: func() bool { return httpOK("http://" + amAddr + "/-/ready") }}
 	am.start()
+	promListen := promAddr
+	if useNS {
+		promListen = ":" + portOf(promAddr) // the controllers query it over their links
+	}
 	prom := &svc{t: t, name: "prometheus", dir: dir, bin: promBin, args: []string{"--config.file", filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path", filepath.Join(dir, "prom"), "--web.listen-address", promAddr},
+		"--storage.tsdb.path", filepath.Join(dir, "prom"), "--web.listen-address", promListen},
 		ready: func() bool { return httpOK("http://" + promAddr + "/-/ready") }}
 	prom.start()
 	f.svcs["prometheus"], f.svcs["alertmanager"], f.svcs["blackbox"] = prom, am, bb
@@ -290,7 +308,7 @@ func TestSoak(t *testing.T) {
 		}
 		must("POST", "/api/v1/users", body, &u)
 		n := f.nodes[sp.node]
-		us := &user{name: sp.name, node: n, limit: sp.limit, client: promtest.FreeAddr(t)}
+		us := &user{name: sp.name, node: n, limit: sp.limit, client: testsupport.FreeAddr(t)}
 		if useNS {
 			us.origin = startOrigin(t, ":0")
 		} else {
@@ -310,13 +328,13 @@ func TestSoak(t *testing.T) {
   "inbounds": [{"type": "mixed", "listen": %q, "listen_port": %s}],
   "outbounds": [{"type": "shadowsocks", "server": %q, "server_port": %s, "method": "2022-blake3-aes-128-gcm", "password": %q}]
 }`, host, port, shost, sport, n.psk+":"+u.Credentials.SSKey16))
-		proctest.Start(t, cdir, "client", sb, "run", "-c", filepath.Join(cdir, "config.json"))
+		testsupport.Start(t, cdir, "client", sb, "run", "-c", filepath.Join(cdir, "config.json"))
 		users = append(users, us)
 	}
 	f.users = users
 	state := func() string { return f.describe(users) }
 	for _, u := range users {
-		proctest.Until(t, u.name+" served through "+u.node.name, 90*time.Second, func() bool { return u.transfer(100, 1000) == nil }, state)
+		testsupport.Until(t, u.name+" served through "+u.node.name, 90*time.Second, func() bool { return u.transfer(100, 1000) == nil }, state)
 	}
 
 	// Traffic, the estimate meters, and the faults.
@@ -362,7 +380,7 @@ func TestSoak(t *testing.T) {
 			t.Errorf("%s is not running after the faults stopped", name)
 		}
 	}
-	proctest.Until(t, "no node drained", 180*time.Second, func() bool {
+	testsupport.Until(t, "no node drained", 180*time.Second, func() bool {
 		nodes, err := s.ListNodes(ctx)
 		if err != nil {
 			return false
@@ -455,9 +473,14 @@ func TestSoak(t *testing.T) {
 		total += c
 	}
 	sort.Strings(kinds)
-	t.Logf("SOAK SUMMARY seed %d: %d faults over %s (%s); %d bytes moved (%.1f MB); exact node: %d bytes lost (at %d reloads), %d counted twice, %d bytes of interrupted transfers either end could claim; Clash node declared %d bytes estimated and %d unattributed; users taken out of service %d times, nodes drained %d times during %d outages and cuts, all back; wrong actions: %d",
+	var cuts string
+	if in.counts["cut mariadb"]+in.counts["cut controller"] > 0 {
+		cuts = fmt.Sprintf("; MariaDB cut: controllers answered within %s, ready %s after; lease holder cut: lease taken over after %s",
+			in.dbAnswer.Round(100*time.Millisecond), in.dbRecover.Round(100*time.Millisecond), in.takeover.Round(100*time.Millisecond))
+	}
+	t.Logf("SOAK SUMMARY seed %d: %d faults over %s (%s); %d bytes moved (%.1f MB); exact node: %d bytes lost (at %d reloads), %d counted twice, %d bytes of interrupted transfers either end could claim; Clash node declared %d bytes estimated and %d unattributed; users taken out of service %d times, nodes drained %d times during %d outages and cuts, all back%s; wrong actions: %d",
 		seed, total, faultTime.Round(time.Second), strings.Join(kinds, ", "), moved, float64(moved)/1e6, lost, f.nodes["n2"].reloads.sinceFirst(), over, ambiguous,
-		f.nodes["n1"].estimate.total(), f.nodes["n1"].unattributed.total(), suspensions, drains, len(in.outages), len(wrong))
+		f.nodes["n1"].estimate.total(), f.nodes["n1"].unattributed.total(), suspensions, drains, len(in.outages), cuts, len(wrong))
 }
 
 // checkpoint logs, while node n is idle and polled, how its exporter's

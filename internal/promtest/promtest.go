@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/boxfleet/boxfleet/internal/testbin"
-	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // Target serves an exposition whose samples the test sets. Down makes it
@@ -206,6 +205,3 @@ func (s *Server) WaitFor(t testing.TB, q string, timeout time.Duration, check fu
 	}
 	t.Fatalf("%s: %s never matched; last result: %v", s.Backend, q, last)
 }
-
-// FreeAddr: TEMPORARY forward to testsupport.FreeAddr, removed with proctest.
-func FreeAddr(t testing.TB) string { return testsupport.FreeAddr(t) }
