@@ -45,9 +45,11 @@ func (l *Leader) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if l.IsLeader() {
-			if err := l.Acct.Cycle(ctx); err != nil && ctx.Err() == nil {
+			cctx, cancel := l.leading(ctx)
+			if err := l.Acct.Cycle(cctx); err != nil && ctx.Err() == nil {
 				l.Log.WithError(err).Warn("accounting cycle failed; retrying next interval")
 			}
+			cancel()
 		}
 		select {
 		case <-ctx.Done():
@@ -101,6 +103,32 @@ func (l *Leader) renew(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// leading returns a context that ends with ctx or as soon as this
+// controller stops leading. A cycle runs under it: its commits would be
+// refused by the lease check anyway, and a query stuck on a connection
+// whose packets vanish (a cut link) is abandoned at once (the MySQL driver
+// closes the connection when the context ends) instead of holding up the
+// next cycle until TCP gives up, about 15 minutes, after the link is back.
+func (l *Leader) leading(ctx context.Context) (context.Context, context.CancelFunc) {
+	lctx, cancel := context.WithCancel(ctx)
+	go func() {
+		t := time.NewTicker(max(l.TTL/20, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-lctx.Done():
+				return
+			case <-t.C:
+				if !l.IsLeader() {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return lctx, cancel
 }
 
 // IsLeader reports whether this controller holds the lease now: renewed,

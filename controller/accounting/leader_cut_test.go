@@ -103,14 +103,31 @@ func TestLeaderStepsDownWhenCutOff(t *testing.T) {
 	waitFor("a leads", 5*time.Second, a.IsLeader)
 	renewing.Go(func() { b.renew(ctx) })
 
+	// Work a leader does under its lease, stuck on the cut connection,
+	// must end when the lease is lost, not when TCP gives up.
+	lctx, lcancel := a.leading(ctx)
+	defer lcancel()
+	stuck := make(chan error, 1)
 	l.cut()
 	cutAt := time.Now()
+	go func() {
+		_, err := a.Store.NodeCursors(lctx)
+		stuck <- err
+	}()
 	// b takes over once a's lease has run out; a must have stepped down
 	// by then.
 	waitFor("b takes the lease of a, cut off", 3*ttl, b.IsLeader)
 	if tookOver := time.Since(cutAt); a.IsLeader() {
 		t.Errorf("a, cut off from the database, still said it led when b took the lease %s after the cut", tookOver)
 		waitFor("a, cut off, steps down", 2*ttl, func() bool { return !a.IsLeader() })
+	}
+	select {
+	case err := <-stuck:
+		if err == nil {
+			t.Errorf("a query through the cut link answered")
+		}
+	case <-time.After(2 * ttl):
+		t.Errorf("a query under a's lease, stuck on the cut link, was not abandoned within %s of the takeover", 2*ttl)
 	}
 	l.mend()
 	// Mended: b keeps the lease, a follows it.
