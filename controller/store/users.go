@@ -547,6 +547,24 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*User, int, erro
 	if err != nil {
 		return nil, 0, err
 	}
+	// On MySQL the count runs beside the page: each reads an index of its
+	// own (tens of ms each at 100,000 users, a deep offset or a large
+	// status), and the server runs them on two threads, so the answer
+	// takes the longer of the two instead of their sum. It runs to its end
+	// even when the page turns out not to need it (a short last page), so
+	// that no connection is closed mid-query; SQLite answers both in a few
+	// ms and counts after the page only when needed. A group filter counts
+	// after the page too: its page and its count read the same small
+	// index, and side by side MariaDB answered them in 60-90 ms instead of
+	// about 20 in two runs of three.
+	var counted chan countResult
+	if f.Search == "" && f.Group == "" && s.dialect != sqlite {
+		counted = make(chan countResult, 1)
+		go func() {
+			n, err := s.countUsers(context.WithoutCancel(ctx), f, cond, args, narrowed)
+			counted <- countResult{n, err}
+		}()
+	}
 	// The page first, by id alone: the sort's index answers it without
 	// reading whole rows, even deep into the list; then the page's rows.
 	var ids []int64
@@ -581,14 +599,13 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*User, int, erro
 		// needed.
 		if f.Limit > 0 && len(ids) < f.Limit && (len(ids) > 0 || f.Offset == 0) {
 			total = f.Offset + len(ids)
-		} else if s.groupOnly(f) {
-			if err := s.db.GetContext(ctx, &total, `SELECT COUNT(*) FROM user_groups WHERE grp IN ('', ?)`, f.Group); err != nil {
-				return nil, 0, err
+		} else if counted != nil {
+			c := <-counted
+			if c.err != nil {
+				return nil, 0, c.err
 			}
-		} else if err := s.db.GetContext(ctx, &total, `SELECT COUNT(*) FROM `+s.scanFrom(f, narrowed)+` WHERE `+
-			// Counted from the flag's index, not the usage index that
-			// found the page.
-			strings.Replace(cond, over90ByUsage, over90Flag, 1), args...); err != nil {
+			total = c.n
+		} else if total, err = s.countUsers(ctx, f, cond, args, narrowed); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -607,6 +624,25 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]*User, int, erro
 		out[i] = rows[i].user()
 	}
 	return out, total, nil
+}
+
+type countResult struct {
+	n   int
+	err error
+}
+
+// countUsers counts the users matching the filter's condition.
+func (s *Store) countUsers(ctx context.Context, f UserFilter, cond string, args []any, narrowed bool) (int, error) {
+	var total int
+	if s.groupOnly(f) {
+		err := s.db.GetContext(ctx, &total, `SELECT COUNT(*) FROM user_groups WHERE grp IN ('', ?)`, f.Group)
+		return total, err
+	}
+	// Counted from the flag's index, not the usage index that found the
+	// page.
+	err := s.db.GetContext(ctx, &total, `SELECT COUNT(*) FROM `+s.scanFrom(f, narrowed)+` WHERE `+
+		strings.Replace(cond, over90ByUsage, over90Flag, 1), args...)
+	return total, err
 }
 
 // mergeStatuses says whether a page in usage order across statuses is
