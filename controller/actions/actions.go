@@ -16,7 +16,6 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/prometheus/common/model"
 	"github.com/sirupsen/logrus"
 
 	"github.com/boxfleet/boxfleet/controller/store"
@@ -381,40 +380,21 @@ func (a *Actor) healthy(node string) bool {
 	return !ok || s > 0
 }
 
-// stillFiring asks Prometheus whether the alert fires now: the ALERTS
-// series first, then, when that does not show it, the rule engine's own
-// list (/api/v1/alerts). ALERTS can trail the notification that brought
-// the webhook: Prometheus sends an evaluation's alerts before it commits
-// the evaluation's samples, and vmalert writes ALERTS into VictoriaMetrics
-// by remote write (flushed every 5s by default), which makes samples
-// searchable up to 2s after they arrive, so a webhook delivered at once
-// would find the alert not yet firing and be refused for good. The list
-// is the evaluator's state as it notifies: VictoriaMetrics (and vmselect)
-// answers it from vmalert when run with -vmalert.proxyURL, and otherwise
-// with an empty list, which leaves ALERTS the only witness.
+// stillFiring asks the rule evaluator whether the alert fires now (see
+// readAlertStates). An alert pending again, as a restarted Prometheus
+// restores it before its next evaluations, and a rule not evaluated yet
+// are not a "no": the check fails, and Alertmanager delivers again.
 func (a *Actor) stillFiring(ctx context.Context, al Alert) (bool, error) {
-	if a.Prom == nil {
-		return false, errors.New("no Prometheus configured")
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	name, node := al.Labels["alertname"], al.Labels[nodeLabel]
-	q := fmt.Sprintf(`ALERTS{alertstate="firing",alertname=%q,node=%q}`, name, node)
-	v, _, _, err := a.Prom.Query(ctx, q, time.Now())
+	states, err := a.readAlertStates(ctx, map[string]bool{name: true})
 	if err != nil {
 		return false, err
 	}
-	if vec, ok := v.(model.Vector); ok && len(vec) > 0 {
+	switch states[activeKey(name, DrainNode, node)] {
+	case promv1.AlertStateFiring:
 		return true, nil
-	}
-	res, err := a.Prom.Alerts(ctx)
-	if err != nil {
-		return false, err
-	}
-	for _, r := range res.Alerts {
-		if r.State == promv1.AlertStateFiring && string(r.Labels["alertname"]) == name && string(r.Labels[nodeLabel]) == node {
-			return true, nil
-		}
+	case promv1.AlertStatePending:
+		return false, errors.New("the alert is pending again (Prometheus restarted?)")
 	}
 	return false, nil
 }

@@ -83,7 +83,7 @@ func deadProm(t testing.TB) promv1.API {
 
 // switchProm lets a test bring Prometheus back under a running Actor.
 type switchProm struct {
-	promv1.API // only Query and Alerts are used
+	promv1.API // only Query and Rules are used
 	mu         sync.Mutex
 	cur        promv1.API
 }
@@ -101,11 +101,11 @@ func (s *switchProm) Query(ctx context.Context, q string, ts time.Time, opts ...
 	return api.Query(ctx, q, ts, opts...)
 }
 
-func (s *switchProm) Alerts(ctx context.Context) (promv1.AlertsResult, error) {
+func (s *switchProm) Rules(ctx context.Context, matches []string) (promv1.RulesResult, error) {
 	s.mu.Lock()
 	api := s.cur
 	s.mu.Unlock()
-	return api.Alerts(ctx)
+	return api.Rules(ctx, matches)
 }
 
 func TestDrainGuards(t *testing.T) { promtest.Each(t, testDrainGuards) }

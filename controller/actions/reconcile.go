@@ -2,14 +2,8 @@ package actions
 
 import (
 	"context"
-	"fmt"
-	"regexp"
-	"slices"
-	"strings"
 	"time"
 
-	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
-	"github.com/prometheus/common/model"
 	"github.com/sirupsen/logrus"
 
 	"github.com/boxfleet/boxfleet/controller/store"
@@ -34,8 +28,9 @@ type episodeID = store.AlertKey
 // restart between an alert's end and its resolved notification, nothing
 // remembers the alert any more and the resolution is never sent, which
 // would leave a node drained or a user suspended until the next episode.
-// Every interval the loop asks Prometheus which acting alerts are pending
-// or firing; an applied episode that Prometheus has answered "not firing"
+// Every interval the loop asks the rule evaluator which acting alerts are
+// pending or firing (readAlertStates: its rule list, not ALERTS, which a
+// restarted Prometheus leaves reading "firing" after the alert ended); an applied episode that Prometheus has answered "not firing"
 // for throughout the grace period is resolved as a resolved notification
 // would resolve it, with the same guards (only what the episode itself
 // drained or suspended is undone). When Prometheus does not answer,
@@ -97,7 +92,7 @@ func (a *Actor) reconcilePass(ctx context.Context, now time.Time, quiet map[epis
 	if len(applied) == 0 {
 		return
 	}
-	active, err := a.activeAlerts(ctx, names)
+	active, err := a.readAlertStates(ctx, names)
 	if err != nil {
 		// No answer is no evidence: forget every clock, so that the grace
 		// is measured again on answers only.
@@ -106,7 +101,7 @@ func (a *Actor) reconcilePass(ctx context.Context, now time.Time, quiet map[epis
 		return
 	}
 	for _, e := range applied {
-		if active[activeKey(e.AlertName, e.Action, e.Target)] {
+		if active[activeKey(e.AlertName, e.Action, e.Target)] != "" {
 			delete(quiet, e.AlertKey)
 			continue
 		}
@@ -150,74 +145,4 @@ func (a *Actor) resolveEpisode(ctx context.Context, e *store.AlertAction, al Ale
 	}
 	out := a.resolve(ctx, e.AlertKey, al, true)
 	return out, out.Err == nil
-}
-
-func activeKey(alertname, action, target string) string {
-	return alertname + "\x00" + action + "\x00" + target
-}
-
-// activeAlerts asks Prometheus which of the named alerts are pending or
-// firing, keyed by alertname, action and target. Pending counts: after a
-// restart of Prometheus an alert whose condition still holds is pending
-// again for its rule's "for", and its episode must not be resolved then.
-// Like stillFiring it reads both the ALERTS series and the rule engine's
-// list, since either may trail the other; both must answer.
-func (a *Actor) activeAlerts(ctx context.Context, names map[string]bool) (map[string]bool, error) {
-	if a.Prom == nil {
-		return nil, fmt.Errorf("no Prometheus configured")
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var re []string
-	for n := range names {
-		re = append(re, regexp.QuoteMeta(n))
-	}
-	slices.Sort(re)
-	active := map[string]bool{}
-	add := func(ls model.LabelSet) {
-		name := string(ls["alertname"])
-		if !names[name] {
-			return
-		}
-		// The action label is the rule's; an alert without it (say a rule
-		// changed meanwhile) still counts for either action on its target.
-		acts := []string{string(ls[ActionLabel])}
-		if acts[0] == "" {
-			acts = []string{DrainNode, SuspendUser}
-		}
-		for _, act := range acts {
-			switch act {
-			case DrainNode:
-				if n := ls[nodeLabel]; n != "" {
-					active[activeKey(name, act, string(n))] = true
-				}
-			case SuspendUser:
-				if u := ls[userLabel]; u != "" {
-					active[activeKey(name, act, string(u))] = true
-				}
-			}
-		}
-	}
-	q := fmt.Sprintf(`ALERTS{alertname=~%q}`, strings.Join(re, "|"))
-	v, _, _, err := a.Prom.Query(ctx, q, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	vec, ok := v.(model.Vector)
-	if !ok {
-		return nil, fmt.Errorf("ALERTS query returned %s, not a vector", v.Type())
-	}
-	for _, s := range vec {
-		add(model.LabelSet(s.Metric))
-	}
-	res, err := a.Prom.Alerts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range res.Alerts {
-		if r.State == promv1.AlertStateFiring || r.State == promv1.AlertStatePending {
-			add(r.Labels)
-		}
-	}
-	return active, nil
 }

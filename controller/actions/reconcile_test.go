@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
 	"github.com/boxfleet/boxfleet/controller/actions"
@@ -291,4 +293,62 @@ func TestReconcileKeepsPendingAlerts(t *testing.T) {
 		f.wantDrained("r1", true)
 		f.wantMetric(reconciledTotal, 0, "action", actions.DrainNode)
 	})
+}
+
+// A Prometheus restarted, with NodeDown edited meanwhile (a label added),
+// while NodeDown fired for r1 and r4, both back while it was down. Its
+// previous process wrote ALERTS "firing" for them, and the new one never
+// marks a series stale that it did not write itself, so ALERTS reads
+// "firing" for the 5 min lookback. (The same happens without the edit
+// whenever the new process's first evaluation already sees the probe
+// succeed, which a test cannot force.) Neither may a late firing
+// notification for r4 drain it on that evidence, nor may the lost
+// resolution of r1 wait out the lookback: the rule engine's own list is
+// the authority. r2 still fails its probes and stays drained.
+func TestAlertStatesAfterPrometheusRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a real Prometheus (skipped under -short)")
+	}
+	st := storetest.SQLite(t)
+	env := startReconcileProm(t, reconcileRules)
+	f := newFixture(t, st, env.prom.API, nil, reconcileConfig())
+	f.addReconcileFleet()
+	f.mustPost(http.StatusOK, drainAlert("firing", "r1", start), drainAlert("firing", "r2", start))
+	f.wantDrained("r1", true)
+	f.wantDrained("r2", true)
+
+	env.prom.Stop()
+	env.tg.Set(`probe_success{node="r1"}`, 1)
+	env.tg.Set(`probe_success{node="r4"}`, 1)
+	env.prom.SetRules(t, strings.Replace(reconcileRules, "          boxfleet_action: drain_node",
+		"          boxfleet_action: drain_node\n          severity: critical", 1))
+	env.prom.Restart(t)
+	// Once the new process has scraped the probes and evaluated the rule
+	// on them, r1 and r4 are not firing, and ALERTS still says they are:
+	// the case this test is about.
+	eventually(t, 30*time.Second, "NodeDown evaluated on the new probes", func() bool {
+		res, err := env.prom.API.Rules(context.Background(), nil)
+		if err != nil || len(res.Groups) != 1 {
+			return false
+		}
+		nodes := map[string]bool{}
+		for _, r := range res.Groups[0].Rules {
+			if ar, ok := r.(promv1.AlertingRule); ok && ar.Name == "NodeDown" {
+				for _, al := range ar.Alerts {
+					nodes[string(al.Labels["node"])] = true
+				}
+			}
+		}
+		return nodes["r2"] && !nodes["r1"] && !nodes["r4"]
+	})
+	if v, err := env.prom.Query(`ALERTS{alertname="NodeDown",alertstate="firing",node=~"r1|r4"}`); err != nil || len(v) != 2 {
+		t.Fatalf("ALERTS after r1's and r4's alerts ended: %v, %v; want the previous process's firing series still read", v, err)
+	}
+	f.mustPost(http.StatusOK, drainAlert("firing", "r4", start))
+	f.wantDrained("r4", false)
+
+	f.reconcile()
+	within := reconcileGrace + 2*reconcileInterval + 5*time.Second
+	eventually(t, within, "r1 undrained while ALERTS still read firing", func() bool { return !f.node("r1").Drained })
+	f.wantDrained("r2", true)
 }

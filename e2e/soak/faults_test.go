@@ -277,11 +277,13 @@ func (in *injector) cut(ft fault, n *node) {
 }
 
 // awaitUndrain keeps Prometheus and Alertmanager from being restarted
-// between a node's return and its undrain. Neither keeps a resolved alert
-// across a restart, and the controller undoes a drain only on the resolved
-// notification: a restart of both there leaves the node drained until its
-// next episode (a bug the report describes; BOXFLEET_SOAK_LOSE_RESOLUTION=1
-// leaves the window open to reproduce it).
+// between a node's return and its undrain, for at most 2 min. Neither keeps
+// a resolved alert across a restart (a Prometheus restarted during the
+// outage even drops the alert it restored as pending without resolving
+// it), so a restart there leaves the undrain to the controllers' reconcile
+// loop, whose clock every restart of Prometheus sets back: the wait lets
+// most outages end the ordinary way. BOXFLEET_SOAK_LOSE_RESOLUTION=1 leaves
+// the window open, so that every lost resolution falls to the loop.
 func (in *injector) awaitUndrain(n *node) {
 	if n == nil || os.Getenv("BOXFLEET_SOAK_LOSE_RESOLUTION") != "" {
 		return

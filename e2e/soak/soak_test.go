@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -157,7 +158,16 @@ func TestSoak(t *testing.T) {
 		c := &svc{t: t, name: "controller", dir: cdir, ns: ns, url: "http://" + addr, args: []string{"serve", "--db.dsn", dsn,
 			"--data.dir", cdir, "--admin.token-file", tokenFile, "--web.listen-address", addr,
 			"--prometheus.url", promURL, "--controller.id", id, "--accounting.interval", "1s",
-			"--health.interval", "1s", "--lease.ttl", "3s"},
+			"--health.interval", "1s", "--lease.ttl", "3s",
+			// A resolution that both Prometheus and Alertmanager lost (a
+			// restart of either between an alert's end and its resolved
+			// notification) is recovered by the reconcile loop. Its clock
+			// starts over with every new leader and every unanswered
+			// query, so with the defaults (30 s, 2 min) the faults at the
+			// end of the schedule could leave a node drained past the
+			// settle wait; the soak runs it faster, keeping the grace
+			// above the controller route's 1 min group_interval.
+			"--actions.reconcile-interval", "10s", "--actions.reconcile-grace", "75s"},
 			ready: func() bool { return httpOK("http://" + addr + "/-/ready") }}
 		c.bin, c.args = ns.wrap(boxfleet, c.args)
 		c.start()
@@ -594,7 +604,43 @@ func (f *fleet) describe(users []*user) string {
 	if err != nil {
 		fmt.Fprintf(&b, "nodes: %v\n", err)
 	}
+	// What the controllers make of the acting alerts: the episodes still
+	// open, and the lines each controller logged about them.
+	eps, err := f.store.FiringAlertActions(ctx, 0)
+	for _, e := range eps {
+		fmt.Fprintf(&b, "open episode %s %s on %s, starts %s: applied=%v result=%s\n", e.AlertName, e.Action, e.Target,
+			time.Unix(e.StartsAt, 0).UTC().Format(time.TimeOnly), e.Applied, e.Result)
+	}
+	if err != nil {
+		fmt.Fprintf(&b, "open episodes: %v\n", err)
+	}
+	for _, name := range []string{"controller:c1", "controller:c2", "alertmanager"} {
+		if s := f.svcs[name]; s != nil && s.proc != nil {
+			fmt.Fprintf(&b, "%s, lines about alerts:\n%s", name, grepTail(s.proc.Log, actingLine, 25))
+		}
+	}
 	return b.String()
+}
+
+// actingLine picks the log lines that tell how an acting alert was handled.
+var actingLine = regexp.MustCompile(`(?i)reconcile|resolv|drain|webhook|notify|action refused`)
+
+// grepTail is the last n lines of a log that match re, indented.
+func grepTail(path string, re *regexp.Regexp, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "  " + err.Error() + "\n"
+	}
+	var lines []string
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if re.MatchString(l) {
+			lines = append(lines, "  "+l+"\n")
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "")
 }
 
 // wrongActions reads the audit log: every user taken out of service must

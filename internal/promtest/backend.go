@@ -65,6 +65,9 @@ func (b Backend) Start(t testing.TB, o Options) *Server {
 	switch b {
 	case Prometheus:
 		s.procs = prometheusProcs(t, dir, addr, o)
+		if o.Rules != "" {
+			s.rules = filepath.Join(dir, "rules.yml")
+		}
 	case VictoriaMetrics:
 		s.procs = victoriaMetricsProcs(t, dir, addr, o)
 	default:

@@ -103,6 +103,7 @@ type Server struct {
 	API     promv1.API
 	Backend Backend
 	procs   []*proc
+	rules   string // Prometheus's rule file, when it has one
 }
 
 // StaticTarget is one scrape target with its target labels.
@@ -167,6 +168,15 @@ func (s *Server) Stop() {
 			c.Wait()
 		}
 	}
+}
+
+// SetRules replaces Prometheus's rule file; the next Restart loads it.
+func (s *Server) SetRules(t testing.TB, rules string) {
+	t.Helper()
+	if s.rules == "" {
+		t.Fatal("promtest: SetRules on a backend started without Prometheus rules")
+	}
+	writeFile(t, s.rules, rules)
 }
 
 // Restart starts the backend again on the same addresses and data.
