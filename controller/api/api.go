@@ -43,6 +43,7 @@ type API struct {
 	addr    *clientaddr.Resolver
 	cop     *http.CrossOriginProtection
 	limiter *loginLimiter
+	tokens  *tokenMemory // bearer tokens honoured while the database does not answer
 	now     func() time.Time
 
 	drainMinHealthy int // see Options.DrainMinHealthy
@@ -101,6 +102,7 @@ func New(o Options) *API {
 	instruments := promauto.With(o.Registry)
 	a := &API{
 		sets:    setCache{m: map[string]cachedSet{}},
+		tokens:  newTokenMemory(tokenMemoryTTL, tokenMemoryLimit),
 		store:   o.Store,
 		log:     log.WithField("component", "api"),
 		router:  mux.NewRouter(),

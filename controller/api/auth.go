@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/sirupsen/logrus"
 
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/internal/apiclient"
@@ -71,8 +73,11 @@ func (a *API) Handle(name, method, path string, p Policy, h http.HandlerFunc) {
 		panic(fmt.Sprintf("route %s %s: %v", method, path, err))
 	}
 	inner := h
+	if revokesTokens(name, method) {
+		inner = a.forgettingTokens(name, inner)
+	}
 	if !p.Public {
-		inner = a.require(p, h)
+		inner = a.require(p, inner)
 	}
 	if !p.Public && !p.Node && method != http.MethodGet && method != http.MethodHead {
 		inner = a.noticeChanges(inner)
@@ -87,6 +92,11 @@ type Principal struct {
 	Node    string // the node of a node token
 	Account string // the admin account acting (sessions, reseller tokens)
 	Session *store.Session
+	// Remembered says the database did not answer and the bearer token
+	// was recognised from the token memory: the store is likely down.
+	Remembered bool
+
+	expires time.Time // a named token's own expiry; zero for none
 }
 
 type principalKey struct{}
@@ -141,7 +151,11 @@ func (a *API) identifyToken(ctx context.Context, tok string, nodeRoute bool) (*P
 		return nil, err
 	}
 	if t != nil {
-		return &Principal{Actor: "token:" + t.Name, Role: t.Role, Account: t.Admin}, nil
+		p := &Principal{Actor: "token:" + t.Name, Role: t.Role, Account: t.Admin}
+		if t.ExpiresAt != nil {
+			p.expires = *t.ExpiresAt
+		}
+		return p, nil
 	}
 	if nodeRoute {
 		return nil, nil // asked above
@@ -172,12 +186,86 @@ func (a *API) noticeChanges(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// identifyBearer is identifyToken under a short deadline, with the token
+// memory behind it. A database cut off by its link (packets vanish, no
+// reset) holds a query until TCP gives up, about 15 minutes; two seconds
+// keep a scrape well inside Prometheus's scrape timeout. When the lookup
+// fails, a token the database vouched for lately is still honoured (see
+// tokenMemory); any other token gets the error, never a guess.
+//
+// Node tokens are not remembered here: the node directory answers them
+// from its own cache, and their routes need the database anyway.
+func (a *API) identifyBearer(r *http.Request, tok string, nodeRoute bool) (*Principal, error) {
+	mem := a.tokenMemory()
+	h := store.HashToken(tok)
+	gen := mem.generation()
+	ctx, cancel := context.WithTimeout(r.Context(), lookupTimeout)
+	defer cancel()
+	p, err := a.identifyToken(ctx, tok, nodeRoute)
+	switch {
+	case err != nil:
+		if p := mem.recall(h, a.now()); p != nil {
+			log := a.log.WithFields(logrus.Fields{"actor": p.Actor, "path": r.URL.Path}).WithError(err)
+			msg := "the database did not answer a token lookup; honouring the token it vouched for lately"
+			if mem.warnRecall(a.now()) {
+				log.Warn(msg + " (logged once a minute)")
+			} else {
+				log.Debug(msg)
+			}
+			return p, nil
+		}
+		return nil, err
+	case p == nil || p.Node != "":
+		mem.forget(h) // unknown now: revoked, expired or its account disabled
+	default:
+		mem.remember(h, p, p.expires, gen, a.now())
+	}
+	return p, nil
+}
+
+// revokesTokens says whether a route can take a bearer token's power away:
+// deleting a named token, and changing or deleting the admin account a
+// reseller token acts for. Such a request drops the tokens it may revoke
+// from the token memory, so that a token revoked here is never honoured
+// from it.
+func revokesTokens(name, method string) bool {
+	if method == http.MethodGet || method == http.MethodHead {
+		return false
+	}
+	return strings.HasPrefix(name, "tokens.") || strings.HasPrefix(name, "admins.")
+}
+
+// forgettingTokens drops from the token memory the tokens a request on
+// the token or account named in its path may revoke (every token when the
+// path names none), before the request and again after it, whatever its
+// outcome: a lookup that raced the change cannot put a revoked token back
+// (tokenMemory.generation).
+func (a *API) forgettingTokens(route string, h http.HandlerFunc) http.HandlerFunc {
+	tokens := strings.HasPrefix(route, "tokens.")
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := mux.Vars(r)["name"]
+		revoked := func(p *Principal) bool {
+			switch {
+			case name == "":
+				return true
+			case tokens:
+				return p.Actor == "token:"+name
+			default: // an admin account: the reseller tokens acting for it
+				return p.Account == name
+			}
+		}
+		a.tokenMemory().drop(revoked)
+		defer a.tokenMemory().drop(revoked)
+		h(w, r)
+	}
+}
+
 // authenticate finds the principal of a bearer token or, failing that, a
 // session cookie. A request that carries a bearer token is judged on it
 // alone: a wrong token is not rescued by a cookie.
 func (a *API) authenticate(r *http.Request, nodeRoute bool) (*Principal, error) {
 	if tok := bearer(r); tok != "" {
-		return a.identifyToken(r.Context(), tok, nodeRoute)
+		return a.identifyBearer(r, tok, nodeRoute)
 	}
 	if r.Header.Get("Authorization") != "" {
 		return nil, nil // another scheme (Basic…): nobody we know
@@ -196,11 +284,18 @@ func (a *API) authenticate(r *http.Request, nodeRoute bool) (*Principal, error) 
 // require lets a request through when its principal may use the route:
 // 401 for no or an unknown credential, 403 for one that may not, or for a
 // cookie-authenticated change that a browser sent from another site.
+//
+// A credential the database could not be asked about gets 503, not 401:
+// the controller cannot tell an unknown token from a valid one it has not
+// seen, and a 401 would tell the holder of a valid token to replace it.
+// Every such credential gets the same answer, so it says nothing about
+// the token.
 func (a *API) require(p Policy, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		who, err := a.authenticate(r, p.Node)
 		if err != nil {
-			a.fail(w, r, err)
+			a.log.WithField("path", r.URL.Path).WithError(err).Warn("the database did not answer a credential lookup")
+			writeError(w, http.StatusServiceUnavailable, apiclient.CodeUnavailable, "the database did not answer; try again", "")
 			return
 		}
 		if who == nil {

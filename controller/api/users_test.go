@@ -499,12 +499,14 @@ func TestUnexpectedErrorsHideInternals(t *testing.T) {
 	if r.code != 200 {
 		t.Fatalf("ready: %d", r.code)
 	}
+	s.admin("GET", "/api/v1/users", nil, http.StatusOK, nil) // the token is now remembered
 	if err := s.store.Close(); err != nil {
 		t.Fatal(err)
 	}
 	wantError(t, "ready with the database closed", s.call("GET", "/-/ready", "", nil), http.StatusServiceUnavailable, "unavailable")
-	// Auth needs the database: an outage is a 500, not a 401 that would
-	// send an operator hunting for a token problem.
+	// A token the database vouched for before the outage still passes
+	// (the token memory); the handler's own failure is a 500 that hides
+	// its cause from the caller and logs it.
 	r = s.call("GET", "/api/v1/users", adminToken, nil)
 	wantError(t, "list with the database closed", r, http.StatusInternalServerError, "internal")
 	if strings.Contains(string(r.body), "sql") {
@@ -512,5 +514,12 @@ func TestUnexpectedErrorsHideInternals(t *testing.T) {
 	}
 	if !strings.Contains(s.logs.String(), "request failed") {
 		t.Errorf("the cause of a 500 is not logged: %q", s.logs.String())
+	}
+	// A token that cannot be checked is a 503, not a 401 that would send
+	// an operator hunting for a token problem.
+	r = s.call("GET", "/api/v1/users", "a-token-never-seen-0123456789", nil)
+	wantError(t, "an unknown token with the database closed", r, http.StatusServiceUnavailable, "unavailable")
+	if strings.Contains(string(r.body), "sql") {
+		t.Errorf("503 shows internals: %s", r.body)
 	}
 }

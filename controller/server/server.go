@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/sirupsen/logrus"
 
@@ -95,7 +96,7 @@ func Build(st *store.Store, c Config, log *logrus.Logger) (*Controller, error) {
 		// The per-user families are written by collector.Handler below,
 		// straight from the database: gathered through the registry they
 		// cost over a hundred MiB per scrape at 100,000 users.
-		&collector.Collector{Store: st, Log: log.WithField("component", "collector"), Timeout: 10 * time.Second, StreamUsers: true},
+		&collector.Collector{Store: st, Log: log.WithField("component", "collector"), Timeout: collectTimeout, StreamUsers: true},
 	)
 	acct, err := accounting.New(st, c.PrometheusURL, c.ID, log.WithField("component", "accounting"), reg)
 	if err != nil {
@@ -112,8 +113,12 @@ func Build(st *store.Store, c Config, log *logrus.Logger) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--web.trusted-proxies: %w", err)
 	}
+	metrics := &storeGuard{store: st,
+		full:  collector.Handler(reg, st, log.WithField("component", "collector"), usersTimeout),
+		plain: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: log.WithField("component", "collector")}),
+	}
 	a := api.New(api.Options{Store: st, Log: log, Registry: reg, Alerts: actor, ClientAddr: addr, Health: ranker,
-		Metrics:         collector.Handler(reg, st, log.WithField("component", "collector"), 10*time.Second),
+		Metrics:         metrics,
 		Live:            live.New(acct.Prom, c.UIRefresh),
 		DrainMinHealthy: drainMinHealthy(c.DrainMinHealthy),
 		Install:         api.InstallOptions{Dir: c.InstallDir, ExternalURL: c.ExternalURL},
