@@ -81,8 +81,8 @@ func (f *fleet) holder() string {
 // cutMariaDB takes MariaDB off the network while it runs: every query of
 // both controllers hangs on a connection whose packets vanish. Meanwhile
 // each controller must go on answering, within its own timeouts, what
-// needs no database: healthy, and not ready (its /metrics needs the
-// database to check the scraper's token, so it cannot be scraped then).
+// needs no database: healthy, not ready, and /metrics to the scraper's
+// token (remembered from before the cut) with boxfleet_store_up 0.
 // When the link heals each must serve again by itself. The kills of
 // MariaDB and of the controllers wait for the cut.
 func (in *injector) cutMariaDB(ft fault) {
@@ -99,9 +99,12 @@ func (in *injector) cutMariaDB(ft fault) {
 			path, want string
 			code       int
 			timeout    time.Duration
+			worst      *time.Duration
 		}{
-			{"/-/healthy", "Healthy", 200, 5 * time.Second},
-			{"/-/ready", "database unreachable", 503, 5 * time.Second},
+			{"/-/healthy", "Healthy", 200, 5 * time.Second, &in.dbAnswer},
+			{"/-/ready", "database unreachable", 503, 5 * time.Second, &in.dbAnswer},
+			// Within the shipped 10 s scrape timeout.
+			{"/metrics", "\nboxfleet_store_up 0\n", 200, 10 * time.Second, &in.dbMetrics},
 		} {
 			wg.Go(func() {
 				code, body, took, err := in.f.timedGet(c.url+probe.path, probe.timeout)
@@ -111,7 +114,7 @@ func (in *injector) cutMariaDB(ft fault) {
 				case code != probe.code || !strings.Contains(body, probe.want):
 					t.Errorf("%s, its database cut off, answered %s with %d, want %d %q", id, probe.path, code, probe.code, probe.want)
 				default:
-					in.worst(&in.dbAnswer, took)
+					in.worst(probe.worst, took)
 				}
 			})
 		}
@@ -125,8 +128,8 @@ func (in *injector) cutMariaDB(ft fault) {
 		in.f.svcs["controller:"+id].waitReady(90 * time.Second)
 	}
 	in.worst(&in.dbRecover, time.Since(healed))
-	t.Logf("cut mariadb: controllers answered within %s while it was cut, ready %s after the link healed",
-		in.dbAnswer.Round(100*time.Millisecond), time.Since(healed).Round(100*time.Millisecond))
+	t.Logf("cut mariadb: controllers answered within %s while it was cut (/metrics within %s), ready %s after the link healed",
+		in.dbAnswer.Round(100*time.Millisecond), in.dbMetrics.Round(100*time.Millisecond), time.Since(healed).Round(100*time.Millisecond))
 	in.count("cut mariadb")
 }
 

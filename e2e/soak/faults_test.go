@@ -111,7 +111,7 @@ type injector struct {
 	outages []window
 	wg      sync.WaitGroup
 	// Worst figures of the cuts of MariaDB and of the lease holder.
-	dbAnswer, dbRecover, takeover time.Duration
+	dbAnswer, dbMetrics, dbRecover, takeover time.Duration
 }
 
 func newInjector(t *testing.T, f *fleet) *injector {

@@ -485,8 +485,8 @@ func TestSoak(t *testing.T) {
 	sort.Strings(kinds)
 	var cuts string
 	if in.counts["cut mariadb"]+in.counts["cut controller"] > 0 {
-		cuts = fmt.Sprintf("; MariaDB cut: controllers answered within %s, ready %s after; lease holder cut: lease taken over after %s",
-			in.dbAnswer.Round(100*time.Millisecond), in.dbRecover.Round(100*time.Millisecond), in.takeover.Round(100*time.Millisecond))
+		cuts = fmt.Sprintf("; MariaDB cut: controllers answered within %s (/metrics within %s), ready %s after; lease holder cut: lease taken over after %s",
+			in.dbAnswer.Round(100*time.Millisecond), in.dbMetrics.Round(100*time.Millisecond), in.dbRecover.Round(100*time.Millisecond), in.takeover.Round(100*time.Millisecond))
 	}
 	t.Logf("SOAK SUMMARY seed %d: %d faults over %s (%s); %d bytes moved (%.1f MB); exact node: %d bytes lost (at %d reloads), %d counted twice, %d bytes of interrupted transfers either end could claim; Clash node declared %d bytes estimated and %d unattributed; users taken out of service %d times, nodes drained %d times during %d outages and cuts, all back%s; wrong actions: %d",
 		seed, total, faultTime.Round(time.Second), strings.Join(kinds, ", "), moved, float64(moved)/1e6, lost, f.nodes["n2"].reloads.sinceFirst(), over, ambiguous,
