@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,47 +18,6 @@ import (
 	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
-// link is a network link that can be cut: while cut, no packet crosses it
-// either way and every connection stays open, as when packets vanish (no
-// reset, no error).
-type link struct {
-	mu sync.Mutex
-	up chan struct{} // closed while the link is up
-}
-
-func newLink() *link {
-	l := &link{up: make(chan struct{})}
-	close(l.up)
-	return l
-}
-
-func (l *link) pass(_, _ []byte) {
-	l.mu.Lock()
-	up := l.up
-	l.mu.Unlock()
-	<-up
-}
-
-func (l *link) cut() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case <-l.up:
-		l.up = make(chan struct{})
-	default:
-	}
-}
-
-func (l *link) mend() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case <-l.up:
-	default:
-		close(l.up)
-	}
-}
-
 // eachOutage runs fn on a store whose database can be taken away: an
 // SQLite store that is closed, and a MariaDB store behind a link that is
 // cut (its packets held, its connections left open).
@@ -70,17 +28,17 @@ func eachOutage(t *testing.T, fn func(t *testing.T, s *store.Store, cut func()))
 	})
 	t.Run("mysql", func(t *testing.T) {
 		db := storetest.NewMySQLDB(t)
-		l := newLink()
+		l := testsupport.NewLink()
 		proxy := testsupport.StartMySQLProxy(t, db.DSN, func() testsupport.PacketHooks {
-			return testsupport.PacketHooks{FromClient: l.pass, FromServer: l.pass}
+			return l.Hooks()
 		})
 		s, err := store.Open(context.Background(), proxy.DSN(db.DSN), "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
-		t.Cleanup(l.mend) // first: nothing stays blocked on the link
-		fn(t, s, l.cut)
+		t.Cleanup(l.Mend) // first: nothing stays blocked on the link
+		fn(t, s, l.Cut)
 	})
 }
 
@@ -214,17 +172,17 @@ func callWithin(url, tok string, d time.Duration) (response, error) {
 // cache: with the database answering, a token it no longer knows is
 // refused at once (401), even one answered from memory during an outage.
 func TestTokenMemoryEndsWithTheDatabasesWord(t *testing.T) {
-	l := newLink()
+	l := testsupport.NewLink()
 	db := storetest.NewMySQLDB(t)
 	proxy := testsupport.StartMySQLProxy(t, db.DSN, func() testsupport.PacketHooks {
-		return testsupport.PacketHooks{FromClient: l.pass, FromServer: l.pass}
+		return l.Hooks()
 	})
 	s, err := store.Open(context.Background(), proxy.DSN(db.DSN), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	t.Cleanup(l.mend)
+	t.Cleanup(l.Mend)
 	e := newEnvWith(t, s, func(o *api.Options) { o.Registry = prometheus.NewRegistry() })
 	_, tok, err := s.CreateAPIToken(context.Background(), "test", "prom", store.APITokenSpec{Role: store.RoleViewer})
 	if err != nil {
@@ -233,11 +191,11 @@ func TestTokenMemoryEndsWithTheDatabasesWord(t *testing.T) {
 	if r := e.call(http.MethodGet, "/metrics", tok, nil); r.code != http.StatusOK {
 		t.Fatalf("before the outage: %d", r.code)
 	}
-	l.cut()
+	l.Cut()
 	if r, err := callWithin(e.url+"/metrics", tok, 10*time.Second); err != nil || r.code != http.StatusOK {
 		t.Fatalf("during the outage: %d %v", r.code, err)
 	}
-	l.mend()
+	l.Mend()
 	// Deleted through a second controller on the same database.
 	other, err := store.Open(context.Background(), db.DSN, "")
 	if err != nil {
@@ -248,7 +206,7 @@ func TestTokenMemoryEndsWithTheDatabasesWord(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantError(t, "a deleted token, the database answering", e.call(http.MethodGet, "/metrics", tok, nil), http.StatusUnauthorized, "unauthorized")
-	l.cut()
+	l.Cut()
 	r, err := callWithin(e.url+"/metrics", tok, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,46 +19,6 @@ import (
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
 	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
-
-// link is a network link that can be cut: while cut, no packet crosses it
-// either way and every connection stays open, as when packets vanish.
-type link struct {
-	mu sync.Mutex
-	up chan struct{} // closed while the link is up
-}
-
-func newLink() *link {
-	l := &link{up: make(chan struct{})}
-	close(l.up)
-	return l
-}
-
-func (l *link) pass(_, _ []byte) {
-	l.mu.Lock()
-	up := l.up
-	l.mu.Unlock()
-	<-up
-}
-
-func (l *link) cut() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case <-l.up:
-		l.up = make(chan struct{})
-	default:
-	}
-}
-
-func (l *link) mend() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case <-l.up:
-	default:
-		close(l.up)
-	}
-}
 
 // scrapeTimeout is Prometheus's default scrape timeout.
 const scrapeTimeout = 10 * time.Second
@@ -178,16 +137,16 @@ func TestMetricsAnswerWhileTheStoreIsDown(t *testing.T) {
 	})
 	t.Run("mysql", func(t *testing.T) {
 		db := storetest.NewMySQLDB(t)
-		l := newLink()
+		l := testsupport.NewLink()
 		proxy := testsupport.StartMySQLProxy(t, db.DSN, func() testsupport.PacketHooks {
-			return testsupport.PacketHooks{FromClient: l.pass, FromServer: l.pass}
+			return l.Hooks()
 		})
 		st, err := store.Open(context.Background(), proxy.DSN(db.DSN), "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		t.Cleanup(l.mend) // first: nothing stays blocked on the link
-		run(t, st, l.cut, l.mend)
+		t.Cleanup(l.Mend) // first: nothing stays blocked on the link
+		run(t, st, l.Cut, l.Mend)
 	})
 }

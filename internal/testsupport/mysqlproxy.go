@@ -112,3 +112,51 @@ func (p *MySQLProxy) Close() {
 		c.Close()
 	}
 }
+
+// Link is a network link a test can cut: while cut, no packet crosses it
+// either way and every connection stays open, as when packets vanish
+// (not refused: nothing answers, and only timeouts end the wait). Its
+// Hooks go into a MySQLProxy.
+type Link struct {
+	mu sync.Mutex
+	up chan struct{} // closed while the link is up
+}
+
+// NewLink returns a link that is up.
+func NewLink() *Link {
+	l := &Link{up: make(chan struct{})}
+	close(l.up)
+	return l
+}
+
+// Hooks hold every packet, both ways, while the link is cut.
+func (l *Link) Hooks() PacketHooks { return PacketHooks{FromClient: l.pass, FromServer: l.pass} }
+
+func (l *Link) pass(_, _ []byte) {
+	l.mu.Lock()
+	up := l.up
+	l.mu.Unlock()
+	<-up
+}
+
+// Cut stops every packet until Mend.
+func (l *Link) Cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.up:
+		l.up = make(chan struct{})
+	default:
+	}
+}
+
+// Mend lets the held packets and every later one through.
+func (l *Link) Mend() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.up:
+	default:
+		close(l.up)
+	}
+}
