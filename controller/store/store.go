@@ -110,6 +110,18 @@ func openSQLite(path string) (*Store, error) {
 	return &Store{db: db, dialect: sqlite, Now: time.Now}, nil
 }
 
+// Bounds on MySQL connections, unless the DSN sets its own (timeout,
+// readTimeout, writeTimeout). A database cut off by its link (its packets
+// vanish; nothing resets the connection) would otherwise hold a statement
+// until TCP gives up, about 15 minutes, in every loop that has no deadline
+// of its own (hook deliveries, the reconcile loop, the sweeps, the node
+// directory) and keep its connection from the pool. A minute is far above
+// any statement boxfleet runs and InnoDB's 50 s lock wait.
+var (
+	mysqlDialTimeout = 10 * time.Second
+	mysqlIOTimeout   = time.Minute
+)
+
 func openMySQL(dsn string) (*Store, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
@@ -117,6 +129,15 @@ func openMySQL(dsn string) (*Store, error) {
 	}
 	cfg.ParseTime = true
 	cfg.MultiStatements = false
+	if cfg.Timeout == 0 {
+		cfg.Timeout = mysqlDialTimeout
+	}
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = mysqlIOTimeout
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = mysqlIOTimeout
+	}
 	if cfg.Params == nil {
 		cfg.Params = map[string]string{}
 	}
