@@ -112,10 +112,25 @@ type injector struct {
 	wg      sync.WaitGroup
 	// Worst figures of the cuts of MariaDB and of the lease holder.
 	dbAnswer, dbMetrics, dbRecover, takeover time.Duration
+	// underTraffic kills sing-box while its node moves traffic instead of
+	// once it is idle and polled; crashes are those kills.
+	underTraffic bool
+	crashes      []crash
+}
+
+// crash is a stop of sing-box while its node moved traffic. sing-box keeps
+// its counters in memory, so what it counted since the exporter's last
+// successful poll (from) is lost with it, by design (README, Stops and
+// crashes); to is just after it stopped. The window is all a crash may
+// cost: the ledger must hold everything that crossed before it.
+type crash struct {
+	node     *node
+	from, to time.Time
 }
 
 func newInjector(t *testing.T, f *fleet) *injector {
-	in := &injector{t: t, f: f, locks: map[string]*sync.Mutex{}, counts: map[string]int{}}
+	in := &injector{t: t, f: f, locks: map[string]*sync.Mutex{}, counts: map[string]int{},
+		underTraffic: os.Getenv("BOXFLEET_SOAK_IDLE_CRASHES") == ""}
 	for _, k := range []string{"sing-box:n1", "sing-box:n2", "exporter:n1", "exporter:n2", "controller:c1", "controller:c2",
 		"prometheus", "alertmanager", "mariadb"} {
 		in.locks[k] = &sync.Mutex{}
@@ -170,21 +185,38 @@ func (in *injector) inject(ft fault) {
 	key := ft.Kind + " " + strings.Split(target, ":")[0]
 	switch ft.Kind {
 	case "sigkill", "sigterm", "outage":
+		var cr *crash
 		if n := in.f.nodeOf(target); n != nil && strings.HasPrefix(target, "sing-box:") {
 			// sing-box keeps its counters in memory: a crash loses what
 			// moved since the exporter's last look (README, Stops and
-			// crashes). The crash comes when the node is idle and has
-			// been looked at, so the ledger can be held to the byte.
-			n.gate.Lock()
-			defer n.gate.Unlock()
-			n.waitPolled(t, time.Now())
-			in.f.checkpoint(n, "before "+ft.Kind)
+			// crashes). Under traffic the loss is held to that window;
+			// otherwise (BOXFLEET_SOAK_IDLE_CRASHES=1, or when the
+			// exporter cannot tell its last poll) the crash comes when
+			// the node is idle and has been looked at, so the ledger can
+			// be held to the byte.
+			if v, ok := readExporter(n.exporterAddr); in.underTraffic && ok && v.lastPoll > 0 {
+				cr = &crash{node: n, from: time.Unix(0, int64(v.lastPoll*1e9))}
+			} else {
+				n.gate.Lock()
+				defer n.gate.Unlock()
+				n.waitPolled(t, time.Now())
+				in.f.checkpoint(n, "before "+ft.Kind)
+			}
 		}
 		begin := time.Now()
 		if ft.Kind == "sigterm" {
 			s.proc.Stop()
 		} else {
 			s.proc.Kill()
+		}
+		if cr != nil {
+			// Every hold is at least 500 ms: the crossings sampled by
+			// then (every 100 ms) include all that reached the node
+			// before it stopped, and nothing after its restart.
+			cr.to = time.Now().Add(300 * time.Millisecond)
+			in.mu.Lock()
+			in.crashes = append(in.crashes, *cr)
+			in.mu.Unlock()
 		}
 		time.Sleep(ft.Hold)
 		s.start()
@@ -350,4 +382,32 @@ func (m *meter) sinceFirst() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return int64(math.Ceil(m.acc - m.first))
+}
+
+// chargeCrashes adds each crash's window, in bytes that crossed for the
+// node's users between the exporter's last poll and the stop, to what
+// those users' ledgers may lack. It returns how many crashes there were
+// and their bytes.
+func (in *injector) chargeCrashes() (n int, bytes int64) {
+	for _, c := range in.crashes {
+		for _, u := range in.f.users {
+			if u.node != c.node {
+				continue
+			}
+			lo, ok := u.hist.at(c.from, true)
+			if !ok {
+				in.t.Logf("%s: no crossing sampled before the crash window from %s; charging it from the start", u.name, c.from.Format("15:04:05.0"))
+			}
+			hi, ok := u.hist.at(c.to, false)
+			if !ok {
+				in.t.Errorf("%s: no crossing sampled after the crash at %s", u.name, c.to.Format("15:04:05.0"))
+				continue
+			}
+			up, down := hi.upHi-lo.upLo, hi.downHi-lo.downLo
+			u.crashed[0] += up
+			u.crashed[1] += down
+			bytes += up + down
+		}
+	}
+	return len(in.crashes), bytes
 }

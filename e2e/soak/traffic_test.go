@@ -99,6 +99,8 @@ type user struct {
 	recv    atomic.Int64 // what the client read
 	ok, bad atomic.Int64 // transfers that completed, that did not
 	refused atomic.Bool  // the last transfer failed
+	hist    history      // what had crossed lately
+	crashed [2]int64     // bytes up and down that crashes under traffic may have lost (see crash)
 }
 
 // truth is the range the node's per-user bytes must lie in. A completed
@@ -238,4 +240,63 @@ func (u *user) served() error {
 		time.Sleep(500 * time.Millisecond)
 	}
 	return errors.Join(errors.New("3 transfers failed"), err)
+}
+
+// crossing is what had crossed for a user at one instant, as truth gives
+// it.
+type crossing struct {
+	at                         time.Time
+	upLo, upHi, downLo, downHi int64
+}
+
+// history keeps a user's recent crossings (sampled every 100 ms, the last
+// 5 min), so that the window a crash declares (since the exporter's last
+// poll) can be told in bytes afterwards.
+type history struct {
+	mu sync.Mutex
+	s  []crossing
+}
+
+func (h *history) add(c crossing) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.s = append(h.s, c)
+	i := 0
+	for i < len(h.s) && c.at.Sub(h.s[i].at) > 5*time.Minute {
+		i++
+	}
+	h.s = h.s[i:]
+}
+
+// at returns the last crossing at or before t (before) or the first at or
+// after it (!before); ok is false when the history holds none.
+func (h *history) at(t time.Time, before bool) (c crossing, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := range h.s {
+		if before && !h.s[i].at.After(t) {
+			c, ok = h.s[i], true
+		}
+		if !before && !h.s[i].at.Before(t) {
+			return h.s[i], true
+		}
+	}
+	return c, ok
+}
+
+// sampleCrossings records every user's crossings every 100 ms until stop
+// closes.
+func sampleCrossings(users []*user, stop <-chan struct{}) {
+	for {
+		now := time.Now()
+		for _, u := range users {
+			upLo, upHi, downLo, downHi := u.truth()
+			u.hist.add(crossing{now, upLo, upHi, downLo, downHi})
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
