@@ -15,7 +15,9 @@ import (
 	"github.com/boxfleet/boxfleet/exporter/meter"
 )
 
-// Source is what the collector reads; *meter.Meter implements it.
+// Source is what the collector reads; *meter.Meter implements it. The
+// maps of a view are never written again once returned: the collector
+// keeps the last scrape's users to tell what changed.
 type Source interface {
 	View() meter.View
 }
@@ -49,9 +51,10 @@ var (
 	logErrorsDesc    = desc("singbox_exporter_log_stream_errors_total", "Times the log stream broke.")
 	unownedDesc      = desc("singbox_exporter_unowned_connections", "Open connections whose user is not known: log level above info or lines missed, or, in api mode, opened since the last batch of connection events or without a user.")
 	sinceDesc        = desc("singbox_exporter_counters_start_timestamp_seconds", "When the per-user and node counters started from zero; changes only when the state file is lost.")
+	userChangeDesc   = desc("singbox_exporter_user_counters_change_timestamp_seconds", "When the per-user traffic series last changed (a value moved, a series appeared or went), as the time of the first scrape that showed it; it never takes the same value twice, across restarts too.")
 	restartsDesc     = desc("singbox_exporter_singbox_restarts_total", "sing-box restarts noticed by counters starting again.")
 	lastPollDesc     = desc("singbox_exporter_last_poll_success_timestamp_seconds", "Unix time of the last successful poll of sing-box; bytes moved since are not counted yet.")
-	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, lastPollDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc, userBucketDesc, hiddenDesc}
+	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, lastPollDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc, userChangeDesc, userBucketDesc, hiddenDesc}
 )
 
 // Options tune what the collector exposes; the zero value exposes every
@@ -85,6 +88,24 @@ type Collector struct {
 
 	mu    sync.Mutex
 	moved map[string]lastMove // by user, with UserIdleTimeout
+	shown shownUsers
+}
+
+// shownUsers is the per-user traffic series one scrape exposed, and the
+// change timestamp it carried.
+//
+// The controller's accounting skips a node whose change timestamp stayed
+// the same since its last commit, so the timestamp must differ between any
+// two scrapes whose per-user series differ: it is taken in the same lock
+// as the comparison, from the same view as the series, and only grows. A
+// counter of changes would start again at the same value after a restart
+// and could then match a scrape of the previous process with other
+// values; a time does not.
+type shownUsers struct {
+	users   map[string]attribution.Traffic // the view's own map: views are copies, never written again
+	idle    map[string]bool                // hidden as idle then
+	count   int                            // series pairs exposed
+	changed int64                          // Unix ms
 }
 
 // lastMove is a user's counters when they last changed, and when that was
@@ -102,6 +123,9 @@ func New(src Source) *Collector { return NewWithOptions(src, Options{}) }
 // NewWithOptions returns a collector reading src, tuned by o.
 func NewWithOptions(src Source, o Options) *Collector {
 	c := &Collector{src: src, opts: o, now: time.Now, moved: map[string]lastMove{}}
+	// A new process starts from its own start time, which no scrape of
+	// an earlier one can have carried.
+	c.shown.changed = c.now().UnixMilli()
 	if len(o.DeviceKey) > 0 {
 		c.devices = newDeviceHasher(o.DeviceKey)
 	}
@@ -139,15 +163,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	traffic(unattributedDesc, v.Counters.Unattributed)
 	traffic(estimatedDesc, v.Counters.Estimated)
 	small, idle := 0, 0
-	idleUsers := c.idleUsers(v.Counters.Users)
+	idleUsers, changed := c.exposure(v.Counters.Users)
+	gauge(userChangeDesc, float64(changed)/1e3)
 	for user, t := range v.Counters.Users {
 		switch {
+		case c.exposed(user, t, idleUsers):
+			traffic(userTrafficDesc, t, user)
 		case t.Up+t.Down < c.opts.UserMinBytes:
 			small++
-		case idleUsers[user]:
-			idle++
 		default:
-			traffic(userTrafficDesc, t, user)
+			idle++
 		}
 	}
 	gauge(hiddenDesc, float64(small), "min_bytes")
@@ -195,18 +220,51 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(restartsDesc, float64(v.Restarts))
 }
 
+// exposure decides which users' series this scrape hides as idle and
+// returns the change timestamp that goes with the series it exposes.
+func (c *Collector) exposure(users map[string]attribution.Traffic) (idle map[string]bool, changedMs int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	idle = c.idleUsers(users)
+	now := shownUsers{users: users, idle: idle, changed: c.shown.changed}
+	// The series are the same when every user exposed now was exposed
+	// before with the same values (equal values pass the byte threshold
+	// alike, so only idleness can have hidden it), and as many users were
+	// exposed before: then none went.
+	same := true
+	for user, t := range users {
+		if !c.exposed(user, t, idle) {
+			continue
+		}
+		now.count++
+		if prev, ok := c.shown.users[user]; same && (!ok || prev != t || c.shown.idle[user]) {
+			same = false
+		}
+	}
+	if !same || now.count != c.shown.count {
+		now.changed = max(c.now().UnixMilli(), c.shown.changed+1)
+	}
+	c.shown = now
+	return idle, now.changed
+}
+
+// exposed tells whether user's traffic series are exposed, given its
+// counters and the users hidden as idle.
+func (c *Collector) exposed(user string, t attribution.Traffic, idle map[string]bool) bool {
+	return t.Up+t.Down >= c.opts.UserMinBytes && !idle[user]
+}
+
 // idleUsers notes which users' counters moved since the last scrape and
 // returns those that have not moved for the idle timeout (none without a
 // timeout). A user first seen counts as moving now, so after an exporter
-// restart every series is exposed for one timeout again.
+// restart every series is exposed for one timeout again. The caller holds
+// c.mu.
 func (c *Collector) idleUsers(users map[string]attribution.Traffic) map[string]bool {
 	if c.opts.UserIdleTimeout <= 0 {
 		return nil
 	}
 	now := c.now()
 	idle := map[string]bool{}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for user, t := range users {
 		m, ok := c.moved[user]
 		if !ok || m.t != t {
