@@ -7,11 +7,13 @@ package accounting
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	promapi "github.com/prometheus/client_golang/api"
@@ -31,6 +33,10 @@ const LeaseName = "singletons"
 const (
 	metric      = "singbox_user_traffic_bytes_total"
 	epochMetric = "singbox_exporter_counters_start_timestamp_seconds"
+	// changeMetric changes in the very scrape whose per-user series differ
+	// from the scrape before (a value moved, a series came or went), and
+	// never takes the same value twice, across exporter restarts too.
+	changeMetric = "singbox_exporter_user_counters_change_timestamp_seconds"
 	// Every singbox_exporter exports its counters' epoch: listing the
 	// nodes by it reads one series per node, not a million.
 	// The timestamp is the node's last scrape.
@@ -48,6 +54,15 @@ type Accountant struct {
 	// FullReads reads every series of every node each cycle instead of
 	// only those that moved since the node's last commit.
 	FullReads bool
+
+	// SkipQuiet lets a node whose exporter's change timestamp stood still
+	// since its cursor go unread (see gate). Off, every moved node's series
+	// are asked for, as before the gate: on VictoriaMetrics the gate missed
+	// a series new on a node in TestGateExact, so it is for Prometheus
+	// (boxfleet serve turns it on unless --no-accounting.skip-quiet-nodes).
+	SkipQuiet   bool
+	gateRefused atomic.Bool  // warned once
+	quietNodes  atomic.Int64 // nodes the gate answered, for the scale test's log
 
 	client      promapi.Client // for the per-node queries, decoded by queryVector
 	lastSuccess prometheus.Gauge
@@ -92,8 +107,8 @@ func New(st *store.Store, url, holder string, log logrus.FieldLogger, reg promet
 }
 
 // Cycle runs one accounting pass: sweep period resets, commit every node's
-// deltas, then sweep statuses so that a quota crossed in this cycle takes
-// effect at once. Each node commits on its own, so a failure part-way
+// deltas, then, if any bytes were added, sweep statuses again so that a
+// quota crossed in this cycle takes effect at once. Each node commits on its own, so a failure part-way
 // leaves the others done and the rest for the next cycle.
 func (a *Accountant) Cycle(ctx context.Context) error {
 	start := time.Now()
@@ -124,15 +139,24 @@ func (a *Accountant) cycle(ctx context.Context) error {
 	// Returning early stops the prefetching goroutine.
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var added int64
 	for q := range a.prefetch(qctx, at, plan(nodes, scraped, cursors, a.FullReads)) {
 		if q.err != nil {
 			return fmt.Errorf("nodes %s: %w", strings.Join(q.nodes, ", "), q.err)
 		}
 		for _, node := range q.nodes {
-			if err := a.commitNode(ctx, node, q, cursors[node]); err != nil {
+			n, err := a.commitNode(ctx, node, q, cursors[node])
+			if err != nil {
 				return fmt.Errorf("node %s: %w", node, err)
 			}
+			added += n
 		}
+	}
+	if added == 0 {
+		// No usage changed since the first sweep: a second would find
+		// what it found (0.3 s on MySQL with 100,000 users); anything
+		// else due is swept at the next cycle's start, as always.
+		return nil
 	}
 	return a.sweep(ctx)
 }
@@ -226,7 +250,101 @@ func (a *Accountant) ask(ctx context.Context, at time.Time, q query) (map[string
 	return v.byNode(q.nodes[0]), nil
 }
 
-// askMoved reads the nodes' series that moved since their cursors, in
+// askMoved reads the nodes' series that moved since their cursors. The
+// nodes whose exporter says that none did are answered by the gate alone;
+// the others' series are asked for by askSeries.
+func (a *Accountant) askMoved(ctx context.Context, at time.Time, q query) (map[string]*nodeAnswer, error) {
+	quiet := map[string]*nodeAnswer{}
+	if a.SkipQuiet {
+		var err error
+		if quiet, err = a.gate(ctx, at, q); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			// A back end that refuses the query (one without the @
+			// modifier) still gets every moved series read, as before.
+			if !a.gateRefused.Swap(true) {
+				a.Log.WithError(err).Warn("the metrics back end did not answer the change-timestamp query: reading which series moved on every node instead, which takes longer")
+			}
+			quiet = map[string]*nodeAnswer{}
+		}
+	}
+	rest := query{moved: true}
+	for i, n := range q.nodes {
+		if quiet[n] == nil {
+			rest.nodes = append(rest.nodes, n)
+			rest.since = append(rest.since, q.since[i])
+			rest.epochs = append(rest.epochs, q.epochs[i])
+		}
+	}
+	a.quietNodes.Add(int64(len(quiet)))
+	if len(rest.nodes) == 0 {
+		return quiet, nil
+	}
+	ans, err := a.askSeries(ctx, at, rest)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(ans, quiet)
+	return ans, nil
+}
+
+// gate finds the nodes none of whose per-user series moved since their
+// cursors, from one series a node: the exporter's change timestamp, which
+// changes in the same scrape as the series it describes. A node is quiet
+// when, over the samples from its cursor's scrape on, that timestamp never
+// changed and was in every scrape the epoch was in, the cursor's included
+// (so it describes the cursor's series too: an exporter without it then,
+// or a back end that lost that scrape, has the node's series asked for),
+// and the epoch is still the cursor's. Each quiet node's answer has its
+// epoch and last scrape and no samples, which commits nothing but, when
+// the cursor is old, the cursor's move.
+//
+// Prometheus answers this reading three series a node instead of every
+// series, which is where a cycle in which nothing moved spent its time.
+func (a *Accountant) gate(ctx context.Context, at time.Time, q query) (map[string]*nodeAnswer, error) {
+	ms := at.UnixMilli()
+	// The windows end at the query's time exactly: VictoriaMetrics
+	// answers a query about "now" as of -search.latencyOffset earlier,
+	// which would move them off the cursor's scrape.
+	end := ` @ ` + strconv.FormatFloat(float64(ms)/1e3, 'f', 3, 64)
+	var b strings.Builder
+	for i, n := range q.nodes {
+		if q.since[i] >= ms {
+			continue // skewed clocks: askSeries reads the node whole
+		}
+		sel := `{node=` + strconv.Quote(n) + `}`
+		from := `[` + strconv.FormatInt(ms-q.since[i]+1, 10) + `ms]` + end
+		after := `[` + strconv.FormatInt(ms-q.since[i], 10) + `ms]` + end
+		// 0 exactly when the timestamp never changed, had as many samples
+		// as the epoch, and the epoch had one at the cursor; each term is
+		// at least 0. A node without the timestamp has no answer.
+		b.WriteString(`label_replace(changes(` + changeMetric + sel + from + `)` +
+			` + abs(count_over_time(` + epochMetric + sel + from + `) - count_over_time(` + changeMetric + sel + from + `))` +
+			` + (1 - count_over_time(` + epochMetric + sel + from + `) + count_over_time(` + epochMetric + sel + after + `))` +
+			`, "gate", "1", "", "") or `)
+	}
+	if b.Len() == 0 {
+		return map[string]*nodeAnswer{}, nil
+	}
+	group := `node=~` + nodesRegex(q.nodes)
+	b.WriteString(epochMetric + `{` + group + `} or ` + scrapedExpr(group))
+	v, err := a.queryVector(ctx, b.String(), at)
+	if err != nil {
+		return nil, err
+	}
+	quiet := map[string]*nodeAnswer{}
+	ans := v.byNode("")
+	for i, n := range q.nodes {
+		g := ans[n]
+		if g != nil && g.gated && g.gate == 0 && g.epoch == q.epochs[i] && g.scraped > q.since[i] && q.since[i] < ms {
+			quiet[n] = &nodeAnswer{epoch: g.epoch, scraped: g.scraped}
+		}
+	}
+	return quiet, nil
+}
+
+// askSeries reads the nodes' series that moved since their cursors, in
 // two queries: which series moved (up to movedByName a node), then their
 // values.
 //
@@ -242,7 +360,7 @@ func (a *Accountant) ask(ctx context.Context, at time.Time, q query) (map[string
 // more than sending them all), and answers at most movedByName+1 series
 // a node (topk): a node where more moved is read whole. The values are
 // then looked up by name in Prometheus's index.
-func (a *Accountant) askMoved(ctx context.Context, at time.Time, q query) (map[string]*nodeAnswer, error) {
+func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[string]*nodeAnswer, error) {
 	ms := at.UnixMilli()
 	var b strings.Builder
 	skewed := map[string]bool{}
@@ -377,17 +495,19 @@ func (a *Accountant) nodes(ctx context.Context, at time.Time) ([]string, map[str
 
 // cursorRefresh is how old a node's cursor may grow while none of its
 // series move before a commit moves it forward: comparing with a scrape
-// long gone makes Prometheus read old blocks.
-const cursorRefresh = 10 * time.Minute
+// long gone makes Prometheus read old blocks. A variable for tests.
+var cursorRefresh = 10 * time.Minute
 
-func (a *Accountant) commitNode(ctx context.Context, node string, q queried, cur store.NodeCursor) error {
+// commitNode commits one node's answer and returns the bytes it added to
+// the ledger.
+func (a *Accountant) commitNode(ctx context.Context, node string, q queried, cur store.NodeCursor) (int64, error) {
 	ans := q.answers[node]
 	if ans == nil {
-		return nil // no exporter now: nothing to read
+		return 0, nil // no exporter now: nothing to read
 	}
 	partial := q.moved && !ans.full
 	if partial && len(ans.samples) == 0 && time.Since(time.UnixMilli(cur.Scraped)) < cursorRefresh {
-		return nil // nothing moved
+		return 0, nil // nothing moved
 	}
 	if a.BeforeCommit != nil {
 		a.BeforeCommit(node)
@@ -397,7 +517,7 @@ func (a *Accountant) commitNode(ctx context.Context, node string, q queried, cur
 		Partial: partial, Scraped: ans.scraped, At: time.Now(),
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	a.bytes.Add(float64(res.Bytes))
 	a.resets.Add(float64(res.Resets))
@@ -407,7 +527,7 @@ func (a *Accountant) commitNode(ctx context.Context, node string, q queried, cur
 	if res.Resets > 0 {
 		a.Log.WithFields(logrus.Fields{"node": node, "series": res.Resets}).Warn("counter reset: the exporter lost its state")
 	}
-	return nil
+	return res.Bytes, nil
 }
 
 func (a *Accountant) query(ctx context.Context, q string, at time.Time) (model.Vector, error) {

@@ -14,49 +14,6 @@ import (
 	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
-// link is a network link that can be cut: while cut, no packet crosses it
-// either way and every connection stays open, as when packets vanish (no
-// reset, no error); what was held goes through once it is mended, as TCP
-// retransmits it.
-type link struct {
-	mu sync.Mutex
-	up chan struct{} // closed while the link is up
-}
-
-func newLink() *link {
-	l := &link{up: make(chan struct{})}
-	close(l.up)
-	return l
-}
-
-// pass holds a packet while the link is cut.
-func (l *link) pass(_, _ []byte) {
-	l.mu.Lock()
-	up := l.up
-	l.mu.Unlock()
-	<-up
-}
-
-func (l *link) cut() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case <-l.up:
-		l.up = make(chan struct{})
-	default: // already cut
-	}
-}
-
-func (l *link) mend() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	select {
-	case <-l.up:
-	default:
-		close(l.up)
-	}
-}
-
 // TestLeaderStepsDownWhenCutOff: a leader cut off from the database (its
 // packets vanish, its connections stay open) must stop saying it leads
 // once its lease can have run out, before another controller takes it
@@ -68,11 +25,9 @@ func (l *link) mend() {
 // link.
 func TestLeaderStepsDownWhenCutOff(t *testing.T) {
 	db := storetest.NewMySQLDB(t)
-	l := newLink()
-	proxy := testsupport.StartMySQLProxy(t, db.DSN, func() testsupport.PacketHooks {
-		return testsupport.PacketHooks{FromClient: l.pass, FromServer: l.pass}
-	})
-	t.Cleanup(l.mend) // before the proxy closes: nothing stays blocked
+	l := testsupport.NewLink()
+	proxy := testsupport.StartMySQLProxy(t, db.DSN, l.Hooks)
+	t.Cleanup(l.Mend) // before the proxy closes: nothing stays blocked
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	open := func(dsn string) *store.Store {
@@ -108,7 +63,7 @@ func TestLeaderStepsDownWhenCutOff(t *testing.T) {
 	lctx, lcancel := a.leading(ctx)
 	defer lcancel()
 	stuck := make(chan error, 1)
-	l.cut()
+	l.Cut()
 	cutAt := time.Now()
 	go func() {
 		_, err := a.Store.NodeCursors(lctx)
@@ -129,7 +84,7 @@ func TestLeaderStepsDownWhenCutOff(t *testing.T) {
 	case <-time.After(2 * ttl):
 		t.Errorf("a query under a's lease, stuck on the cut link, was not abandoned within %s of the takeover", 2*ttl)
 	}
-	l.mend()
+	l.Mend()
 	// Mended: b keeps the lease, a follows it.
 	for end := time.Now().Add(2 * ttl); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
 		if a.IsLeader() {

@@ -36,7 +36,9 @@ import (
 //
 //	BOXFLEET_SCALE=1 go test ./controller/accounting -run TestScale -v -timeout 60m
 //
-// BOXFLEET_SCALE_SERVE=0 skips boxfleet serve; BOXFLEET_SCALE_INTERVAL
+// BOXFLEET_SCALE_SERVE=0 skips boxfleet serve; BOXFLEET_SCALE_UNGATED=1
+// runs the in-process cycles also without the change-timestamp gate, side
+// by side (see scaleInProcess); BOXFLEET_SCALE_INTERVAL
 // (default 90s) is its --accounting.interval, long enough for a cycle and
 // a new generation to fit between two ticks.
 func TestScale(t *testing.T) {
@@ -62,18 +64,31 @@ var cycleNames = [4]string{"every series new", "every series changed", "10 % of 
 // cycle reads the third generation again.
 func generationOf(i int) int { return min(i+1, 3) }
 
+// scaled is one accountant of the in-process run, with its own ledger.
+type scaled struct {
+	name string
+	a    *Accountant
+	raw  *sql.DB
+}
+
+// scaleInProcess runs the cycles in this process. With
+// BOXFLEET_SCALE_UNGATED=1 a second accountant on a fresh database of the
+// same kind runs each cycle beside it without the change-timestamp gate
+// (every moved node's series asked for, as before the gate), on the same
+// generation and the same Prometheus: a before and after side by side.
+// The two take turns going first, so neither always finds Prometheus's
+// caches warm.
 func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 	ctx := context.Background()
-	s := db.Open(t)
-	raw := rawDB(t, db)
-	insertUsers(t, raw, f.sc.users)
-	a, err := New(s, f.prom.URL, "scale", quietLog(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The lease outlives the slowest cycle: nothing renews it here.
-	if ok, err := s.TryLease(ctx, LeaseName, "scale", time.Hour.Milliseconds()); err != nil || !ok {
-		t.Fatalf("lease: %v %v", ok, err)
+	runs := []scaled{newScaled(t, f, db, "")}
+	if os.Getenv("BOXFLEET_SCALE_UNGATED") == "1" {
+		other := storetest.NewSQLiteDB(t)
+		if db.Backend == "mysql" {
+			other = storetest.NewMySQLDB(t)
+		}
+		ungated := newScaled(t, f, other, " ungated (before)")
+		ungated.a.SkipQuiet = false
+		runs = append(runs, ungated)
 	}
 	for i, name := range cycleNames {
 		if g := generationOf(i); g != f.gen {
@@ -83,17 +98,44 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 			// cycle would have nothing new to read at all.
 			time.Sleep(f.sc.scrape + 2*time.Second)
 		}
-		start, cpu := time.Now(), cpuTime()
-		if err := a.Cycle(ctx); err != nil {
-			t.Fatal(err)
+		for j := range runs {
+			r := runs[(i+j)%len(runs)]
+			start, cpu, quiet := time.Now(), cpuTime(), r.a.quietNodes.Load()
+			if err := r.a.Cycle(ctx); err != nil {
+				t.Fatal(err)
+			}
+			logCycle(t, db.Backend+" in-process"+r.name, f.sc.series(), name, time.Since(start))
+			t.Logf("  nodes whose change timestamp stood still, none of their series asked for: %d of %d", r.a.quietNodes.Load()-quiet, f.sc.nodes)
+			// The wall time swings with the neighbours' load on a shared
+			// machine; this process's CPU time (the controller's work and the
+			// fake targets' serving, not Prometheus's nor MySQL's) does less.
+			t.Logf("  this process's CPU time during the cycle: %.2f s", (cpuTime() - cpu).Seconds())
+			// What a cycle costs when it reads nothing: it sweeps the users'
+			// statuses twice, whatever moved.
+			sweep := time.Now()
+			if err := r.a.sweep(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("  one sweep of the users' statuses alone (a cycle runs two): %.2f s", time.Since(sweep).Seconds())
+			checkLedger(t, r.raw, f.truth(f.gen))
 		}
-		logCycle(t, db.Backend+" in-process", f.sc.series(), name, time.Since(start))
-		// The wall time swings with the neighbours' load on a shared
-		// machine; this process's CPU time (the controller's work and the
-		// fake targets' serving, not Prometheus's nor MySQL's) does less.
-		t.Logf("  this process's CPU time during the cycle: %.2f s", (cpuTime() - cpu).Seconds())
-		checkLedger(t, raw, f.truth(f.gen))
 	}
+}
+
+func newScaled(t *testing.T, f *scaleFleet, db storetest.DB, name string) scaled {
+	s := db.Open(t)
+	raw := rawDB(t, db)
+	insertUsers(t, raw, f.sc.users)
+	a, err := New(s, f.prom.URL, "scale", quietLog(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.SkipQuiet = true // as boxfleet serve runs it
+	// The lease outlives the slowest cycle: nothing renews it here.
+	if ok, err := s.TryLease(context.Background(), LeaseName, "scale", time.Hour.Milliseconds()); err != nil || !ok {
+		t.Fatalf("lease: %v %v", ok, err)
+	}
+	return scaled{name: name, a: a, raw: raw}
 }
 
 // cycleTargets are the issue's targets for the cycles of cycleNames.

@@ -72,10 +72,13 @@ type scaleFleet struct {
 	prom    *promtest.Server
 	targets []*promtest.BodyTarget
 	gen     int
+	// changed is each node's change timestamp, which moves, as the real
+	// exporter's does, only when one of its per-user values changes.
+	changed []float64
 }
 
 func newScaleFleet(t *testing.T, sc scale) *scaleFleet {
-	f := &scaleFleet{sc: sc}
+	f := &scaleFleet{sc: sc, changed: make([]float64, sc.nodes)}
 	var static []promtest.StaticTarget
 	for n := range sc.nodes {
 		tg := promtest.NewBodyTarget(t)
@@ -113,8 +116,12 @@ func movesIn3(n, u, d int) bool { return (u*7+n*3+d)%10 == 0 }
 func (f *scaleFleet) publish(t *testing.T, gen int) {
 	t.Helper()
 	start := time.Now()
+	prev := f.gen
 	f.gen = gen
 	for n, tg := range f.targets {
+		if prev == 0 || f.moves(n, prev, gen) {
+			f.changed[n] = float64(time.Now().UnixMilli()) / 1e3
+		}
 		tg.SetBody(f.render(gen, n))
 	}
 	f.prom.WaitFor(t, fmt.Sprintf(`count(boxfleet_scale_generation == %d)`, gen), 5*time.Minute, func(v model.Vector) bool {
@@ -123,9 +130,24 @@ func (f *scaleFleet) publish(t *testing.T, gen int) {
 	t.Logf("generation %d: %d series in Prometheus after %s", gen, f.sc.series(), time.Since(start).Round(time.Second))
 }
 
+// moves tells whether any of node n's per-user values differ between
+// generations from and to.
+func (f *scaleFleet) moves(n, from, to int) bool {
+	for i := range f.sc.perNode {
+		u := f.sc.userOf(n, i)
+		for d := range f.sc.dirs {
+			if value(from, n, u, d) != value(to, n, u, d) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (f *scaleFleet) render(gen, n int) []byte {
 	b := make([]byte, 0, f.sc.perNode*f.sc.dirs*80+200)
 	b = fmt.Appendf(b, "%s 1.7e+09\nboxfleet_scale_generation %d\n", epochMetric, gen)
+	b = fmt.Appendf(b, "%s %s\n", changeMetric, strconv.FormatFloat(f.changed[n], 'f', -1, 64))
 	for i := range f.sc.perNode {
 		u := f.sc.userOf(n, i)
 		for d := range f.sc.dirs {

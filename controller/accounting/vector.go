@@ -33,6 +33,7 @@ type nodeVector struct {
 				Direction string `json:"direction"`
 				Scraped   string `json:"scraped"`
 				Guard     string `json:"guard"`
+				Gate      string `json:"gate"`
 			} `json:"metric"`
 			Value point `json:"value"`
 		} `json:"result"`
@@ -121,6 +122,10 @@ type nodeAnswer struct {
 	added       float64
 	guarded     bool
 	full        bool // every series of the node, to commit whole
+	// Of the gate's query: 0 when the node's change timestamp says none of
+	// its series moved (gated: the node has that timestamp).
+	gate  float64
+	gated bool
 }
 
 // byNode splits the answer by node; a series without a node label
@@ -146,6 +151,8 @@ func (v *nodeVector) byNode(def string) map[string]*nodeAnswer {
 			ans.scraped = int64(math.Round(val * 1e3))
 		case s.Metric.Guard != "":
 			ans.added, ans.guarded = val, true
+		case s.Metric.Gate != "":
+			ans.gate, ans.gated = val, true
 		case s.Metric.Name == "" && s.Metric.User != "":
 			// changes() > 0: a series that moved.
 			if ans.moved == nil {

@@ -45,6 +45,9 @@ type Config struct {
 	AccountingInterval time.Duration
 	// AccountingFullReads reads every series each cycle (accounting.Accountant.FullReads).
 	AccountingFullReads bool
+	// AccountingSkipQuiet leaves unread the nodes whose change timestamp
+	// stood still (accounting.Accountant.SkipQuiet).
+	AccountingSkipQuiet bool
 	LeaseTTL            time.Duration
 	ID                  string
 
@@ -103,6 +106,7 @@ func Build(st *store.Store, c Config, log *logrus.Logger) (*Controller, error) {
 		return nil, err
 	}
 	acct.FullReads = c.AccountingFullReads
+	acct.SkipQuiet = c.AccountingSkipQuiet
 	ranker := health.New(acct.Prom, c.HealthQuery, log.WithField("component", "health"), reg)
 	actor := actions.New(st, acct.Prom, ranker, log.WithField("component", "actions"), c.Actions, reg)
 	renderer, err := subscribe.New(c.SubTemplates)
