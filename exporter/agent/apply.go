@@ -248,8 +248,61 @@ func (a *Agent) signal(ctx context.Context) error {
 	if err != nil || pid <= 1 {
 		return fmt.Errorf("pid file %s: no usable pid", a.cfg.PIDFile)
 	}
+	// sing-box 1.14.1 exits ("FATAL start service: context canceled") when
+	// a SIGHUP arrives while it is still starting, and an agent that
+	// applies its first user set at once can send one then (seen in the
+	// whole-loop test: the node never came back). A process younger than
+	// startGrace is given the rest of it first.
+	if age, ok := processAge(pid); ok && age < startGrace {
+		select {
+		case <-time.After(startGrace - age):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 		return fmt.Errorf("signalling sing-box (pid %d): %w", pid, err)
 	}
 	return nil
+}
+
+// startGrace is how long sing-box may take to start before it can take a
+// SIGHUP.
+const startGrace = 3 * time.Second
+
+// processAge is how long process pid has run, from /proc (Linux; ok is
+// false elsewhere or when it cannot be read).
+func processAge(pid int) (time.Duration, bool) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The command name may hold spaces and parentheses: fields count
+	// from the last ')'. starttime is field 22, the 20th after it, in
+	// clock ticks (100 a second on Linux) since boot.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 20 {
+		return 0, false
+	}
+	ticks, err := strconv.ParseFloat(f[19], 64)
+	if err != nil {
+		return 0, false
+	}
+	up, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0, false
+	}
+	uf := strings.Fields(string(up))
+	if len(uf) == 0 {
+		return 0, false
+	}
+	uptime, err := strconv.ParseFloat(uf[0], 64)
+	if err != nil {
+		return 0, false
+	}
+	return time.Duration((uptime - ticks/100) * float64(time.Second)), true
 }
