@@ -104,7 +104,7 @@ func run(log *logrus.Logger, o options) error {
 	}
 	cfg := meter.Config{
 		Clash: clash, StatePath: o.statePath, MinInterval: o.minInterval, MaxInterval: o.maxInterval,
-		Budget: o.budget, Timeout: o.timeout, Log: log,
+		Budget: o.budget, Timeout: o.timeout, Log: log.WithField("component", "meter"),
 	}
 	if o.v2rayAddr != "" {
 		stats, err := v2rayapi.Dial(o.v2rayAddr)

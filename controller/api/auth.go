@@ -196,7 +196,7 @@ func (a *API) noticeChanges(h http.HandlerFunc) http.HandlerFunc {
 // Node tokens are not remembered here: the node directory answers them
 // from its own cache, and their routes need the database anyway.
 func (a *API) identifyBearer(r *http.Request, tok string, nodeRoute bool) (*Principal, error) {
-	mem := a.tokenMemory()
+	mem := a.tokens
 	h := store.HashToken(tok)
 	gen := mem.generation()
 	ctx, cancel := context.WithTimeout(r.Context(), lookupTimeout)
@@ -254,8 +254,8 @@ func (a *API) forgettingTokens(route string, h http.HandlerFunc) http.HandlerFun
 				return p.Account == name
 			}
 		}
-		a.tokenMemory().drop(revoked)
-		defer a.tokenMemory().drop(revoked)
+		a.tokens.drop(revoked)
+		defer a.tokens.drop(revoked)
 		h(w, r)
 	}
 }

@@ -66,26 +66,35 @@ type userLive struct {
 // usersLive reads every user's live numbers; ok is false when Prometheus
 // could not be read.
 func (a *API) usersLive(ctx context.Context) (map[string]*userLive, bool) {
+	return liveBy(ctx, a, usersLiveQuery, "user", func(l *userLive, s *model.Sample) {
+		addPart(s, &l.Up, &l.Down, &l.Connections, &l.SourceIPs)
+	})
+}
+
+// liveBy runs one of the fixed queries and folds its samples into one T
+// per value of label (samples without it are left out); ok is false when
+// Prometheus could not be read, which callers show as "not live".
+func liveBy[T any](ctx context.Context, a *API, query, label string, add func(*T, *model.Sample)) (map[string]*T, bool) {
 	if a.live == nil {
 		return nil, false
 	}
-	vec, err := a.live.Vector(ctx, usersLiveQuery)
+	vec, err := a.live.Vector(ctx, query)
 	if err != nil {
-		a.log.WithError(err).Debug("live users query failed")
+		a.log.WithError(err).WithField("by", label).Debug("live query failed")
 		return nil, false
 	}
-	out := map[string]*userLive{}
+	out := map[string]*T{}
 	for _, s := range vec {
-		u := string(s.Metric["user"])
-		if u == "" {
+		key := string(s.Metric[model.LabelName(label)])
+		if key == "" {
 			continue
 		}
-		l := out[u]
-		if l == nil {
-			l = &userLive{}
-			out[u] = l
+		t := out[key]
+		if t == nil {
+			t = new(T)
+			out[key] = t
 		}
-		addPart(s, &l.Up, &l.Down, &l.Connections, &l.SourceIPs)
+		add(t, s)
 	}
 	return out, true
 }
@@ -126,25 +135,7 @@ type nodeLive struct {
 }
 
 func (a *API) nodesLive(ctx context.Context) (map[string]*nodeLive, bool) {
-	if a.live == nil {
-		return nil, false
-	}
-	vec, err := a.live.Vector(ctx, nodesLiveQuery)
-	if err != nil {
-		a.log.WithError(err).Debug("live nodes query failed")
-		return nil, false
-	}
-	out := map[string]*nodeLive{}
-	for _, s := range vec {
-		n := string(s.Metric["node"])
-		if n == "" {
-			continue
-		}
-		l := out[n]
-		if l == nil {
-			l = &nodeLive{}
-			out[n] = l
-		}
+	return liveBy(ctx, a, nodesLiveQuery, "node", func(l *nodeLive, s *model.Sample) {
 		v := finite(float64(s.Value))
 		p := func() *float64 { return &v }
 		switch s.Metric["k"] {
@@ -179,6 +170,5 @@ func (a *API) nodesLive(ctx context.Context) (map[string]*nodeLive, bool) {
 		case "probe_seconds":
 			l.ProbeSeconds = p()
 		}
-	}
-	return out, true
+	})
 }

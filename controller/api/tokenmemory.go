@@ -137,8 +137,6 @@ func (m *tokenMemory) recall(h string, now time.Time) *Principal {
 	return &w
 }
 
-func (a *API) tokenMemory() *tokenMemory { return a.tokens }
-
 // warnRecall says whether a recall at now should be logged as a warning:
 // once a minute, since during an outage every scrape and call recalls.
 func (m *tokenMemory) warnRecall(now time.Time) bool {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/common/model"
 
 	"github.com/boxfleet/boxfleet/controller/store"
 )
@@ -257,29 +258,20 @@ func (a *API) userLiveHandler(_ http.ResponseWriter, r *http.Request) (any, erro
 		return nil, err
 	}
 	out := userLiveAnswer{Sources: []string{}, Nodes: []nodeRate{}}
-	if a.live != nil {
-		vec, err := a.live.Vector(r.Context(), userLiveQuery(name))
-		if err == nil {
-			out.Live = true
-			by := map[string]*nodeRate{}
-			var up, down, conns, ips float64
-			for _, s := range vec {
-				n := string(s.Metric["node"])
-				nr := by[n]
-				if nr == nil {
-					nr = &nodeRate{Node: n}
-					by[n] = nr
-				}
-				addPart(s, &nr.RateUp, &nr.RateDown, &nr.Connections, &nr.SourceIPs)
-				addPart(s, &up, &down, &conns, &ips)
-			}
-			for _, nr := range by {
-				out.Nodes = append(out.Nodes, *nr)
-			}
-			sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].Node < out.Nodes[j].Node })
-			online := conns > 0
-			out.Online, out.RateUp, out.RateDown, out.Connections, out.SourceIPs = &online, &up, &down, &conns, &ips
+	var up, down, conns, ips float64
+	by, ok := liveBy(r.Context(), a, userLiveQuery(name), "node", func(nr *nodeRate, s *model.Sample) {
+		addPart(s, &nr.RateUp, &nr.RateDown, &nr.Connections, &nr.SourceIPs)
+		addPart(s, &up, &down, &conns, &ips)
+	})
+	if ok {
+		out.Live = true
+		for n, nr := range by {
+			nr.Node = n
+			out.Nodes = append(out.Nodes, *nr)
 		}
+		sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].Node < out.Nodes[j].Node })
+		online := conns > 0
+		out.Online, out.RateUp, out.RateDown, out.Connections, out.SourceIPs = &online, &up, &down, &conns, &ips
 	}
 	return out, nil
 }
