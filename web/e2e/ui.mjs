@@ -138,6 +138,29 @@ try {
   check(sub.ok(), `subscription answers ${sub.status()}`)
   check((await sub.text()).includes('"outbounds"'), 'the subscription is a sing-box config')
   say('SUB ' + subURL)
+  // The page the end user opens from that link, in a browser of its own
+  // (no admin cookie): its language follows Accept-Language, ?lang=
+  // overrides it, and Persian turns the page right to left.
+  for (const [locale, query, lang, dir, shotName] of [
+    ['en-US', '', 'en', 'ltr', 'subscription-page'],
+    ['zh-CN', '', 'zh-CN', 'ltr', 'subscription-page-zh'],
+    ['zh-CN', '?lang=fa', 'fa', 'rtl', 'subscription-page-fa'],
+  ]) {
+    const endUser = await browser.newContext({ viewport: { width: 390, height: 844 }, locale })
+    try {
+      const p = await endUser.newPage()
+      const r = await p.goto(subURL + query)
+      check(r.ok(), `subscription page (${locale}${query}) answers ${r.status()}`)
+      const html = p.locator('html')
+      check((await html.getAttribute('lang')) === lang, `subscription page language ${lang} for ${locale}${query}: ` + await html.getAttribute('lang'))
+      check((await html.getAttribute('dir')) === dir, `subscription page direction ${dir} for ${lang}`)
+      check(await p.isVisible('nav.lang a[aria-current]'), 'the subscription page has a language picker')
+      await p.waitForTimeout(300)
+      await p.screenshot({ path: join(shots, shotName + '.png'), fullPage: false })
+    } finally {
+      await endUser.close()
+    }
+  }
 
   // Go moves traffic through a real sing-box client now: the live rate
   // (Prometheus) and then the ledger's usage (accounting) must appear.
