@@ -38,7 +38,9 @@ import (
 //
 // BOXFLEET_SCALE_SERVE=0 skips boxfleet serve; BOXFLEET_SCALE_UNGATED=1
 // runs the in-process cycles also without the change-timestamp gate, side
-// by side (see scaleInProcess); BOXFLEET_SCALE_INTERVAL
+// by side (see scaleInProcess), and BOXFLEET_SCALE_FOLD_OTHER=1 also with
+// the back end's other way of adding to the users' usage (each node commit
+// or once a cycle, see store.FoldEachCommit); BOXFLEET_SCALE_INTERVAL
 // (default 90s) is its --accounting.interval, long enough for a cycle and
 // a new generation to fit between two ticks.
 func TestScale(t *testing.T) {
@@ -89,6 +91,20 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 		ungated := newScaled(t, f, other, " ungated (before)")
 		ungated.a.SkipQuiet = false
 		runs = append(runs, ungated)
+	}
+	if os.Getenv("BOXFLEET_SCALE_FOLD_OTHER") == "1" {
+		// The back end's other way of adding to the users' usage.
+		other := storetest.NewSQLiteDB(t)
+		if db.Backend == "mysql" {
+			other = storetest.NewMySQLDB(t)
+		}
+		o := newScaled(t, f, other, "")
+		o.a.Store.FoldEachCommit = !o.a.Store.FoldEachCommit
+		o.name = " usage added by each node commit"
+		if !o.a.Store.FoldEachCommit {
+			o.name = " usage folded once a cycle"
+		}
+		runs = append(runs, o)
 	}
 	for i, name := range cycleNames {
 		if g := generationOf(i); g != f.gen {

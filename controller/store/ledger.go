@@ -53,6 +53,10 @@ type NodeCommit struct {
 	// stored as the node's cursor (NodeCursors); 0 when unknown.
 	Scraped int64
 	At      time.Time
+	// FoldNow adds the commit's traffic to the users' period usage in
+	// the commit itself. Otherwise it waits in usage_pending for the next
+	// FoldUsage, which the accountant's sweep runs after its commits.
+	FoldNow bool
 }
 
 // NodeCursor is what the last commit of a node read.
@@ -80,9 +84,10 @@ func (s *Store) NodeCursors(ctx context.Context) (map[string]NodeCursor, error) 
 	return out, rows.Err()
 }
 
-// CommitNode commits every series of a node (see Commit).
+// CommitNode commits every series of a node (see Commit), its traffic
+// added to the users' period usage at once.
 func (s *Store) CommitNode(ctx context.Context, lease, holder, node string, epoch int64, samples []Sample, at time.Time) (CommitResult, error) {
-	return s.Commit(ctx, NodeCommit{Lease: lease, Holder: holder, Node: node, Epoch: epoch, Samples: samples, At: at})
+	return s.Commit(ctx, NodeCommit{Lease: lease, Holder: holder, Node: node, Epoch: epoch, Samples: samples, At: at, FoldNow: true})
 }
 
 // counter is one node and user's checkpoint: the last value of each
@@ -180,7 +185,11 @@ func (s *Store) Commit(ctx context.Context, c NodeCommit) (CommitResult, error) 
 		if err := s.addDaily(ex, c.Node, day(c.At.Unix()), deltas); err != nil {
 			return err
 		}
-		if err := s.addPeriodUsage(ex, c.At.Unix(), deltas); err != nil {
+		addUsage := s.addPending
+		if c.FoldNow || s.FoldEachCommit {
+			addUsage = s.addPeriodUsage
+		}
+		if err := addUsage(ex, c.At.Unix(), deltas); err != nil {
 			return err
 		}
 		return s.writeCursor(ctx, tx, c, cur, found)

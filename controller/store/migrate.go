@@ -347,6 +347,24 @@ CREATE TABLE user_groups (
 ){{without_rowid}}`,
 	56: `CREATE INDEX user_groups_user ON user_groups (user_id)`,
 	57: goStep + `rebuild user_groups`,
+	// What the accountant's node commits add to users' period usage,
+	// folded into users once per cycle (see FoldUsage): a user on five
+	// nodes is then updated once a cycle instead of five times, and each
+	// update of users moves its entries in the usage indexes. Appended
+	// only; no index, so an insert dirties only the table's last page.
+	58: `
+CREATE TABLE usage_pending (
+  id {{id}},
+  user_name VARCHAR(64) NOT NULL,
+  up BIGINT NOT NULL,
+  down BIGINT NOT NULL,
+  at BIGINT NOT NULL
+)`,
+	// One row, locked (on MySQL) by whatever folds or deletes pending
+	// usage, so that a fold and a user's reset never wait on each other's
+	// rows in opposite orders.
+	59: `CREATE TABLE usage_lock (id INTEGER NOT NULL PRIMARY KEY)`,
+	60: `INSERT INTO usage_lock (id) VALUES (1)`,
 }
 
 // goSteps are the migrations written in Go rather than SQL, named by the

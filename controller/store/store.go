@@ -51,6 +51,15 @@ type Store struct {
 	dialect dialect
 	// Now is the clock; tests move it to cross period boundaries.
 	Now func() time.Time
+	// FoldEachCommit makes every node commit add to the users' period
+	// usage itself instead of leaving it in usage_pending for FoldUsage.
+	// On by default on MySQL: measured side by side at 1,000,000 series,
+	// pending usage made SQLite's cycles up to twice as fast and MariaDB's
+	// no faster (its inserts, deletes and the fold cost what the updates
+	// saved), and one fold of every user would hold every user's row lock
+	// while it runs, where other controllers serve the API. Tests turn it
+	// off to run the fold on MySQL too.
+	FoldEachCommit bool
 	// byToken is UserByToken's query, prepared once: every subscription
 	// request runs it, and SQLite spent a sixth of the request parsing it.
 	byToken *sqlx.Stmt
@@ -162,7 +171,8 @@ func openMySQL(dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect to MySQL at %s: %w", cfg.Addr, err)
 	}
-	return &Store{db: db, dialect: mysqlDialect, Now: time.Now}, nil
+	// Usage is added at each commit on MySQL (see FoldEachCommit).
+	return &Store{db: db, dialect: mysqlDialect, Now: time.Now, FoldEachCommit: true}, nil
 }
 
 // Close releases the database.

@@ -21,6 +21,11 @@ type StatusChange struct {
 // back). It is the controller's own enforcement: a lost webhook never leaves
 // an over-quota or expired user served.
 func (s *Store) Sweep(ctx context.Context, actor string) ([]StatusChange, error) {
+	// Every committed byte counts before a period ends or a quota is
+	// judged.
+	if _, err := s.FoldUsage(ctx); err != nil {
+		return nil, fmt.Errorf("folding pending usage: %w", err)
+	}
 	resets, err := s.resetPeriods(ctx, actor)
 	if err != nil {
 		return nil, err

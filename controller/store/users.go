@@ -735,8 +735,19 @@ func (s *Store) AllUsers(ctx context.Context) ([]*User, error) {
 // bumps the user-set revision and records the event, all in one
 // transaction.
 func (s *Store) mutateUser(ctx context.Context, actor, action, name, detail string, fn func(r *userRow, now int64) error) (*User, error) {
+	return s.mutateUserAfter(ctx, nil, actor, action, name, detail, fn)
+}
+
+// mutateUserAfter is mutateUser with before run first in the transaction,
+// ahead of the user's row lock.
+func (s *Store) mutateUserAfter(ctx context.Context, before func(*sqlx.Tx) error, actor, action, name, detail string, fn func(r *userRow, now int64) error) (*User, error) {
 	var u *User
 	err := s.tx(ctx, func(tx *sqlx.Tx) error {
+		if before != nil {
+			if err := before(tx); err != nil {
+				return err
+			}
+		}
 		r, err := s.getUserRow(ctx, tx, name)
 		if err != nil {
 			return err
@@ -825,7 +836,14 @@ func (s *Store) ResumeUser(ctx context.Context, actor, name string) (*User, erro
 
 // ResetUsage zeroes the current period's usage and starts a new period.
 func (s *Store) ResetUsage(ctx context.Context, actor, name string) (*User, error) {
-	return s.mutateUser(ctx, actor, "user.reset", name, "", func(r *userRow, now int64) error {
+	// Traffic committed but not yet folded belongs to the period that ends.
+	dropPending := func(tx *sqlx.Tx) error {
+		if err := s.lockPending(ctx, tx); err != nil {
+			return err
+		}
+		return s.dropPending(ctx, tx, name)
+	}
+	return s.mutateUserAfter(ctx, dropPending, actor, "user.reset", name, "", func(r *userRow, now int64) error {
 		r.UsedUp, r.UsedDown = 0, 0
 		r.PeriodStart = newPeriodStart(r.ResetStrategy, now)
 		r.Status = r.derivedStatus(now)
@@ -845,6 +863,13 @@ func (s *Store) RotateToken(ctx context.Context, actor, name string) (*User, err
 // DeleteUser removes a user; its ledger history stays.
 func (s *Store) DeleteUser(ctx context.Context, actor, name string) error {
 	return s.tx(ctx, func(tx *sqlx.Tx) error {
+		// A user created later under the same name starts from nothing.
+		if err := s.lockPending(ctx, tx); err != nil {
+			return err
+		}
+		if err := s.dropPending(ctx, tx, name); err != nil {
+			return err
+		}
 		r, err := s.getUserRow(ctx, tx, name)
 		if err != nil {
 			return err
