@@ -35,7 +35,7 @@ func main() {
 	serve.Flag("db.dsn", "MySQL DSN (user:pass@tcp(host:3306)/boxfleet). Empty: embedded SQLite in --data.dir.").Envar("BOXFLEET_DB_DSN").StringVar(&c.DSN)
 	serve.Flag("db.dsn-file", "File holding the MySQL DSN (keeps the password out of the process list).").StringVar(&c.DSNFile)
 	serve.Flag("prometheus.url", "Prometheus that scrapes the exporters (accounting, health ranking).").Default("http://127.0.0.1:9090").StringVar(&c.PrometheusURL)
-	serve.Flag("accounting.skip-quiet-nodes", "Leave unread each cycle the nodes whose singbox_exporter_user_counters_change_timestamp_seconds stood still since their last commit. Exact on Prometheus; turn it off (--no-accounting.skip-quiet-nodes) on VictoriaMetrics, where it is not yet.").Default("true").BoolVar(&c.AccountingSkipQuiet)
+	serve.Flag("accounting.skip-quiet-nodes", "Leave unread each cycle the nodes whose singbox_exporter_user_counters_change_timestamp_seconds stood still since their last commit.").Default("true").BoolVar(&c.AccountingSkipQuiet)
 	serve.Flag("accounting.full-reads", "Read every per-user series of every node each cycle instead of only those that moved since the node's last commit; for a metrics back end whose scrapes do not become visible all at once or that does not write scrape_series_added.").BoolVar(&c.AccountingFullReads)
 	serve.Flag("accounting.interval", "How often traffic is read from Prometheus into the ledger, and quotas and expiries are swept.").Default("10s").DurationVar(&c.AccountingInterval)
 	serve.Flag("lease.ttl", "How long the accounting lease lasts without renewal: another controller takes over within this after the leader dies.").Default("15s").DurationVar(&c.LeaseTTL)

@@ -57,9 +57,8 @@ type Accountant struct {
 
 	// SkipQuiet lets a node whose exporter's change timestamp stood still
 	// since its cursor go unread (see gate). Off, every moved node's series
-	// are asked for, as before the gate: on VictoriaMetrics the gate missed
-	// a series new on a node in TestGateExact, so it is for Prometheus
-	// (boxfleet serve turns it on unless --no-accounting.skip-quiet-nodes).
+	// are asked for, as before the gate (boxfleet serve turns it on unless
+	// --no-accounting.skip-quiet-nodes).
 	SkipQuiet   bool
 	gateRefused atomic.Bool  // warned once
 	quietNodes  atomic.Int64 // nodes the gate answered, for the scale test's log
@@ -292,13 +291,20 @@ func (a *Accountant) askMoved(ctx context.Context, at time.Time, q query) (map[s
 // gate finds the nodes none of whose per-user series moved since their
 // cursors, from one series a node: the exporter's change timestamp, which
 // changes in the same scrape as the series it describes. A node is quiet
-// when, over the samples from its cursor's scrape on, that timestamp never
-// changed and was in every scrape the epoch was in, the cursor's included
+// when, over the samples from its cursor's scrape on, that timestamp kept
+// one value and was in every scrape the epoch was in, the cursor's included
 // (so it describes the cursor's series too: an exporter without it then,
 // or a back end that lost that scrape, has the node's series asked for),
 // and the epoch is still the cursor's. Each quiet node's answer has its
 // epoch and last scrape and no samples, which commits nothing but, when
 // the cursor is old, the cursor's move.
+//
+// "Kept one value" is max_over_time - min_over_time, not changes():
+// VictoriaMetrics's changes() skips a step smaller than 1e-12 of the value
+// as a rounding error, 1.8 ms of a Unix time in seconds, so it missed a
+// timestamp that moved by a millisecond, the exporter's smallest step
+// (changes in scrapes less than 2 ms apart, or after its clock went back).
+// The difference of two stored values is exact on both back ends.
 //
 // Prometheus answers this reading three series a node instead of every
 // series, which is where a cycle in which nothing moved spent its time.
@@ -306,7 +312,10 @@ func (a *Accountant) gate(ctx context.Context, at time.Time, q query) (map[strin
 	ms := at.UnixMilli()
 	// The windows end at the query's time exactly: VictoriaMetrics
 	// answers a query about "now" as of -search.latencyOffset earlier,
-	// which would move them off the cursor's scrape.
+	// which would move them off the cursor's scrape. The epoch and last
+	// scrape below are not pinned and so come from that earlier instant
+	// there: still within the windows, so the quiet they are given holds
+	// for them.
 	end := ` @ ` + strconv.FormatFloat(float64(ms)/1e3, 'f', 3, 64)
 	var b strings.Builder
 	for i, n := range q.nodes {
@@ -316,10 +325,10 @@ func (a *Accountant) gate(ctx context.Context, at time.Time, q query) (map[strin
 		sel := `{node=` + strconv.Quote(n) + `}`
 		from := `[` + strconv.FormatInt(ms-q.since[i]+1, 10) + `ms]` + end
 		after := `[` + strconv.FormatInt(ms-q.since[i], 10) + `ms]` + end
-		// 0 exactly when the timestamp never changed, had as many samples
-		// as the epoch, and the epoch had one at the cursor; each term is
-		// at least 0. A node without the timestamp has no answer.
-		b.WriteString(`label_replace(changes(` + changeMetric + sel + from + `)` +
+		// 0 exactly when the timestamp kept one value, had as many
+		// samples as the epoch, and the epoch had one at the cursor; each
+		// term is at least 0. A node without the timestamp has no answer.
+		b.WriteString(`label_replace(max_over_time(` + changeMetric + sel + from + `) - min_over_time(` + changeMetric + sel + from + `)` +
 			` + abs(count_over_time(` + epochMetric + sel + from + `) - count_over_time(` + changeMetric + sel + from + `))` +
 			` + (1 - count_over_time(` + epochMetric + sel + from + `) + count_over_time(` + epochMetric + sel + after + `))` +
 			`, "gate", "1", "", "") or `)

@@ -61,6 +61,16 @@ func (tg *Target) Add(series string, d float64) float64 {
 	return tg.samples[series]
 }
 
+// Update runs fn on the series (full series text -> value) under the lock
+// scrapes take, so that a scrape sees all of fn's changes or none: for
+// series that must move together, as an exporter's counters and a
+// timestamp describing them do.
+func (tg *Target) Update(fn func(samples map[string]float64)) {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	fn(tg.samples)
+}
+
 // Reset drops every series, as an exporter that lost its state would.
 func (tg *Target) Reset() {
 	tg.mu.Lock()
