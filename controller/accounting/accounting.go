@@ -62,6 +62,14 @@ type Accountant struct {
 	SkipQuiet   bool
 	gateRefused atomic.Bool  // warned once
 	quietNodes  atomic.Int64 // nodes the gate answered, for the scale test's log
+	// busy holds the nodes whose last commit changed busyChanged series
+	// or more: this cycle reads them whole at once, without first asking
+	// Prometheus which series moved, a pass over every series of the node
+	// that costs it more than sending them all once that many move. Only
+	// the cycle's goroutine touches it. noBusy turns that off (the scale
+	// test's "before").
+	busy   map[string]bool
+	noBusy bool
 
 	client      promapi.Client // for the per-node queries, decoded by queryVector
 	lastSuccess prometheus.Gauge
@@ -139,7 +147,7 @@ func (a *Accountant) cycle(ctx context.Context) error {
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var added int64
-	for q := range a.prefetch(qctx, at, plan(nodes, scraped, cursors, a.FullReads)) {
+	for q := range a.prefetch(qctx, at, plan(nodes, scraped, cursors, a.FullReads, a.busy)) {
 		if q.err != nil {
 			return fmt.Errorf("nodes %s: %w", strings.Join(q.nodes, ", "), q.err)
 		}
@@ -167,6 +175,7 @@ type query struct {
 	moved  bool
 	since  []int64 // for moved: each node's cursor (ms)
 	epochs []int64 // and stored epoch
+	busy   []bool  // and whether it is read whole unless quiet
 }
 
 // movedGroup is how many nodes one query for moved series covers: fewer
@@ -175,8 +184,9 @@ type query struct {
 const movedGroup = 10
 
 // plan splits the nodes, in order, into queries. A node not scraped
-// since its last commit has nothing new to read.
-func plan(nodes []string, scraped map[string]int64, cursors map[string]store.NodeCursor, full bool) []query {
+// since its last commit has nothing new to read. Busy nodes are marked
+// here, before the queries start, as the cycle's commits change a.busy.
+func plan(nodes []string, scraped map[string]int64, cursors map[string]store.NodeCursor, full bool, busy map[string]bool) []query {
 	var out []query
 	for _, n := range nodes {
 		c := cursors[n]
@@ -193,6 +203,7 @@ func plan(nodes []string, scraped map[string]int64, cursors map[string]store.Nod
 		out[len(out)-1].nodes = append(out[len(out)-1].nodes, n)
 		out[len(out)-1].since = append(out[len(out)-1].since, c.Scraped)
 		out[len(out)-1].epochs = append(out[len(out)-1].epochs, c.Epoch)
+		out[len(out)-1].busy = append(out[len(out)-1].busy, busy[n])
 	}
 	return out
 }
@@ -269,22 +280,49 @@ func (a *Accountant) askMoved(ctx context.Context, at time.Time, q query) (map[s
 		}
 	}
 	rest := query{moved: true}
+	var whole []string
 	for i, n := range q.nodes {
-		if quiet[n] == nil {
+		switch {
+		case quiet[n] != nil:
+		case i < len(q.busy) && q.busy[i]:
+			whole = append(whole, n)
+		default:
 			rest.nodes = append(rest.nodes, n)
 			rest.since = append(rest.since, q.since[i])
 			rest.epochs = append(rest.epochs, q.epochs[i])
 		}
 	}
 	a.quietNodes.Add(int64(len(quiet)))
-	if len(rest.nodes) == 0 {
-		return quiet, nil
+	ans := map[string]*nodeAnswer{}
+	if len(rest.nodes) > 0 {
+		var err error
+		if ans, err = a.askSeries(ctx, at, rest); err != nil {
+			return nil, err
+		}
 	}
-	ans, err := a.askSeries(ctx, at, rest)
+	if len(whole) > 0 {
+		w, err := a.askWhole(ctx, at, whole)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(ans, w)
+	}
+	maps.Copy(ans, quiet)
+	return ans, nil
+}
+
+// askWhole reads every series of the nodes, each answer committed whole,
+// as a node's first read is.
+func (a *Accountant) askWhole(ctx context.Context, at time.Time, nodes []string) (map[string]*nodeAnswer, error) {
+	group := `node=~` + nodesRegex(nodes)
+	v, err := a.queryVector(ctx, `{__name__=~"`+metric+`|`+epochMetric+`",`+group+`} or `+scrapedExpr(group), at)
 	if err != nil {
 		return nil, err
 	}
-	maps.Copy(ans, quiet)
+	ans := v.byNode("")
+	for _, n := range ans {
+		n.full = true
+	}
 	return ans, nil
 }
 
@@ -453,6 +491,14 @@ func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[
 // for by name; beyond it the node's every series is read.
 const movedByName = 1000
 
+// busyChanged is how many series a node's commit changed that makes the
+// next cycle read the node whole (see Accountant.busy). Measured at
+// 1,000,000 series (TestScale, 5,000 a node): with 500 of a node's series
+// moving, whole reads took 7.8 s a cycle against 11.3 s for asking which
+// moved first, and 17 s against 29 s when all moved. Fewer moving
+// series favour asking first; where the two cross was not measured.
+const busyChanged = 250
+
 // nodesRegex matches exactly the names given.
 func nodesRegex(names []string) string {
 	quoted := make([]string, len(names))
@@ -527,6 +573,16 @@ func (a *Accountant) commitNode(ctx context.Context, node string, q queried, cur
 	})
 	if err != nil {
 		return 0, err
+	}
+	if !a.noBusy {
+		if a.busy == nil {
+			a.busy = map[string]bool{}
+		}
+		if res.Changed >= busyChanged {
+			a.busy[node] = true
+		} else {
+			delete(a.busy, node)
+		}
 	}
 	a.bytes.Add(float64(res.Bytes))
 	a.resets.Add(float64(res.Resets))

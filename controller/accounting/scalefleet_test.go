@@ -99,10 +99,14 @@ func (sc scale) userOf(n, i int) int { return (n*sc.perNode + i) % sc.users }
 
 // value is a counter's value in generation gen: it grows by a different
 // amount per series in generations 1 and 2 (every series moves), and in
-// generation 3 only a tenth of the series move (a busy minute).
+// generations 3 and 4 only a tenth of the series move (a busy minute), not
+// the same tenth.
 func value(gen, n, u, d int) int64 {
 	moves := min(gen, 2)
 	if gen >= 3 && movesIn3(n, u, d) {
+		moves++
+	}
+	if gen >= 4 && movesIn4(n, u, d) {
 		moves++
 	}
 	return int64(moves) * int64(1_000+(u*7+n*13+d*5)%9_000) * 1_000
@@ -110,6 +114,9 @@ func value(gen, n, u, d int) int64 {
 
 // movesIn3 picks the tenth of the series that move in generation 3.
 func movesIn3(n, u, d int) bool { return (u*7+n*3+d)%10 == 0 }
+
+// movesIn4 picks the tenth that moves in generation 4.
+func movesIn4(n, u, d int) bool { return (u*7+n*3+d)%10 == 5 }
 
 // publish makes every target serve generation gen and waits until
 // Prometheus has scraped all of them.
