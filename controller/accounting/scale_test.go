@@ -88,37 +88,32 @@ type scaled struct {
 func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 	ctx := context.Background()
 	runs := []scaled{newScaled(t, f, db, "")}
-	if os.Getenv("BOXFLEET_SCALE_UNGATED") == "1" {
+	// beside is a second accountant on a fresh database of the same kind,
+	// changed by set: the "before" of a side-by-side measurement.
+	beside := func(name string, set func(o *scaled)) {
 		other := storetest.NewSQLiteDB(t)
 		if db.Backend == "mysql" {
 			other = storetest.NewMySQLDB(t)
 		}
-		ungated := newScaled(t, f, other, " ungated (before)")
-		ungated.a.SkipQuiet = false
-		runs = append(runs, ungated)
+		o := newScaled(t, f, other, name)
+		set(&o)
+		runs = append(runs, o)
+	}
+	if os.Getenv("BOXFLEET_SCALE_UNGATED") == "1" {
+		beside(" ungated (before)", func(o *scaled) { o.a.SkipQuiet = false })
 	}
 	if os.Getenv("BOXFLEET_SCALE_NOBUSY") == "1" {
-		other := storetest.NewSQLiteDB(t)
-		if db.Backend == "mysql" {
-			other = storetest.NewMySQLDB(t)
-		}
-		o := newScaled(t, f, other, " asking which series moved on busy nodes too (before)")
-		o.a.noBusy = true
-		runs = append(runs, o)
+		beside(" asking which series moved on busy nodes too (before)", func(o *scaled) { o.a.noBusy = true })
 	}
 	if os.Getenv("BOXFLEET_SCALE_FOLD_OTHER") == "1" {
 		// The back end's other way of adding to the users' usage.
-		other := storetest.NewSQLiteDB(t)
-		if db.Backend == "mysql" {
-			other = storetest.NewMySQLDB(t)
-		}
-		o := newScaled(t, f, other, "")
-		o.a.Store.FoldEachCommit = !o.a.Store.FoldEachCommit
-		o.name = " usage added by each node commit"
-		if !o.a.Store.FoldEachCommit {
-			o.name = " usage folded once a cycle"
-		}
-		runs = append(runs, o)
+		beside("", func(o *scaled) {
+			o.a.Store.FoldEachCommit = !o.a.Store.FoldEachCommit
+			o.name = " usage added by each node commit"
+			if !o.a.Store.FoldEachCommit {
+				o.name = " usage folded once a cycle"
+			}
+		})
 	}
 	for i, name := range cycleNames {
 		if g := generationOf(i); g != f.gen {
