@@ -87,7 +87,7 @@ func New(st *store.Store, url, holder string, log logrus.FieldLogger, reg promet
 	}
 	f := promauto.With(reg)
 	a := &Accountant{
-		Store: st, Prom: promv1.NewAPI(c), Log: log, Holder: holder, client: c,
+		Store: st, Prom: promv1.NewAPI(c), Log: log, Holder: holder, client: c, busy: map[string]bool{},
 		lastSuccess: f.NewGauge(prometheus.GaugeOpts{
 			Name: "boxfleet_accounting_last_success_timestamp_seconds",
 			Help: "When an accounting cycle last completed on this controller.",
@@ -252,12 +252,7 @@ func (a *Accountant) ask(ctx context.Context, at time.Time, q query) (map[string
 	if q.moved {
 		return a.askMoved(ctx, at, q)
 	}
-	sel := `node=` + strconv.Quote(q.nodes[0])
-	v, err := a.queryVector(ctx, `{__name__=~"`+metric+`|`+epochMetric+`",`+sel+`} or `+scrapedExpr(sel), at)
-	if err != nil {
-		return nil, err
-	}
-	return v.byNode(q.nodes[0]), nil
+	return a.askWhole(ctx, at, q.nodes)
 }
 
 // askMoved reads the nodes' series that moved since their cursors. The
@@ -284,7 +279,7 @@ func (a *Accountant) askMoved(ctx context.Context, at time.Time, q query) (map[s
 	for i, n := range q.nodes {
 		switch {
 		case quiet[n] != nil:
-		case i < len(q.busy) && q.busy[i]:
+		case q.busy[i]:
 			whole = append(whole, n)
 		default:
 			rest.nodes = append(rest.nodes, n)
@@ -319,7 +314,7 @@ func (a *Accountant) askWhole(ctx context.Context, at time.Time, nodes []string)
 	if err != nil {
 		return nil, err
 	}
-	ans := v.byNode("")
+	ans := v.byNode()
 	for _, n := range ans {
 		n.full = true
 	}
@@ -381,7 +376,7 @@ func (a *Accountant) gate(ctx context.Context, at time.Time, q query) (map[strin
 		return nil, err
 	}
 	quiet := map[string]*nodeAnswer{}
-	ans := v.byNode("")
+	ans := v.byNode()
 	for i, n := range q.nodes {
 		g := ans[n]
 		if g != nil && g.gated && g.gate == 0 && g.epoch == q.epochs[i] && g.scraped > q.since[i] && q.since[i] < ms {
@@ -431,7 +426,7 @@ func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[
 	if err != nil {
 		return nil, err
 	}
-	sel := v.byNode("")
+	sel := v.byNode()
 
 	// The values: of the moved series where the guard held, of every
 	// series where it did not, with the epochs again to check that both
@@ -466,7 +461,7 @@ func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[
 	if err != nil {
 		return nil, err
 	}
-	vals := v.byNode("")
+	vals := v.byNode()
 	for _, n := range q.nodes {
 		ans, val := sel[n], vals[n]
 		switch {
@@ -575,9 +570,6 @@ func (a *Accountant) commitNode(ctx context.Context, node string, q queried, cur
 		return 0, err
 	}
 	if !a.noBusy {
-		if a.busy == nil {
-			a.busy = map[string]bool{}
-		}
 		if res.Changed >= busyChanged {
 			a.busy[node] = true
 		} else {

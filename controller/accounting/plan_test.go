@@ -86,7 +86,7 @@ func TestBusyNodeReadWhole(t *testing.T) {
 			}
 		}
 	}
-	cycle("every series new", users, false, false, true) // a first read is whole anyway
+	cycle("every series new", users, true, false, true) // a first read is whole
 	cycle("every series moves: busy", users, true, false, true)
 	cycle("nothing moves: the gate still answers", 0, false, false, false)
 	cycle("one user moves: still busy", 1, true, false, true)

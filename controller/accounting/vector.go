@@ -128,15 +128,12 @@ type nodeAnswer struct {
 	gated bool
 }
 
-// byNode splits the answer by node; a series without a node label
-// belongs to def.
-func (v *nodeVector) byNode(def string) map[string]*nodeAnswer {
+// byNode splits the answer by node. Every query selects by node, so every
+// series has the label.
+func (v *nodeVector) byNode() map[string]*nodeAnswer {
 	out := map[string]*nodeAnswer{}
 	for _, s := range v.Data.Result {
 		node := s.Metric.Node
-		if node == "" {
-			node = def
-		}
 		ans := out[node]
 		if ans == nil {
 			ans = &nodeAnswer{}

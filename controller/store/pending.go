@@ -102,9 +102,13 @@ func (s *Store) foldMySQL(ctx context.Context, tx *sqlx.Tx, hi int64) error {
 }
 
 // dropPending drops a user's pending traffic, in the transaction that
-// resets or deletes the user; lockPending must come before the user's row
-// is locked.
+// resets or deletes the user, before that locks the user's row (see
+// lockPending). The table has no index by user: it holds at most one
+// cycle's commits, and resets are rare.
 func (s *Store) dropPending(ctx context.Context, tx *sqlx.Tx, name string) error {
+	if err := s.lockPending(ctx, tx); err != nil {
+		return err
+	}
 	_, err := tx.ExecContext(ctx, `DELETE FROM usage_pending WHERE user_name = ?`, name)
 	return err
 }

@@ -837,12 +837,7 @@ func (s *Store) ResumeUser(ctx context.Context, actor, name string) (*User, erro
 // ResetUsage zeroes the current period's usage and starts a new period.
 func (s *Store) ResetUsage(ctx context.Context, actor, name string) (*User, error) {
 	// Traffic committed but not yet folded belongs to the period that ends.
-	dropPending := func(tx *sqlx.Tx) error {
-		if err := s.lockPending(ctx, tx); err != nil {
-			return err
-		}
-		return s.dropPending(ctx, tx, name)
-	}
+	dropPending := func(tx *sqlx.Tx) error { return s.dropPending(ctx, tx, name) }
 	return s.mutateUserAfter(ctx, dropPending, actor, "user.reset", name, "", func(r *userRow, now int64) error {
 		r.UsedUp, r.UsedDown = 0, 0
 		r.PeriodStart = newPeriodStart(r.ResetStrategy, now)
@@ -864,9 +859,6 @@ func (s *Store) RotateToken(ctx context.Context, actor, name string) (*User, err
 func (s *Store) DeleteUser(ctx context.Context, actor, name string) error {
 	return s.tx(ctx, func(tx *sqlx.Tx) error {
 		// A user created later under the same name starts from nothing.
-		if err := s.lockPending(ctx, tx); err != nil {
-			return err
-		}
 		if err := s.dropPending(ctx, tx, name); err != nil {
 			return err
 		}

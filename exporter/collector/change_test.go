@@ -56,12 +56,7 @@ func scrapeOnce(t *testing.T, c prometheus.Collector) (float64, map[string]float
 // deleted); never for a poll that changed nothing, nor for users whose
 // series are hidden. It never repeats, even when the clock stands still.
 func TestUserChangeTimestamp(t *testing.T) {
-	v := sampleView()
-	v.Counters.Users = map[string]attribution.Traffic{"alice": {Up: 10, Down: 20}, "bob": {Up: 1, Down: 1}}
-	lv := &liveView{v: v}
-	clk := &clock{t: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)}
-	c := NewWithOptions(lv, Options{UserMinBytes: 1, UserIdleTimeout: time.Hour})
-	c.now = clk.now
+	c, lv, clk := idleCollector()
 	last, _ := scrapeOnce(t, c)
 	expect := func(what string, change bool) {
 		t.Helper()

@@ -125,12 +125,7 @@ func (c *clock) add(d time.Duration) {
 // that long, and shows the user again, with the whole value, at the next
 // byte. Users the exporter forgot are forgotten here too.
 func TestUserIdleTimeout(t *testing.T) {
-	v := sampleView()
-	v.Counters.Users = map[string]attribution.Traffic{"alice": {Up: 10, Down: 20}, "bob": {Up: 1, Down: 1}}
-	lv := &liveView{v: v}
-	clk := &clock{t: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)}
-	c := NewWithOptions(lv, Options{UserMinBytes: 1, UserIdleTimeout: time.Hour})
-	c.now = clk.now
+	c, lv, clk := idleCollector()
 	exposed := func(want ...string) {
 		t.Helper()
 		got, _ := usersExposed(t, c)
@@ -351,4 +346,17 @@ func BenchmarkScrape5kUsersDevices(b *testing.B) {
 			b.Fatal(rec.Code)
 		}
 	}
+}
+
+// idleCollector exposes alice and bob with --collector.user-min-bytes 1
+// and a one-hour --collector.user-idle-timeout, over a view and a clock
+// the test moves.
+func idleCollector() (*Collector, *liveView, *clock) {
+	v := sampleView()
+	v.Counters.Users = map[string]attribution.Traffic{"alice": {Up: 10, Down: 20}, "bob": {Up: 1, Down: 1}}
+	lv := &liveView{v: v}
+	clk := &clock{t: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)}
+	c := NewWithOptions(lv, Options{UserMinBytes: 1, UserIdleTimeout: time.Hour})
+	c.now = clk.now
+	return c, lv, clk
 }
