@@ -245,7 +245,7 @@ func insertUsers(t testing.TB, raw *sql.DB, n int) {
 func checkLedger(t *testing.T, raw *sql.DB, want [][2]int64) {
 	t.Helper()
 	var up, down int64
-	if err := raw.QueryRow(`SELECT COALESCE(SUM(upload), 0), COALESCE(SUM(download), 0) FROM usage_daily`).Scan(&up, &down); err != nil {
+	if err := raw.QueryRow(`SELECT COALESCE(SUM(upload), 0), COALESCE(SUM(download), 0) FROM usage_days`).Scan(&up, &down); err != nil {
 		t.Fatal(err)
 	}
 	var wantUp, wantDown int64

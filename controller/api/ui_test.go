@@ -582,7 +582,7 @@ func TestOverviewTrafficFromLedger(t *testing.T) {
 			{"mine", 0, 1, 10}, {"mine", 5, 100, 1000}, {"mine", 20, 10000, 100000}, {"mine", 40, 1 << 20, 1 << 20},
 			{"staffs", 0, 2, 20}, {"staffs", 29, 200, 2000}, {"staffs", 30, 1 << 20, 1 << 20},
 		} {
-			if _, err := raw.Exec(`INSERT INTO usage_daily (user_name, node, day, upload, download) VALUES (?, 'n1', ?, ?, ?)`,
+			if _, err := raw.Exec(`INSERT INTO usage_days (user_name, node, day, upload, download) VALUES (?, 'n1', ?, ?, ?)`,
 				r.user, day(r.back), r.up, r.down); err != nil {
 				t.Fatal(err)
 			}

@@ -97,7 +97,7 @@ func (s *Store) UserStatusCounts(ctx context.Context) (map[string]int, error) {
 // TrafficSince sums the ledger from day (YYYYMMDD, UTC) on, for this view's
 // users.
 func (s *Store) TrafficSince(ctx context.Context, day int) (up, down int64, err error) {
-	q, args := `SELECT COALESCE(SUM(upload), 0) AS up, COALESCE(SUM(download), 0) AS down FROM usage_daily WHERE day >= ?`, []any{day}
+	q, args := `SELECT COALESCE(SUM(upload), 0) AS up, COALESCE(SUM(download), 0) AS down FROM usage_days WHERE day >= ?`, []any{day}
 	if s.owner != "" {
 		q, args = q+` AND user_name IN (SELECT name FROM users WHERE owner_admin = ?)`, append(args, s.owner)
 	}

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -350,14 +352,14 @@ func (s *Store) addDaily(ex *preparedTx, node string, d int, deltas map[string]*
 	if s.dialect == mysqlDialect {
 		tail = ` ON DUPLICATE KEY UPDATE upload = upload + VALUES(upload), download = download + VALUES(download)`
 	} else {
-		tail = ` ON CONFLICT(user_name, day, node) DO UPDATE SET upload = upload + excluded.upload, download = download + excluded.download`
+		tail = ` ON CONFLICT(day, node, user_name) DO UPDATE SET upload = upload + excluded.upload, download = download + excluded.download`
 	}
 	return eachBatch(deltas, func(users []string) error {
 		args := make([]any, 0, 5*len(users))
 		for _, u := range users {
 			args = append(args, u, node, d, deltas[u].up, deltas[u].down)
 		}
-		return ex.exec(`INSERT INTO usage_daily (user_name, node, day, upload, download) VALUES `+placeholders(len(users), 5)+tail, args...)
+		return ex.exec(`INSERT INTO usage_days (user_name, node, day, upload, download) VALUES `+placeholders(len(users), 5)+tail, args...)
 	})
 }
 
@@ -415,19 +417,16 @@ func (s *Store) addPeriodUsageSQLite(ex *preparedTx, now int64, users []string, 
 	  FROM (VALUES `+placeholders(len(users), 3)+`) AS d WHERE users.name = d.column1`, args...)
 }
 
+// eachBatch calls fn with the users of deltas in name order, batch at a
+// time: a batch then holds neighbouring keys of the ledger (a commit's
+// rows sit together under its day and node), and MySQL takes the rows'
+// locks in one order in every commit.
 func eachBatch(deltas map[string]*delta, fn func([]string) error) error {
-	users := make([]string, 0, min(len(deltas), batch))
-	for u := range deltas {
-		users = append(users, u)
-		if len(users) == batch {
-			if err := fn(users); err != nil {
-				return err
-			}
-			users = users[:0]
+	users := slices.Sorted(maps.Keys(deltas))
+	for start := 0; start < len(users); start += batch {
+		if err := fn(users[start:min(start+batch, len(users))]); err != nil {
+			return err
 		}
-	}
-	if len(users) > 0 {
-		return fn(users)
 	}
 	return nil
 }
@@ -450,7 +449,7 @@ type UsageRow struct {
 // Usage returns a user's ledger between two days (yyyymmdd, inclusive).
 func (s *Store) Usage(ctx context.Context, user string, from, to int) ([]UsageRow, error) {
 	var rows []UsageRow
-	err := s.db.SelectContext(ctx, &rows, `SELECT user_name, node, day, upload, download FROM usage_daily
+	err := s.db.SelectContext(ctx, &rows, `SELECT user_name, node, day, upload, download FROM usage_days
 	  WHERE user_name = ? AND day >= ? AND day <= ? ORDER BY day, node`, user, from, to)
 	return rows, err
 }
@@ -458,7 +457,7 @@ func (s *Store) Usage(ctx context.Context, user string, from, to int) ([]UsageRo
 // LedgerTotal is the sum of the whole ledger for a user (every day, every
 // node), which the accounting tests compare with the true traffic.
 func (s *Store) LedgerTotal(ctx context.Context, user string) (up, down int64, err error) {
-	row := s.db.QueryRowxContext(ctx, `SELECT COALESCE(SUM(upload), 0), COALESCE(SUM(download), 0) FROM usage_daily WHERE user_name = ?`, user)
+	row := s.db.QueryRowxContext(ctx, `SELECT COALESCE(SUM(upload), 0), COALESCE(SUM(download), 0) FROM usage_days WHERE user_name = ?`, user)
 	err = row.Scan(&up, &down)
 	return up, down, err
 }

@@ -268,11 +268,11 @@ func TestCommitPartial(t *testing.T) {
 			t.Errorf("full commit of unchanged values after partial ones: %+v", res)
 		}
 		// Nothing moved: only the cursor.
-		before := dump(t, s)["usage_daily"]
+		before := dump(t, s)["usage_days"]
 		if _, err := part(1000, 8000); err != nil || cursor().Scraped != 8000 {
 			t.Errorf("empty partial commit: %v, cursor %+v", err, cursor())
 		}
-		if after := dump(t, s)["usage_daily"]; !reflect.DeepEqual(before, after) {
+		if after := dump(t, s)["usage_days"]; !reflect.DeepEqual(before, after) {
 			t.Errorf("an empty commit wrote to the ledger")
 		}
 		// Another epoch needs every series: nothing is written.

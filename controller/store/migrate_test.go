@@ -4,9 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
@@ -117,4 +119,59 @@ func TestSQLiteDataDirWithURICharacters(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "boxfleet.db")); err != nil {
 		t.Errorf("database not where asked: %v", err)
 	}
+}
+
+// A database from before migration 61 keeps its ledger: the rows of the
+// old usage_daily (keyed by user first) move to usage_days, and a user's
+// history, the ledger total and the commits after it go on from them.
+func TestLedgerRekeyedKeepsHistory(t *testing.T) {
+	ctx := context.Background()
+	storetest.EachDB(t, func(t *testing.T, db storetest.DB) {
+		s := db.Open(t)
+		for _, q := range []string{
+			`DROP TABLE usage_days`,
+			`CREATE TABLE usage_daily (user_name VARCHAR(64) NOT NULL, node VARCHAR(64) NOT NULL, day INTEGER NOT NULL,
+			  upload BIGINT NOT NULL DEFAULT 0, download BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (user_name, day, node))`,
+			`INSERT INTO usage_daily (user_name, node, day, upload, download) VALUES
+			  ('alice', 'n1', 20250601, 10, 20), ('alice', 'n2', 20250601, 1, 2), ('alice', 'n1', 20250602, 100, 200), ('bob', 'n1', 20250601, 5, 6)`,
+			`DELETE FROM schema_migrations WHERE version >= 61`,
+		} {
+			if _, err := s.DB().Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		s.Close()
+
+		s = db.Open(t)
+		rows, err := s.Usage(ctx, "alice", 20250601, 20250602)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []store.UsageRow{
+			{User: "alice", Node: "n1", Day: 20250601, Upload: 10, Download: 20},
+			{User: "alice", Node: "n2", Day: 20250601, Upload: 1, Download: 2},
+			{User: "alice", Node: "n1", Day: 20250602, Upload: 100, Download: 200},
+		}
+		if !reflect.DeepEqual(rows, want) {
+			t.Errorf("alice's ledger after the migration:\n got %+v\nwant %+v", rows, want)
+		}
+		var old int
+		if err := s.DB().Get(&old, `SELECT COUNT(*) FROM schema_migrations WHERE version = 64`); err != nil || old != 1 {
+			t.Errorf("migration 64 recorded %d times (%v)", old, err)
+		}
+		// A commit of the same day adds to the moved row.
+		if _, err := s.CreateUser(ctx, "admin", "bob", "", store.UserSpec{}); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+		for _, v := range []int64{1000, 1500} {
+			if _, err := s.CommitNode(ctx, "", "", "n1", 1, []store.Sample{{User: "bob", Direction: "upload", Value: v}}, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		up, down, err := s.LedgerTotal(ctx, "bob")
+		if err != nil || up != 5+1500 || down != 6 {
+			t.Errorf("bob's ledger total %d/%d (%v), want %d/6", up, down, err, 5+1500)
+		}
+	})
 }

@@ -99,10 +99,14 @@ func openSQLite(path string) (*Store, error) {
 	// WAL lets readers run beside the writer; immediate transactions take the
 	// write lock up front so two writers queue on busy_timeout instead of
 	// failing when a read lock cannot be upgraded.
+	// Statement journals stay in memory (temp_store): every multi-row
+	// write of an accounting commit keeps one, and in temporary files they
+	// cost a commit a third of its time in write calls (side by side,
+	// 283 -> 177 ms for 5,000 users' commit).
 	// The path is escaped: SQLite decodes a "file:" URI, and a data
 	// directory may have "%", "?" or "#" in its name.
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_txlock=immediate"
 	db, err := sqlx.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
