@@ -242,7 +242,8 @@ func scaleServe(t *testing.T, f *scaleFleet, bin string, db storetest.DB) {
 }
 
 // waitCommitted waits until the last node's counters of the current
-// generation are in the ledger's checkpoints: nodes commit in name order.
+// generation are in the ledger: nodes commit in name order, and a user's
+// ledger on a node adds up to its counter (every counter starts at 0).
 func waitCommitted(t *testing.T, raw *sql.DB, f *scaleFleet, timeout time.Duration) {
 	t.Helper()
 	n := f.sc.nodes - 1
@@ -251,8 +252,8 @@ func waitCommitted(t *testing.T, raw *sql.DB, f *scaleFleet, timeout time.Durati
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		var v int64
-		err := raw.QueryRow(`SELECT up FROM counters WHERE node = ? AND user_name = ?`,
-			nodeName(n), userName(u)).Scan(&v)
+		err := raw.QueryRow(`SELECT COALESCE(SUM(upload), 0) FROM usage_days WHERE user_name = ? AND node = ?`,
+			userName(u), nodeName(n)).Scan(&v)
 		if err == nil && v == want {
 			return
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -140,16 +139,18 @@ func (s *Store) Commit(ctx context.Context, c NodeCommit) (CommitResult, error) 
 				rows[i].down = smp.Value
 			}
 		}
-		var old map[string]counter
-		if c.Epoch != 0 && found && cur.Epoch != c.Epoch {
-			if res.Resets, err = s.voidCounters(ctx, tx, c.Node); err != nil {
-				return err
-			}
-			old = map[string]counter{}
-		} else if old, err = s.counters(ctx, tx, c.Node, rows, c.Partial); err != nil {
+		// The node's checkpoints, all of them: a commit that holds only
+		// some series leaves the others as they are.
+		old, exists, err := s.loadCheckpoints(ctx, tx, c.Node)
+		if err != nil {
 			return err
 		}
-		changed := rows[:0:0]
+		if c.Epoch != 0 && found && cur.Epoch != c.Epoch {
+			// A new epoch voids every checkpoint of the node.
+			res.Resets = seriesIn(old)
+			old = make(map[string]counter, len(rows))
+		}
+		changed := 0
 		deltas := map[string]*delta{}
 		for _, r := range rows {
 			prev, seen := old[r.user]
@@ -173,17 +174,20 @@ func (s *Store) Commit(ctx context.Context, c NodeCommit) (CommitResult, error) 
 			if !moved {
 				continue
 			}
-			changed = append(changed, next)
+			old[r.user] = next
+			changed++
 			if d.up == 0 && d.down == 0 {
 				continue
 			}
 			deltas[r.user] = &delta{up: d.up, down: d.down}
 			res.Bytes += d.up + d.down
 		}
-		ex := &preparedTx{ctx: ctx, tx: tx, stmts: map[string]*sql.Stmt{}}
-		if err := s.writeCounters(ex, c.Node, changed); err != nil {
-			return err
+		if changed > 0 || res.Resets > 0 {
+			if err := s.saveCheckpoints(ctx, tx, c.Node, old, exists); err != nil {
+				return err
+			}
 		}
+		ex := &preparedTx{ctx: ctx, tx: tx, stmts: map[string]*sql.Stmt{}}
 		if err := s.addDaily(ex, c.Node, day(c.At.Unix()), deltas); err != nil {
 			return err
 		}
@@ -251,58 +255,6 @@ func (s *Store) writeCursor(ctx context.Context, tx *sqlx.Tx, c NodeCommit, cur 
 	return err
 }
 
-// voidCounters deletes a node's checkpoints and returns how many series
-// they held.
-func (s *Store) voidCounters(ctx context.Context, tx *sqlx.Tx, node string) (int, error) {
-	var n sql.NullInt64
-	if err := tx.QueryRowxContext(ctx, `SELECT SUM(CASE WHEN up >= 0 THEN 1 ELSE 0 END + CASE WHEN down >= 0 THEN 1 ELSE 0 END)
-	  FROM counters WHERE node = ?`, node).Scan(&n); err != nil {
-		return 0, err
-	}
-	_, err := tx.ExecContext(ctx, `DELETE FROM counters WHERE node = ?`, node)
-	return int(n.Int64), err
-}
-
-// partialLookup is the largest partial commit whose checkpoints are looked
-// up by name; beyond it, reading the node's whole key range is cheaper.
-const partialLookup = 1000
-
-// counters reads the checkpoints of the users in rows: all of the node's
-// when the commit holds every series, else by name.
-func (s *Store) counters(ctx context.Context, tx *sqlx.Tx, node string, rows []counter, partial bool) (map[string]counter, error) {
-	out := make(map[string]counter, len(rows))
-	scan := func(q string, args ...any) error {
-		rs, err := tx.QueryContext(ctx, q, args...)
-		if err != nil {
-			return err
-		}
-		defer rs.Close()
-		for rs.Next() {
-			var c counter
-			if err := rs.Scan(&c.user, &c.up, &c.down); err != nil {
-				return err
-			}
-			out[c.user] = c
-		}
-		return rs.Err()
-	}
-	if !partial || len(rows) > partialLookup {
-		return out, scan(`SELECT user_name, up, down FROM counters WHERE node = ?`, node)
-	}
-	for start := 0; start < len(rows); start += batch {
-		part := rows[start:min(start+batch, len(rows))]
-		args := make([]any, 0, 1+len(part))
-		args = append(args, node)
-		for _, r := range part {
-			args = append(args, r.user)
-		}
-		if err := scan(`SELECT user_name, up, down FROM counters WHERE node = ? AND user_name IN `+placeholders(1, len(part)), args...); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
 // batch is how many rows go into one multi-row statement: well under both
 // back ends' placeholder limits, large enough to amortise round trips.
 const batch = 500
@@ -329,22 +281,6 @@ func (p *preparedTx) exec(q string, args ...any) error {
 	}
 	_, err := st.ExecContext(p.ctx, args...)
 	return err
-}
-
-func (s *Store) writeCounters(ex *preparedTx, node string, rows []counter) error {
-	tail := s.upsert([]string{"node", "user_name"}, "up", "down")
-	for start := 0; start < len(rows); start += batch {
-		part := rows[start:min(start+batch, len(rows))]
-		args := make([]any, 0, 4*len(part))
-		for _, r := range part {
-			args = append(args, node, r.user, r.up, r.down)
-		}
-		q := `INSERT INTO counters (node, user_name, up, down) VALUES ` + placeholders(len(part), 4) + tail
-		if err := ex.exec(q, args...); err != nil {
-			return fmt.Errorf("checkpoints: %w", err)
-		}
-	}
-	return nil
 }
 
 func (s *Store) addDaily(ex *preparedTx, node string, d int, deltas map[string]*delta) error {

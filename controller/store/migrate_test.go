@@ -134,7 +134,7 @@ func TestLedgerRekeyedKeepsHistory(t *testing.T) {
 			  upload BIGINT NOT NULL DEFAULT 0, download BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (user_name, day, node))`,
 			`INSERT INTO usage_daily (user_name, node, day, upload, download) VALUES
 			  ('alice', 'n1', 20250601, 10, 20), ('alice', 'n2', 20250601, 1, 2), ('alice', 'n1', 20250602, 100, 200), ('bob', 'n1', 20250601, 5, 6)`,
-			`DELETE FROM schema_migrations WHERE version >= 61`,
+			`DELETE FROM schema_migrations WHERE version BETWEEN 61 AND 64`,
 		} {
 			if _, err := s.DB().Exec(q); err != nil {
 				t.Fatalf("%s: %v", q, err)
@@ -172,6 +172,60 @@ func TestLedgerRekeyedKeepsHistory(t *testing.T) {
 		up, down, err := s.LedgerTotal(ctx, "bob")
 		if err != nil || up != 5+1500 || down != 6 {
 			t.Errorf("bob's ledger total %d/%d (%v), want %d/6", up, down, err, 5+1500)
+		}
+	})
+}
+
+// A database from before migration 65 keeps its checkpoints: the rows of
+// the counters table become each node's blob, so the next commit bills
+// only what came after them, and a direction never seen stays unseen.
+func TestCheckpointsPackedKeepTheirValues(t *testing.T) {
+	ctx := context.Background()
+	storetest.EachDB(t, func(t *testing.T, db storetest.DB) {
+		s := db.Open(t)
+		for _, name := range []string{"alice", "bob"} {
+			if _, err := s.CreateUser(ctx, "admin", name, "", store.UserSpec{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, q := range []string{
+			`DROP TABLE node_checkpoints`,
+			`CREATE TABLE counters (node VARCHAR(64) NOT NULL, user_name VARCHAR(64) NOT NULL, up BIGINT NOT NULL, down BIGINT NOT NULL,
+			  PRIMARY KEY (node, user_name))`,
+			`INSERT INTO counters (node, user_name, up, down) VALUES ('n1', 'alice', 1000, 2000), ('n1', 'bob', 50, -1), ('n2', 'alice', 7, 8)`,
+			`INSERT INTO node_epochs (node, since, scraped_ms) VALUES ('n1', 1, 0), ('n2', 1, 0)`,
+			`DELETE FROM schema_migrations WHERE version >= 65`,
+		} {
+			if _, err := s.DB().Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		s.Close()
+
+		s = db.Open(t)
+		at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+		commit := func(node string, samples ...store.Sample) store.CommitResult {
+			t.Helper()
+			res, err := s.CommitNode(ctx, "", "", node, 1, samples, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res
+		}
+		// n1: alice +500 up, +0 down; bob +25 up and his first download
+		// value (never seen: all of it is new).
+		res := commit("n1", store.Sample{User: "alice", Direction: "upload", Value: 1500}, store.Sample{User: "alice", Direction: "download", Value: 2000},
+			store.Sample{User: "bob", Direction: "upload", Value: 75}, store.Sample{User: "bob", Direction: "download", Value: 30})
+		if res.Bytes != 500+25+30 || res.Resets != 0 || res.Older != 0 {
+			t.Errorf("first commit after the migration: %+v, want %d bytes", res, 500+25+30)
+		}
+		// n2 was packed on its own: alice's values there are hers there.
+		if res := commit("n2", store.Sample{User: "alice", Direction: "upload", Value: 9}); res.Bytes != 2 {
+			t.Errorf("n2 commit added %d bytes, want 2", res.Bytes)
+		}
+		var n int
+		if err := s.DB().Get(&n, `SELECT COUNT(*) FROM node_checkpoints`); err != nil || n != 2 {
+			t.Errorf("%d nodes' checkpoints (%v), want 2", n, err)
 		}
 	})
 }
