@@ -299,39 +299,35 @@ func (s *Store) addDaily(ex *preparedTx, node string, d int, deltas map[string]*
 	})
 }
 
-// addPeriodUsage adds to each user's current-period counters and starts an
-// on-hold user's clock at first use, a few hundred users per statement.
+// addPeriodUsage adds to each user's current-period counters and starts
+// an on-hold user's clock at first use, a few hundred users per statement.
 //
 // The batch is joined as a table and looked up by the unique name: a CASE
-// with one branch per user is evaluated branch by branch for every row. The
-// first-use update is a statement of its own so that it does not depend on
-// the order in which MySQL assigns a multi-table UPDATE's columns.
+// with one branch per user is evaluated branch by branch for every row.
+// MySQL does not say in which order a multi-table UPDATE assigns its
+// columns, so expire_at's test accepts first_used_at both as it was (0)
+// and as this statement sets it (now); a user whose first use was already
+// stamped at this very second has its expiry set already and keeps it.
+// One statement instead of a second pass over the batch for the clock:
+// that pass cost a quarter of a MariaDB commit.
 func (s *Store) addPeriodUsage(ex *preparedTx, now int64, deltas map[string]*delta) error {
 	return eachBatch(deltas, func(users []string) error {
 		if s.dialect == sqlite {
 			return s.addPeriodUsageSQLite(ex, now, users, deltas)
 		}
-		args := make([]any, 0, 3*len(users))
+		args := make([]any, 0, 3*len(users)+3)
 		for _, u := range users {
 			args = append(args, u, deltas[u].up, deltas[u].down)
 		}
+		args = append(args, now, now, now)
 		// MariaDB's VALUES names its columns after the first row's
 		// values, so the table is a UNION.
 		q := `UPDATE users u JOIN (SELECT ? AS n, ? AS up, ? AS dn` +
 			strings.Repeat(` UNION ALL SELECT ?, ?, ?`, len(users)-1) + `) d ON u.name = d.n
-		  SET u.used_up = u.used_up + d.up, u.used_down = u.used_down + d.dn`
-		if err := ex.exec(q, args...); err != nil {
-			return err
-		}
-		first := make([]any, 0, 2+len(users))
-		first = append(first, now, now)
-		for _, u := range users {
-			first = append(first, u)
-		}
-		return ex.exec(`UPDATE users SET
-		  expire_at = CASE WHEN expire_at = 0 AND on_hold_seconds > 0 THEN ? + on_hold_seconds ELSE expire_at END,
-		  first_used_at = ?
-		  WHERE first_used_at = 0 AND name IN `+placeholders(1, len(users)), first...)
+		  SET u.used_up = u.used_up + d.up, u.used_down = u.used_down + d.dn,
+		  u.expire_at = CASE WHEN u.first_used_at IN (0, ?) AND u.expire_at = 0 AND u.on_hold_seconds > 0 THEN ? + u.on_hold_seconds ELSE u.expire_at END,
+		  u.first_used_at = CASE WHEN u.first_used_at = 0 THEN ? ELSE u.first_used_at END`
+		return ex.exec(q, args...)
 	})
 }
 

@@ -175,6 +175,13 @@ func TestOnHoldFirstUse(t *testing.T) {
 			t.Errorf("expiry %v, want %v", u.ExpireAt, want)
 		}
 
+		// Another node's commit in the same second (MySQL's statement
+		// accepts first_used_at as it was or as just set) keeps the clock.
+		use(t, s, "n2", "h", 3, 0)
+		if u2 := getUser(t, s, "h"); !u2.FirstUsedAt.Equal(*u.FirstUsedAt) || !u2.ExpireAt.Equal(*u.ExpireAt) || u2.UsedUp != 13 {
+			t.Errorf("a second commit at first use: first use %v, expiry %v, used %d", u2.FirstUsedAt, u2.ExpireAt, u2.UsedUp)
+		}
+
 		clk.add(time.Minute)
 		use(t, s, "n1", "h", 20, 5)
 		if u2 := getUser(t, s, "h"); !u2.FirstUsedAt.Equal(*u.FirstUsedAt) || !u2.ExpireAt.Equal(*u.ExpireAt) {
