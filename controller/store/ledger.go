@@ -139,21 +139,21 @@ func (s *Store) Commit(ctx context.Context, c NodeCommit) (CommitResult, error) 
 				rows[i].down = smp.Value
 			}
 		}
-		// The node's checkpoints, all of them: a commit that holds only
-		// some series leaves the others as they are.
-		old, exists, err := s.loadCheckpoints(ctx, tx, c.Node)
+		// The node's checkpoints, all of them, updated in place below: a
+		// commit that holds only some series leaves the others as they are.
+		cps, exists, err := s.loadCheckpoints(ctx, tx, c.Node)
 		if err != nil {
 			return err
 		}
 		if c.Epoch != 0 && found && cur.Epoch != c.Epoch {
 			// A new epoch voids every checkpoint of the node.
-			res.Resets = seriesIn(old)
-			old = make(map[string]counter, len(rows))
+			res.Resets = seriesIn(cps)
+			cps = make(map[string]counter, len(rows))
 		}
 		changed := 0
 		deltas := map[string]*delta{}
 		for _, r := range rows {
-			prev, seen := old[r.user]
+			prev, seen := cps[r.user]
 			if !seen {
 				prev = counter{user: r.user, up: -1, down: -1}
 			}
@@ -174,7 +174,7 @@ func (s *Store) Commit(ctx context.Context, c NodeCommit) (CommitResult, error) 
 			if !moved {
 				continue
 			}
-			old[r.user] = next
+			cps[r.user] = next
 			changed++
 			if d.up == 0 && d.down == 0 {
 				continue
@@ -183,7 +183,7 @@ func (s *Store) Commit(ctx context.Context, c NodeCommit) (CommitResult, error) 
 			res.Bytes += d.up + d.down
 		}
 		if changed > 0 || res.Resets > 0 {
-			if err := s.saveCheckpoints(ctx, tx, c.Node, old, exists); err != nil {
+			if err := s.saveCheckpoints(ctx, tx, c.Node, cps, exists); err != nil {
 				return err
 			}
 		}
