@@ -150,6 +150,15 @@ func TestReconcileResolvesLostResolution(t *testing.T) {
 		if rec, err := st.GetAlertAction(ctx, keyOf(drainAlert("firing", "r1", start))); err != nil || rec.State != "resolved" {
 			t.Errorf("r1's episode: %+v, %v; want resolved", rec, err)
 		}
+		// The loop counts an episode after the change it made is visible:
+		// the counters may trail the status by a moment.
+		counted := func() bool {
+			return f.metric(reconciledTotal, "action", actions.DrainNode) == 1 && f.metric(reconciledTotal, "action", actions.SuspendUser) == 1 &&
+				f.metric(actionsTotal, "action", "undrain_node", "result", "applied") == 1 && f.metric(actionsTotal, "action", "resume_user", "result", "applied") == 1
+		}
+		for deadline := time.Now().Add(5 * time.Second); !counted() && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
 		f.wantMetric(reconciledTotal, 1, "action", actions.DrainNode)
 		f.wantMetric(reconciledTotal, 1, "action", actions.SuspendUser)
 		f.wantMetric(actionsTotal, 1, "action", "undrain_node", "result", "applied")
