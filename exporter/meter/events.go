@@ -5,6 +5,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/boxfleet/boxfleet/exporter/attribution"
 	"github.com/boxfleet/boxfleet/exporter/clashapi"
 	"github.com/boxfleet/boxfleet/exporter/sbapi"
@@ -90,7 +92,17 @@ type gapSample struct {
 // reported) leave a gap that stays; the gap of events still on their way
 // closes within an update interval. So only the least gap seen over two
 // intervals is declared unattributed: a delay never is, a loss always is,
-// an interval or two late. The caller holds pollMu.
+// an interval or two late.
+//
+// The gap can also stay below zero: the node total lost bytes its
+// connections' events did report. sing-box's totals start again at zero
+// when it reloads or restarts, so what it counted between the last poll
+// and the reload is in no total, while the connections' final events still
+// bring it to their users. The events are the better witness there (they
+// name every byte), so the node total is raised by the least such deficit
+// seen over the same two intervals; an event that merely arrived before the
+// snapshot that counted its bytes is a deficit for one poll, never raised.
+// The caller holds pollMu.
 func (m *Meter) declareGap(s *clashapi.Snapshot, now time.Time) {
 	c := &m.file.Counters
 	var users attribution.Traffic
@@ -113,17 +125,24 @@ func (m *Meter) declareGap(s *clashapi.Snapshot, now time.Time) {
 	if now.Sub(m.gaps[0].at) < window {
 		return
 	}
-	least := g.gap
+	least, most := g.gap, g.gap
 	for _, p := range m.gaps {
 		least[0], least[1] = min(least[0], p.gap[0]), min(least[1], p.gap[1])
+		most[0], most[1] = max(most[0], p.gap[0]), max(most[1], p.gap[1])
 	}
+	// At most one of the two is non-zero in a direction.
 	declared := attribution.Traffic{Up: uint64(max(least[0], 0)), Down: uint64(max(least[1], 0))}
+	behind := attribution.Traffic{Up: uint64(max(-most[0], 0)), Down: uint64(max(-most[1], 0))}
 	c.Unattributed = c.Unattributed.Add(declared)
+	c.Node = c.Node.Add(behind)
+	if behind != (attribution.Traffic{}) {
+		m.cfg.Log.WithFields(logrus.Fields{"up": behind.Up, "down": behind.Down}).Debug("node total raised to what its connections reported (sing-box's totals started again)")
+	}
 	keep := m.gaps[:0]
 	for _, p := range m.gaps {
 		if now.Sub(p.at) < window {
-			p.gap[0] -= int64(declared.Up)
-			p.gap[1] -= int64(declared.Down)
+			p.gap[0] += int64(behind.Up) - int64(declared.Up)
+			p.gap[1] += int64(behind.Down) - int64(declared.Down)
 			keep = append(keep, p)
 		}
 	}
