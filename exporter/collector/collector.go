@@ -53,10 +53,11 @@ var (
 	sinceDesc        = desc("singbox_exporter_counters_start_timestamp_seconds", "When the per-user and node counters started from zero; changes only when the state file is lost.")
 	userChangeDesc   = desc("singbox_exporter_user_counters_change_timestamp_seconds", "When the per-user traffic series last changed (a value moved, a series appeared or went), as the time of the first scrape that showed it; it never takes the same value twice, across restarts too.")
 	userHintDesc     = desc("singbox_user_counters_change_timestamp_seconds", "For each user whose traffic series changed (a value moved, the series appeared) within --collector.user-change-window: the singbox_exporter_user_counters_change_timestamp_seconds of the scrape that first showed it. The controller reads only the users above its last commit's value.", "user")
+	hintCountDesc    = desc("singbox_exporter_user_change_hints", "How many singbox_user_counters_change_timestamp_seconds series this scrape has: the controller checks that it sees them all (a back end can show a new series a moment after the samples of old ones).")
 	hintWindowDesc   = desc("singbox_exporter_user_change_window_seconds", "How long singbox_user_counters_change_timestamp_seconds keeps a user after its last change (--collector.user-change-window); absent when off.")
 	restartsDesc     = desc("singbox_exporter_singbox_restarts_total", "sing-box restarts noticed by counters starting again.")
 	lastPollDesc     = desc("singbox_exporter_last_poll_success_timestamp_seconds", "Unix time of the last successful poll of sing-box; bytes moved since are not counted yet.")
-	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, lastPollDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc, userChangeDesc, userHintDesc, hintWindowDesc, userBucketDesc, hiddenDesc}
+	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, lastPollDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc, userChangeDesc, userHintDesc, hintCountDesc, hintWindowDesc, userBucketDesc, hiddenDesc}
 )
 
 // Options tune what the collector exposes; the zero value exposes every
@@ -177,6 +178,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(userChangeDesc, float64(changed)/1e3)
 	if c.opts.UserChangeWindow > 0 {
 		gauge(hintWindowDesc, c.opts.UserChangeWindow.Seconds())
+		gauge(hintCountDesc, float64(len(hints)))
 		for user, ms := range hints {
 			gauge(userHintDesc, float64(ms)/1e3, user)
 		}
@@ -271,10 +273,12 @@ func (c *Collector) exposure(users map[string]attribution.Traffic) (idle map[str
 	for _, user := range moved {
 		c.hints[user] = now.changed
 	}
+	// A hint goes with its user's series too, so that a user named is a
+	// user whose series the same scrape has.
 	cutoff := c.now().Add(-c.opts.UserChangeWindow).UnixMilli()
 	hints = make(map[string]int64, len(c.hints))
 	for user, ms := range c.hints {
-		if _, ok := users[user]; !ok || ms < cutoff {
+		if t, ok := users[user]; !ok || !c.exposed(user, t, idle) || ms < cutoff {
 			delete(c.hints, user)
 			continue
 		}

@@ -14,6 +14,7 @@ import (
 // scrapeHints gathers c once and returns the change timestamp, the
 // per-user series and the users' change hints.
 func scrapeHints(t *testing.T, c *Collector) (stamp float64, series map[string]float64, hints map[string]float64, window float64) {
+	var count float64
 	t.Helper()
 	hints = map[string]float64{}
 	for name, mf := range gather(t, c) {
@@ -25,8 +26,13 @@ func scrapeHints(t *testing.T, c *Collector) (stamp float64, series map[string]f
 				hints[label(m, "user")] = m.GetGauge().GetValue()
 			case "singbox_exporter_user_change_window_seconds":
 				window = m.GetGauge().GetValue()
+			case "singbox_exporter_user_change_hints":
+				count = m.GetGauge().GetValue()
 			}
 		}
+	}
+	if count != float64(len(hints)) {
+		t.Fatalf("singbox_exporter_user_change_hints %v, but %d hints", count, len(hints))
 	}
 	_, series = scrapeOnce(t, c)
 	return stamp, series, hints, window
@@ -89,6 +95,9 @@ func TestUserChangeHintsNameEveryChange(t *testing.T) {
 		for u, h := range hints {
 			if h > stamp {
 				t.Fatalf("scrape %d: %s's hint %.3f is above the change timestamp %.3f", i, u, h, stamp)
+			}
+			if _, ok := series[u+"/upload"]; !ok {
+				t.Fatalf("scrape %d: %s has a hint but no series", i, u)
 			}
 		}
 		now := clk.now()
