@@ -482,7 +482,6 @@ func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[
 	var parts []string
 	for i, n := range q.nodes {
 		ans := sel[n]
-
 		switch {
 		case ans == nil || ans.epoch != q.epochs[i] || skewed[n]:
 			// A new epoch, or the exporter gone: every series is read
@@ -517,7 +516,7 @@ func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[
 		return nil, err
 	}
 	vals := v.byNode()
-	for _, n := range q.nodes {
+	for i, n := range q.nodes {
 		ans, val := sel[n], vals[n]
 		switch {
 		case val == nil:
@@ -530,9 +529,11 @@ func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[
 			// The epoch changed between the two queries: the next
 			// cycle reads it.
 			delete(sel, n)
-		case !val.hasUsers(ans.moved):
-			// A user named has no series: not visible yet, or gone in
-			// a later scrape. The next cycle reads the node again.
+		case q.hinted != nil && q.hinted[i] && !val.hasUsers(ans.moved):
+			// A user the exporter named has no series: not visible
+			// yet, or gone in a later scrape (the exporter drops a
+			// user's hint with its series). The next cycle reads the
+			// node again, from the same cursor.
 			delete(sel, n)
 		default:
 			ans.samples = val.samples
