@@ -37,13 +37,6 @@ const (
 	// from the scrape before (a value moved, a series came or went), and
 	// never takes the same value twice, across exporter restarts too.
 	changeMetric = "singbox_exporter_user_counters_change_timestamp_seconds"
-	// hintMetric is, per user whose series changed within windowMetric,
-	// the changeMetric of the scrape that first showed the change: above a
-	// scrape's changeMetric exactly when the user's series changed after
-	// that scrape.
-	hintMetric   = "singbox_user_counters_change_timestamp_seconds"
-	windowMetric = "singbox_exporter_user_change_window_seconds"
-	hintsMetric  = "singbox_exporter_user_change_hints" // how many hints the scrape has
 	// Every singbox_exporter exports its counters' epoch: listing the
 	// nodes by it reads one series per node, not a million.
 	// The timestamp is the node's last scrape.
@@ -77,12 +70,6 @@ type Accountant struct {
 	// test's "before").
 	busy   map[string]bool
 	noBusy bool
-	// crowded holds the nodes whose last commit changed more than
-	// movedByName series: read whole even where the exporter names the
-	// users that changed. noHints turns the names off (the scale test's
-	// "before").
-	crowded map[string]bool
-	noHints bool
 
 	client      promapi.Client // for the per-node queries, decoded by queryVector
 	lastSuccess prometheus.Gauge
@@ -100,7 +87,7 @@ func New(st *store.Store, url, holder string, log logrus.FieldLogger, reg promet
 	}
 	f := promauto.With(reg)
 	a := &Accountant{
-		Store: st, Prom: promv1.NewAPI(c), Log: log, Holder: holder, client: c, busy: map[string]bool{}, crowded: map[string]bool{},
+		Store: st, Prom: promv1.NewAPI(c), Log: log, Holder: holder, client: c, busy: map[string]bool{},
 		lastSuccess: f.NewGauge(prometheus.GaugeOpts{
 			Name: "boxfleet_accounting_last_success_timestamp_seconds",
 			Help: "When an accounting cycle last completed on this controller.",
@@ -160,7 +147,7 @@ func (a *Accountant) cycle(ctx context.Context) error {
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var added int64
-	for q := range a.prefetch(qctx, at, plan(nodes, scraped, cursors, a.FullReads, a.busy, a.crowded)) {
+	for q := range a.prefetch(qctx, at, plan(nodes, scraped, cursors, a.FullReads, a.busy)) {
 		if q.err != nil {
 			return fmt.Errorf("nodes %s: %w", strings.Join(q.nodes, ", "), q.err)
 		}
@@ -184,13 +171,11 @@ func (a *Accountant) cycle(ctx context.Context) error {
 // A query asks Prometheus for one node's every series (full) or, for
 // nodes with a cursor, for only the series that moved since it.
 type query struct {
-	nodes   []string
-	moved   bool
-	since   []int64 // for moved: each node's cursor (ms)
-	epochs  []int64 // and stored epoch
-	busy    []bool  // and whether it is read whole unless quiet
-	crowded []bool  // or even where the exporter names the users that changed
-	hinted  []bool  // set by askMoved: the users that changed are read from the exporter's hints
+	nodes  []string
+	moved  bool
+	since  []int64 // for moved: each node's cursor (ms)
+	epochs []int64 // and stored epoch
+	busy   []bool  // and whether it is read whole unless quiet
 }
 
 // movedGroup is how many nodes one query for moved series covers: fewer
@@ -201,7 +186,7 @@ const movedGroup = 10
 // plan splits the nodes, in order, into queries. A node not scraped
 // since its last commit has nothing new to read. Busy nodes are marked
 // here, before the queries start, as the cycle's commits change a.busy.
-func plan(nodes []string, scraped map[string]int64, cursors map[string]store.NodeCursor, full bool, busy, crowded map[string]bool) []query {
+func plan(nodes []string, scraped map[string]int64, cursors map[string]store.NodeCursor, full bool, busy map[string]bool) []query {
 	var out []query
 	for _, n := range nodes {
 		c := cursors[n]
@@ -219,7 +204,6 @@ func plan(nodes []string, scraped map[string]int64, cursors map[string]store.Nod
 		out[len(out)-1].since = append(out[len(out)-1].since, c.Scraped)
 		out[len(out)-1].epochs = append(out[len(out)-1].epochs, c.Epoch)
 		out[len(out)-1].busy = append(out[len(out)-1].busy, busy[n])
-		out[len(out)-1].crowded = append(out[len(out)-1].crowded, crowded[n])
 	}
 	return out
 }
@@ -276,10 +260,9 @@ func (a *Accountant) ask(ctx context.Context, at time.Time, q query) (map[string
 // the others' series are asked for by askSeries.
 func (a *Accountant) askMoved(ctx context.Context, at time.Time, q query) (map[string]*nodeAnswer, error) {
 	quiet := map[string]*nodeAnswer{}
-	windows := map[string]float64{}
 	if a.SkipQuiet {
 		var err error
-		if quiet, windows, err = a.gate(ctx, at, q); err != nil {
+		if quiet, err = a.gate(ctx, at, q); err != nil {
 			if ctx.Err() != nil {
 				return nil, err
 			}
@@ -293,21 +276,15 @@ func (a *Accountant) askMoved(ctx context.Context, at time.Time, q query) (map[s
 	}
 	rest := query{moved: true}
 	var whole []string
-	ms := at.UnixMilli()
 	for i, n := range q.nodes {
-		// The exporter names the users that changed since the cursor if
-		// it keeps their hints for twice as long as the cursor is old:
-		// ample for its clock and Prometheus's to differ.
-		hinted := !a.noHints && windows[n] > 0 && float64(ms-q.since[i]) < windows[n]*1e3/2
 		switch {
 		case quiet[n] != nil:
-		case hinted && !q.crowded[i], !hinted && !q.busy[i]:
+		case q.busy[i]:
+			whole = append(whole, n)
+		default:
 			rest.nodes = append(rest.nodes, n)
 			rest.since = append(rest.since, q.since[i])
 			rest.epochs = append(rest.epochs, q.epochs[i])
-			rest.hinted = append(rest.hinted, hinted)
-		default:
-			whole = append(whole, n)
 		}
 	}
 	a.quietNodes.Add(int64(len(quiet)))
@@ -364,10 +341,7 @@ func (a *Accountant) askWhole(ctx context.Context, at time.Time, nodes []string)
 //
 // Prometheus answers this reading three series a node instead of every
 // series, which is where a cycle in which nothing moved spent its time.
-//
-// The same query reads each node's hint window (windowMetric), which
-// askMoved needs to know whether the exporter names the users that changed.
-func (a *Accountant) gate(ctx context.Context, at time.Time, q query) (quiet map[string]*nodeAnswer, windows map[string]float64, err error) {
+func (a *Accountant) gate(ctx context.Context, at time.Time, q query) (map[string]*nodeAnswer, error) {
 	ms := at.UnixMilli()
 	// The windows end at the query's time exactly: VictoriaMetrics
 	// answers a query about "now" as of -search.latencyOffset earlier,
@@ -393,27 +367,23 @@ func (a *Accountant) gate(ctx context.Context, at time.Time, q query) (quiet map
 			`, "gate", "1", "", "") or `)
 	}
 	if b.Len() == 0 {
-		return map[string]*nodeAnswer{}, map[string]float64{}, nil
+		return map[string]*nodeAnswer{}, nil
 	}
 	group := `node=~` + nodesRegex(q.nodes)
-	b.WriteString(`label_replace(` + windowMetric + `{` + group + `}, "window", "1", "", "") or `)
 	b.WriteString(epochMetric + `{` + group + `} or ` + scrapedExpr(group))
 	v, err := a.queryVector(ctx, b.String(), at)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	quiet, windows = map[string]*nodeAnswer{}, map[string]float64{}
+	quiet := map[string]*nodeAnswer{}
 	ans := v.byNode()
 	for i, n := range q.nodes {
 		g := ans[n]
 		if g != nil && g.gated && g.gate == 0 && g.epoch == q.epochs[i] && g.scraped > q.since[i] && q.since[i] < ms {
 			quiet[n] = &nodeAnswer{epoch: g.epoch, scraped: g.scraped}
 		}
-		if g != nil {
-			windows[n] = g.window
-		}
 	}
-	return quiet, windows, nil
+	return quiet, nil
 }
 
 // askSeries reads the nodes' series that moved since their cursors, in
@@ -443,24 +413,6 @@ func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[
 			continue
 		}
 		sel := `{node=` + strconv.Quote(n) + `}`
-		if q.hinted != nil && q.hinted[i] {
-			// The users whose hint is above the change timestamp of the
-			// cursor's scrape: those whose series changed after it. The
-			// base is that timestamp, or an earlier one if the scrape
-			// lacked it (more users then, never fewer); without one the
-			// node is read whole.
-			base := changeMetric + sel + ` @ ` + strconv.FormatFloat(float64(q.since[i])/1e3, 'f', 3, 64)
-			b.WriteString(`topk(` + strconv.Itoa(movedByName+1) + `, label_replace(` + hintMetric + sel + ` > scalar(` + base + `), "hint", "1", "", "")) or `)
-			b.WriteString(`label_replace(` + base + `, "base", "1", "", "") or `)
-			// The hints of the last scrape the back end shows, to hold
-			// against how many that scrape had: VictoriaMetrics can
-			// show a new series a moment after the samples of old ones.
-			b.WriteString(`label_replace(count by (node) (timestamp(` + hintMetric + sel + `) == scalar(timestamp(` + epochMetric + sel + `))), "seen", "1", "", "") or `)
-			// Marked: "or" matches series by their labels without the
-			// name, and the epoch's are the same.
-			b.WriteString(`label_replace(` + hintsMetric + sel + `, "hints", "1", "", "") or `)
-			continue
-		}
 		// From the cursor's scrape on (ranges leave out their start),
 		// and after it.
 		from := `[` + strconv.FormatInt(ms-q.since[i]+1, 10) + `ms]`
@@ -490,13 +442,7 @@ func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[
 			if ans != nil {
 				ans.full = true
 			}
-		case q.hinted != nil && q.hinted[i] && (!ans.based || !ans.counted || ans.seen != ans.hints):
-			// No base to compare with, or hints not all visible yet:
-			// the next cycle reads the node, from the same cursor.
-			delete(sel, n)
-		case q.hinted != nil && q.hinted[i] && ans.movedSeries > movedByName:
-			parts = append(parts, metric+`{node=`+strconv.Quote(n)+`}`)
-		case (q.hinted == nil || !q.hinted[i]) && (!ans.guarded || ans.added > 0 || ans.movedSeries > movedByName):
+		case !ans.guarded || ans.added > 0 || ans.movedSeries > movedByName:
 			parts = append(parts, metric+`{node=`+strconv.Quote(n)+`}`)
 		case len(ans.moved) > 0:
 			users := make([]string, 0, len(ans.moved))
@@ -516,7 +462,7 @@ func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[
 		return nil, err
 	}
 	vals := v.byNode()
-	for i, n := range q.nodes {
+	for _, n := range q.nodes {
 		ans, val := sel[n], vals[n]
 		switch {
 		case val == nil:
@@ -528,12 +474,6 @@ func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[
 		case val.epoch != ans.epoch:
 			// The epoch changed between the two queries: the next
 			// cycle reads it.
-			delete(sel, n)
-		case q.hinted != nil && q.hinted[i] && !val.hasUsers(ans.moved):
-			// A user the exporter named has no series: not visible
-			// yet, or gone in a later scrape (the exporter drops a
-			// user's hint with its series). The next cycle reads the
-			// node again, from the same cursor.
 			delete(sel, n)
 		default:
 			ans.samples = val.samples
@@ -634,11 +574,6 @@ func (a *Accountant) commitNode(ctx context.Context, node string, q queried, cur
 			a.busy[node] = true
 		} else {
 			delete(a.busy, node)
-		}
-		if res.Changed > movedByName {
-			a.crowded[node] = true
-		} else {
-			delete(a.crowded, node)
 		}
 	}
 	a.bytes.Add(float64(res.Bytes))

@@ -32,9 +32,6 @@ type gateNode struct {
 	*promtest.Target
 	down  bool
 	stamp int64 // the last change timestamp handed out, ms
-	// hints makes it name, as --collector.user-change-window does, each
-	// user whose series changed, with the change timestamp that showed it.
-	hints bool
 }
 
 func newGateNode(t *testing.T, stamped bool) *gateNode {
@@ -62,26 +59,9 @@ func (e *gateNode) change(fn func(ex map[string]float64)) {
 	e.Update(func(ex map[string]float64) {
 		before := userSeries(ex)
 		fn(ex)
-		after := userSeries(ex)
-		if _, ok := ex[changeMetric]; ok && !maps.Equal(before, after) {
+		if _, ok := ex[changeMetric]; ok && !maps.Equal(before, userSeries(ex)) {
 			ex[changeMetric] = e.nextStamp()
 		}
-		if !e.hints {
-			return
-		}
-		for k, v := range after {
-			if old, ok := before[k]; !ok || old != v {
-				user := k[strings.Index(k, `user="`)+6:]
-				ex[hintMetric+`{user="`+user[:strings.IndexByte(user, '"')]+`"}`] = ex[changeMetric]
-			}
-		}
-		hints := 0
-		for k := range ex {
-			if strings.HasPrefix(k, hintMetric+"{") {
-				hints++
-			}
-		}
-		ex[hintsMetric] = float64(hints)
 	})
 }
 

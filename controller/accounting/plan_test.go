@@ -25,10 +25,9 @@ func TestPlanMarksBusyNodes(t *testing.T) {
 	}
 	scraped := map[string]int64{"busy": 2000, "idle-busy": 1000, "calm": 2000, "new": 2000}
 	busy := map[string]bool{"busy": true, "idle-busy": true}
-	crowded := map[string]bool{"busy": true}
-	got := plan([]string{"busy", "calm", "idle-busy", "new"}, scraped, cursors, false, busy, crowded)
+	got := plan([]string{"busy", "calm", "idle-busy", "new"}, scraped, cursors, false, busy)
 	want := []query{
-		{nodes: []string{"busy", "calm"}, moved: true, since: []int64{1000, 1000}, epochs: []int64{1, 1}, busy: []bool{true, false}, crowded: []bool{true, false}},
+		{nodes: []string{"busy", "calm"}, moved: true, since: []int64{1000, 1000}, epochs: []int64{1, 1}, busy: []bool{true, false}},
 		{nodes: []string{"new"}},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -92,95 +91,4 @@ func TestBusyNodeReadWhole(t *testing.T) {
 	cycle("nothing moves: the gate still answers", 0, false, false, false)
 	cycle("one user moves: still busy", 1, true, false, true)
 	cycle("two users move: calm, asked which moved", 2, false, true, true)
-}
-
-// TestHintedNodeReadsNamedUsers runs the accountant, on each back end,
-// through an exporter that names the users whose series changed
-// (--collector.user-change-window): a moved node has only those users'
-// series read, by name, without asking the back end which series moved
-// and however busy it is; a cursor older than half the window falls back
-// to asking; the ledger is exact after every cycle.
-func TestHintedNodeReadsNamedUsers(t *testing.T) {
-	promtest.Each(t, func(t *testing.T, b promtest.Backend) {
-		ctx := context.Background()
-		e := newGateNode(t, true)
-		e.hints = true
-		e.Set(windowMetric, 300)
-		srv := b.Start(t, promtest.Options{Interval: 200 * time.Millisecond, Targets: []promtest.StaticTarget{{Addr: e.Addr(), Labels: map[string]string{"node": "n1"}}}})
-		ql := newQueryLog(t, srv.URL)
-		s := storetest.SQLite(t)
-		a := gateAccountant(t, s, ql.URL)
-		truth := map[string]int64{}
-		exact := func(truth map[string]int64) bool {
-			for u, want := range truth {
-				if up, down, err := s.LedgerTotal(ctx, u); err != nil || up+down != want {
-					return false
-				}
-			}
-			return true
-		}
-		probe := 0
-		cycle := func(name string, moving []int, wantHinted, wantAsked bool, wantNamed []string) {
-			t.Helper()
-			e.change(func(ex map[string]float64) {
-				for _, u := range moving {
-					for _, d := range directions {
-						ex[series(fmt.Sprintf("u%03d", u), d)] += float64(100 + u)
-						truth[fmt.Sprintf("u%03d", u)] += int64(100 + u)
-					}
-				}
-				ex["boxfleet_test_probe"]++
-			})
-			probe++
-			srv.WaitFor(t, `boxfleet_test_probe`, 20*time.Second, func(v model.Vector) bool { return len(v) == 1 && int(v[0].Value) == probe })
-			ql.mu.Lock()
-			ql.queries = nil
-			ql.mu.Unlock()
-			if err := a.Cycle(ctx); err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			// VictoriaMetrics can leave a new series out of a query by
-			// node for a while after it shows its samples: the node
-			// waits for a later cycle then, read from the same cursor.
-			for waited := 0; b == promtest.VictoriaMetrics && !exact(truth) && waited < 30; waited++ {
-				t.Logf("%s: the node waits for the next cycle", name)
-				time.Sleep(time.Second)
-				if err := a.Cycle(ctx); err != nil {
-					t.Fatalf("%s: %v", name, err)
-				}
-			}
-			ql.mu.Lock()
-			qs := strings.Join(ql.queries, "\n")
-			ql.mu.Unlock()
-			hinted, asked := strings.Contains(qs, hintMetric+`{node=`), strings.Contains(qs, `changes(`+metric)
-			if hinted != wantHinted || asked != wantAsked {
-				t.Errorf("%s: hints read %v (want %v), asked which series moved %v (want %v); queries:\n%s", name, hinted, wantHinted, asked, wantAsked, qs)
-			}
-			if wantNamed != nil {
-				named := metric + `{node="n1",user=~` + nodesRegex(wantNamed) + `}`
-				if !strings.Contains(qs, named) || strings.Contains(qs, metric+`|`+epochMetric) {
-					t.Errorf("%s: want only %v read, by name; queries:\n%s", name, wantNamed, qs)
-				}
-			}
-			for u, want := range truth {
-				up, down, err := s.LedgerTotal(ctx, u)
-				if err != nil || up+down != want {
-					t.Fatalf("%s: %s in the ledger %d (%v), want %d", name, u, up+down, err, want)
-				}
-			}
-		}
-		many := make([]int, busyChanged) // both directions: a busy node
-		for i := range many {
-			many[i] = i
-		}
-		cycle("every series new", many, false, false, nil) // a first read is whole
-		cycle("every series moves: busy, but named", many, true, false, nil)
-		cycle("nothing moves: the gate answers", nil, false, false, nil)
-		cycle("two users move", []int{3, 7}, true, false, []string{"u003", "u007"})
-		cycle("a new user", []int{busyChanged + 5}, true, false, []string{fmt.Sprintf("u%03d", busyChanged+5)})
-		// Hints kept for 0.3 s: the cursor is older than half of that.
-		e.Set(windowMetric, 0.3)
-		time.Sleep(time.Second)
-		cycle("the cursor is older than half the window: asked", []int{1}, false, true, nil)
-	})
 }

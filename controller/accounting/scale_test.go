@@ -41,9 +41,7 @@ import (
 // by side (see scaleInProcess), and BOXFLEET_SCALE_FOLD_OTHER=1 also with
 // the back end's other way of adding to the users' usage (each node commit
 // or once a cycle, see store.FoldEachCommit), and BOXFLEET_SCALE_NOBUSY=1
-// also without reading busy nodes whole (see Accountant.busy), and
-// BOXFLEET_SCALE_NOHINTS=1 also without reading only the users the
-// exporters name as changed (see Accountant.noHints);
+// also without reading busy nodes whole (see Accountant.busy);
 // BOXFLEET_SCALE_INTERVAL
 // (default 90s) is its --accounting.interval, long enough for a cycle and
 // a new generation to fit between two ticks.
@@ -103,9 +101,6 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 	}
 	if os.Getenv("BOXFLEET_SCALE_UNGATED") == "1" {
 		beside(" ungated (before)", func(o *scaled) { o.a.SkipQuiet = false })
-	}
-	if os.Getenv("BOXFLEET_SCALE_NOHINTS") == "1" {
-		beside(" without the exporter's names of changed users (before)", func(o *scaled) { o.a.noHints = true })
 	}
 	if os.Getenv("BOXFLEET_SCALE_NOBUSY") == "1" {
 		beside(" asking which series moved on busy nodes too (before)", func(o *scaled) { o.a.noBusy = true })

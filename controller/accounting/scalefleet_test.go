@@ -75,20 +75,10 @@ type scaleFleet struct {
 	// changed is each node's change timestamp, which moves, as the real
 	// exporter's does, only when one of its per-user values changes.
 	changed []float64
-	// hinted is, per node and user, the change timestamp that last moved
-	// the user's series: the exporter's hints, with a window of
-	// scaleWindow (expiring at each publish only).
-	hinted [][]float64
 }
 
-// scaleWindow is the fleet's --collector.user-change-window.
-const scaleWindow = 5 * time.Minute
-
 func newScaleFleet(t *testing.T, sc scale) *scaleFleet {
-	f := &scaleFleet{sc: sc, changed: make([]float64, sc.nodes), hinted: make([][]float64, sc.nodes)}
-	for n := range f.hinted {
-		f.hinted[n] = make([]float64, sc.perNode)
-	}
+	f := &scaleFleet{sc: sc, changed: make([]float64, sc.nodes)}
 	var static []promtest.StaticTarget
 	for n := range sc.nodes {
 		tg := promtest.NewBodyTarget(t)
@@ -139,14 +129,6 @@ func (f *scaleFleet) publish(t *testing.T, gen int) {
 		if prev == 0 || f.moves(n, prev, gen) {
 			f.changed[n] = float64(time.Now().UnixMilli()) / 1e3
 		}
-		for i := range f.sc.perNode {
-			u := f.sc.userOf(n, i)
-			for d := range f.sc.dirs {
-				if prev == 0 || value(prev, n, u, d) != value(gen, n, u, d) {
-					f.hinted[n][i] = f.changed[n]
-				}
-			}
-		}
 		tg.SetBody(f.render(gen, n))
 	}
 	f.prom.WaitFor(t, fmt.Sprintf(`count(boxfleet_scale_generation == %d)`, gen), 5*time.Minute, func(v model.Vector) bool {
@@ -173,15 +155,6 @@ func (f *scaleFleet) render(gen, n int) []byte {
 	b := make([]byte, 0, f.sc.perNode*f.sc.dirs*80+200)
 	b = fmt.Appendf(b, "%s 1.7e+09\nboxfleet_scale_generation %d\n", epochMetric, gen)
 	b = fmt.Appendf(b, "%s %s\n", changeMetric, strconv.FormatFloat(f.changed[n], 'f', -1, 64))
-	cutoff := float64(time.Now().Add(-scaleWindow).UnixMilli()) / 1e3
-	hints := 0
-	for i, at := range f.hinted[n] {
-		if at > cutoff {
-			hints++
-			b = fmt.Appendf(b, "%s{user=\"%s\"} %s\n", hintMetric, userName(f.sc.userOf(n, i)), strconv.FormatFloat(at, 'f', -1, 64))
-		}
-	}
-	b = fmt.Appendf(b, "%s %d\n%s %g\n", hintsMetric, hints, windowMetric, scaleWindow.Seconds())
 	for i := range f.sc.perNode {
 		u := f.sc.userOf(n, i)
 		for d := range f.sc.dirs {

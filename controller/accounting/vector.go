@@ -34,11 +34,6 @@ type nodeVector struct {
 				Scraped   string `json:"scraped"`
 				Guard     string `json:"guard"`
 				Gate      string `json:"gate"`
-				Hint      string `json:"hint"`
-				Base      string `json:"base"`
-				Window    string `json:"window"`
-				Seen      string `json:"seen"`
-				Hints     string `json:"hints"`
 			} `json:"metric"`
 			Value point `json:"value"`
 		} `json:"result"`
@@ -131,26 +126,6 @@ type nodeAnswer struct {
 	// its series moved (gated: the node has that timestamp).
 	gate  float64
 	gated bool
-	// and the exporter's hint window (seconds; 0 without hints).
-	window float64
-	// Of a query for the users the exporter names: whether the node had
-	// the base to compare the hints with.
-	based bool
-	// how many hints the node's last scrape had (counted: it said), and
-	// how many of them the back end showed.
-	hints, seen float64
-	counted     bool
-}
-
-// hasUsers tells whether the answer has a sample of each of the users.
-func (n *nodeAnswer) hasUsers(users map[string]bool) bool {
-	found := make(map[string]bool, len(users))
-	for _, s := range n.samples {
-		if users[s.User] {
-			found[s.User] = true
-		}
-	}
-	return len(found) == len(users)
 }
 
 // byNode splits the answer by node. Every query selects by node, so every
@@ -175,21 +150,6 @@ func (v *nodeVector) byNode() map[string]*nodeAnswer {
 			ans.added, ans.guarded = val, true
 		case s.Metric.Gate != "":
 			ans.gate, ans.gated = val, true
-		case s.Metric.Window != "":
-			ans.window = val
-		case s.Metric.Base != "":
-			ans.based = true
-		case s.Metric.Seen != "":
-			ans.seen = val
-		case s.Metric.Hints != "":
-			ans.hints, ans.counted = val, true
-		case s.Metric.Hint != "":
-			// A user whose series changed after the cursor's scrape.
-			if ans.moved == nil {
-				ans.moved = map[string]bool{}
-			}
-			ans.moved[s.Metric.User] = true
-			ans.movedSeries++
 		case s.Metric.Name == "" && s.Metric.User != "":
 			// changes() > 0: a series that moved.
 			if ans.moved == nil {

@@ -52,12 +52,9 @@ var (
 	unownedDesc      = desc("singbox_exporter_unowned_connections", "Open connections whose user is not known: log level above info or lines missed, or, in api mode, opened since the last batch of connection events or without a user.")
 	sinceDesc        = desc("singbox_exporter_counters_start_timestamp_seconds", "When the per-user and node counters started from zero; changes only when the state file is lost.")
 	userChangeDesc   = desc("singbox_exporter_user_counters_change_timestamp_seconds", "When the per-user traffic series last changed (a value moved, a series appeared or went), as the time of the first scrape that showed it; it never takes the same value twice, across restarts too.")
-	userHintDesc     = desc("singbox_user_counters_change_timestamp_seconds", "For each user whose traffic series changed (a value moved, the series appeared) within --collector.user-change-window: the singbox_exporter_user_counters_change_timestamp_seconds of the scrape that first showed it. The controller reads only the users above its last commit's value.", "user")
-	hintCountDesc    = desc("singbox_exporter_user_change_hints", "How many singbox_user_counters_change_timestamp_seconds series this scrape has: the controller checks that it sees them all (a back end can show a new series a moment after the samples of old ones).")
-	hintWindowDesc   = desc("singbox_exporter_user_change_window_seconds", "How long singbox_user_counters_change_timestamp_seconds keeps a user after its last change (--collector.user-change-window); absent when off.")
 	restartsDesc     = desc("singbox_exporter_singbox_restarts_total", "sing-box restarts noticed by counters starting again.")
 	lastPollDesc     = desc("singbox_exporter_last_poll_success_timestamp_seconds", "Unix time of the last successful poll of sing-box; bytes moved since are not counted yet.")
-	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, lastPollDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc, userChangeDesc, userHintDesc, hintCountDesc, hintWindowDesc, userBucketDesc, hiddenDesc}
+	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, lastPollDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc, userChangeDesc, userBucketDesc, hiddenDesc}
 )
 
 // Options tune what the collector exposes; the zero value exposes every
@@ -77,13 +74,6 @@ type Options struct {
 	// only if a controller committed it before the series went, so the
 	// timeout must be far longer than the accounting can be down.
 	UserIdleTimeout time.Duration
-	// UserChangeWindow, when set, exposes for each user whose traffic
-	// series changed within it the change timestamp of the scrape that
-	// first showed the change. The controller's accounting then reads
-	// only the users that changed since its last commit, looking them up
-	// by name, instead of every series of a busy node; one series more
-	// for each user active within the window.
-	UserChangeWindow time.Duration
 	// DeviceKey, the fleet's shared secret, turns on
 	// singbox_user_source_ip_bucket (see devices.go).
 	DeviceKey []byte
@@ -99,7 +89,6 @@ type Collector struct {
 	mu    sync.Mutex
 	moved map[string]lastMove // by user, with UserIdleTimeout
 	shown shownUsers
-	hints map[string]int64 // by user, with UserChangeWindow: its last change (Unix ms, as shown.changed)
 }
 
 // shownUsers is the per-user traffic series one scrape exposed, and the
@@ -133,7 +122,7 @@ func New(src Source) *Collector { return NewWithOptions(src, Options{}) }
 
 // NewWithOptions returns a collector reading src, tuned by o.
 func NewWithOptions(src Source, o Options) *Collector {
-	c := &Collector{src: src, opts: o, now: time.Now, moved: map[string]lastMove{}, hints: map[string]int64{}}
+	c := &Collector{src: src, opts: o, now: time.Now, moved: map[string]lastMove{}}
 	// A new process starts from its own start time, which no scrape of
 	// an earlier one can have carried.
 	c.shown.changed = c.now().UnixMilli()
@@ -174,15 +163,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	traffic(unattributedDesc, v.Counters.Unattributed)
 	traffic(estimatedDesc, v.Counters.Estimated)
 	small, idle := 0, 0
-	idleUsers, changed, hints := c.exposure(v.Counters.Users)
+	idleUsers, changed := c.exposure(v.Counters.Users)
 	gauge(userChangeDesc, float64(changed)/1e3)
-	if c.opts.UserChangeWindow > 0 {
-		gauge(hintWindowDesc, c.opts.UserChangeWindow.Seconds())
-		gauge(hintCountDesc, float64(len(hints)))
-		for user, ms := range hints {
-			gauge(userHintDesc, float64(ms)/1e3, user)
-		}
-	}
 	for user, t := range v.Counters.Users {
 		switch {
 		case c.exposed(user, t, idleUsers):
@@ -239,9 +221,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // exposure decides which users' series this scrape hides as idle and
-// returns the change timestamp that goes with the series it exposes and,
-// with UserChangeWindow, each recently changed user's (a copy).
-func (c *Collector) exposure(users map[string]attribution.Traffic) (idle map[string]bool, changedMs int64, hints map[string]int64) {
+// returns the change timestamp that goes with the series it exposes.
+func (c *Collector) exposure(users map[string]attribution.Traffic) (idle map[string]bool, changedMs int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	idle = c.idleUsers(users)
@@ -250,41 +231,21 @@ func (c *Collector) exposure(users map[string]attribution.Traffic) (idle map[str
 	// before with the same values (equal values pass the byte threshold
 	// alike, so only idleness can have hidden it), and as many users were
 	// exposed before: then none went.
-	var moved []string
+	same := true
 	for user, t := range users {
 		if !c.exposed(user, t, idle) {
 			continue
 		}
 		now.count++
-		if prev, ok := c.shown.users[user]; !ok || prev != t || c.shown.idle[user] {
-			moved = append(moved, user)
+		if prev, ok := c.shown.users[user]; same && (!ok || prev != t || c.shown.idle[user]) {
+			same = false
 		}
 	}
-	if len(moved) > 0 || now.count != c.shown.count {
+	if !same || now.count != c.shown.count {
 		now.changed = max(c.now().UnixMilli(), c.shown.changed+1)
 	}
 	c.shown = now
-	if c.opts.UserChangeWindow <= 0 {
-		return idle, now.changed, nil
-	}
-	// A user's hint is the change timestamp of the scrape that showed its
-	// change, so it is above a scrape's change timestamp exactly when the
-	// user's series changed after that scrape.
-	for _, user := range moved {
-		c.hints[user] = now.changed
-	}
-	// A hint goes with its user's series too, so that a user named is a
-	// user whose series the same scrape has.
-	cutoff := c.now().Add(-c.opts.UserChangeWindow).UnixMilli()
-	hints = make(map[string]int64, len(c.hints))
-	for user, ms := range c.hints {
-		if t, ok := users[user]; !ok || !c.exposed(user, t, idle) || ms < cutoff {
-			delete(c.hints, user)
-			continue
-		}
-		hints[user] = ms
-	}
-	return idle, now.changed, hints
+	return idle, now.changed
 }
 
 // exposed tells whether user's traffic series are exposed, given its
