@@ -17,7 +17,7 @@ import (
 )
 
 // oneConnNode is a Clash API with one open connection whose bytes, and the
-// node totals, the test sets.
+// node totals, the test sets; with no bytes the connection is closed.
 type oneConnNode struct {
 	*httptest.Server
 	mu                   sync.Mutex
@@ -30,8 +30,11 @@ func newOneConnNode(t *testing.T) *oneConnNode {
 	mux.HandleFunc("/connections", func(w http.ResponseWriter, _ *http.Request) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		fmt.Fprintf(w, `{"uploadTotal":%d,"downloadTotal":%d,"memory":1,"connections":[{"id":"c1","metadata":{"network":"tcp","type":"vless/vless-in","sourceIP":"203.0.113.7","sourcePort":"40000"},"upload":%d,"download":%d,"start":"2026-11-01T00:00:00Z"}]}`,
-			n.up, n.down, n.cUp, n.cDown)
+		conn := ""
+		if n.cUp+n.cDown > 0 { // c1 closed otherwise
+			conn = fmt.Sprintf(`{"id":"c1","metadata":{"network":"tcp","type":"vless/vless-in","sourceIP":"203.0.113.7","sourcePort":"40000"},"upload":%d,"download":%d,"start":"2026-11-01T00:00:00Z"}`, n.cUp, n.cDown)
+		}
+		fmt.Fprintf(w, `{"uploadTotal":%d,"downloadTotal":%d,"memory":1,"connections":[%s]}`, n.up, n.down, conn)
 	})
 	mux.HandleFunc("/version", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, `{"version":"sing-box 1.14.1"}`) })
 	n.Server = httptest.NewServer(mux)
@@ -107,39 +110,6 @@ func TestEventsStateAndModeSwitch(t *testing.T) {
 	}
 }
 
-// bodyNode is a Clash API whose /connections answer the test sets whole.
-type bodyNode struct {
-	*httptest.Server
-	mu   sync.Mutex
-	body string
-}
-
-func newBodyNode(t *testing.T) *bodyNode {
-	n := &bodyNode{}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/connections", func(w http.ResponseWriter, _ *http.Request) {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		fmt.Fprint(w, n.body)
-	})
-	mux.HandleFunc("/version", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, `{"version":"sing-box 1.14.1"}`) })
-	n.Server = httptest.NewServer(mux)
-	t.Cleanup(n.Close)
-	return n
-}
-
-// set answers with the node totals and, if cUp or cDown is non-zero, one
-// open connection c1 with those bytes.
-func (n *bodyNode) set(up, down, cUp, cDown uint64) {
-	conns := ""
-	if cUp+cDown > 0 {
-		conns = fmt.Sprintf(`{"id":"c1","metadata":{"network":"tcp","type":"vless/vless-in","sourceIP":"203.0.113.7","sourcePort":"40000"},"upload":%d,"download":%d,"start":"2026-11-01T00:00:00Z"}`, cUp, cDown)
-	}
-	n.mu.Lock()
-	n.body = fmt.Sprintf(`{"uploadTotal":%d,"downloadTotal":%d,"memory":1,"connections":[%s]}`, up, down, conns)
-	n.mu.Unlock()
-}
-
 // A reload of sing-box starts its node totals again at zero, so what it
 // counted after the last poll is in no total, while the connection's final
 // event still brings it to its user. The node total is raised to what the
@@ -147,7 +117,7 @@ func (n *bodyNode) set(up, down, cUp, cDown uint64) {
 // only by it; a deficit for one poll (an event that came before the
 // snapshot counting its bytes) raises nothing.
 func TestEventsRaiseNodeTotalLostInReload(t *testing.T) {
-	node := newBodyNode(t)
+	node := newOneConnNode(t)
 	clash, err := clashapi.NewClient(node.URL, "")
 	if err != nil {
 		t.Fatal(err)
