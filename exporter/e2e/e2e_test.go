@@ -202,8 +202,6 @@ func parallel(fns ...func()) {
 	wg.Wait()
 }
 
-// quiesce waits until the node total stops moving and any remainder has had
-// time to settle, then returns the final scrape.
 // restartSlack is how many bytes a user and direction of an exact mode may
 // come out short of its origin's count for each restart or reload of
 // sing-box the test makes. Now and then, in CI and in rehearsals on
@@ -217,6 +215,8 @@ func parallel(fns ...func()) {
 // is still far outside this.
 const restartSlack = 1024
 
+// quiesce waits until the node total stops moving and any remainder has had
+// time to settle, then returns the final scrape.
 func (n *node) quiesce() map[string]*dto.MetricFamily {
 	n.t.Helper()
 	var last float64 = -1
