@@ -72,7 +72,7 @@ func TestBusyNodeReadWhole(t *testing.T) {
 		qs := strings.Join(ql.queries, "\n")
 		ql.mu.Unlock()
 		whole := strings.Contains(qs, metric+`|`+epochMetric+`",node=~`)
-		asked := strings.Contains(qs, `changes(`+metric)
+		asked := strings.Contains(qs, `increase(`+metric)
 		if whole != wantWhole || asked != wantAsked {
 			t.Errorf("%s: read whole %v (want %v), asked which series moved %v (want %v)", name, whole, wantWhole, asked, wantAsked)
 		}

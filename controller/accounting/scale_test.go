@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/boxfleet/boxfleet/controller/store"
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
@@ -125,11 +126,14 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 		}
 		for j := range runs {
 			r := runs[(i+j)%len(runs)]
-			start, cpu, quiet := time.Now(), cpuTime(), r.a.quietNodes.Load()
+			start, cpu, quiet, phases := time.Now(), cpuTime(), r.a.quietNodes.Load(), phaseSeconds(r.a)
 			if err := r.a.Cycle(ctx); err != nil {
 				t.Fatal(err)
 			}
 			logCycle(t, db.Backend+" in-process"+r.name, f.sc.series(), name, time.Since(start))
+			after := phaseSeconds(r.a)
+			t.Logf("  phases: sweep %.2f s, waiting for Prometheus %.2f s, commit %.2f s",
+				after[phaseSweep]-phases[phaseSweep], after[phaseQuery]-phases[phaseQuery], after[phaseCommit]-phases[phaseCommit])
 			t.Logf("  nodes whose change timestamp stood still, none of their series asked for: %d of %d", r.a.quietNodes.Load()-quiet, f.sc.nodes)
 			// The wall time swings with the neighbours' load on a shared
 			// machine; this process's CPU time (the controller's work and the
@@ -145,6 +149,15 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 			checkLedger(t, r.raw, f.truth(f.gen))
 		}
 	}
+}
+
+// phaseSeconds reads the accountant's time per phase so far.
+func phaseSeconds(a *Accountant) map[string]float64 {
+	out := map[string]float64{}
+	for _, p := range []string{phaseSweep, phaseQuery, phaseCommit} {
+		out[p] = testutil.ToFloat64(a.phases.WithLabelValues(p))
+	}
+	return out
 }
 
 func newScaled(t *testing.T, f *scaleFleet, db storetest.DB, name string) scaled {

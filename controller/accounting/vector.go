@@ -151,7 +151,7 @@ func (v *nodeVector) byNode() map[string]*nodeAnswer {
 		case s.Metric.Gate != "":
 			ans.gate, ans.gated = val, true
 		case s.Metric.Name == "" && s.Metric.User != "":
-			// changes() > 0: a series that moved.
+			// increase() > 0: a series that moved.
 			if ans.moved == nil {
 				ans.moved = map[string]bool{}
 			}
