@@ -144,3 +144,55 @@ func BenchmarkSweepPeriodReset(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCycleFold is the database's part of an accounting cycle in
+// which every series moved, at a tenth of TestScale's size: 40 node
+// commits of 2,500 users in both directions among 20,000 users (each user
+// on five nodes), their usage left pending, then the fold that adds it to
+// the users, as the SQLite accountant runs them; on MySQL also with the
+// usage added at each commit instead (store.FoldEachCommit), its default.
+// One op is one cycle.
+func BenchmarkCycleFold(b *testing.B) {
+	const users, nodes, perNode = 20_000, 40, 2_500
+	backends := map[string]func(testing.TB) *store.Store{"sqlite": storetest.SQLite, "mysql": storetest.MySQL}
+	for _, v := range []struct {
+		backend    string
+		eachCommit bool
+	}{{"sqlite", false}, {"mysql", false}, {"mysql", true}} {
+		name := v.backend
+		if v.eachCommit {
+			name += "/added-at-each-commit"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := backends[v.backend](b)
+			s.FoldEachCommit = v.eachCommit
+			s.Now = func() time.Time { return date(2025, 6, 1, 12, 0, 0) }
+			insertBenchUsers(b, s, users, func(int) string { return "" })
+			samples := make([][]store.Sample, nodes)
+			for n := range nodes {
+				for i := range perNode {
+					name := fmt.Sprintf("user%05d", (n*perNode+i)%users)
+					samples[n] = append(samples[n], store.Sample{User: name, Direction: "upload"}, store.Sample{User: name, Direction: "download"})
+				}
+			}
+			cycle := func() {
+				for n := range nodes {
+					for j := range samples[n] {
+						samples[n][j].Value += 1000
+					}
+					if _, err := s.Commit(bg, store.NodeCommit{Node: fmt.Sprintf("node%03d", n), Epoch: 1, Samples: samples[n], At: s.Now()}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := s.FoldUsage(bg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cycle() // every series new
+			for b.Loop() {
+				cycle()
+			}
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/cycle")
+		})
+	}
+}

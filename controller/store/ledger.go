@@ -55,7 +55,7 @@ type NodeCommit struct {
 	Scraped int64
 	At      time.Time
 	// FoldNow adds the commit's traffic to the users' period usage in
-	// the commit itself. Otherwise it waits in usage_pending for the next
+	// the commit itself. Otherwise it waits in usage_pending_nodes for the next
 	// FoldUsage, which the accountant's sweep runs after its commits.
 	FoldNow bool
 }

@@ -392,6 +392,12 @@ CREATE TABLE usage_days (
 	66: mysqlOnly + `CREATE TABLE node_checkpoints (node VARCHAR(64) NOT NULL PRIMARY KEY, data MEDIUMBLOB NOT NULL)`,
 	67: goStep + `pack counters`,
 	68: `DROP TABLE IF EXISTS counters`,
+	// A commit's pending usage as one row, its users packed as the
+	// checkpoints are (see pending.go), instead of a row per user.
+	69: sqliteOnly + `CREATE TABLE usage_pending_nodes (id {{id}}, at BIGINT NOT NULL, data BLOB NOT NULL)`,
+	70: mysqlOnly + `CREATE TABLE usage_pending_nodes (id {{id}}, at BIGINT NOT NULL, data MEDIUMBLOB NOT NULL)`,
+	71: goStep + `pack pending`,
+	72: `DROP TABLE IF EXISTS usage_pending`,
 }
 
 // goSteps are the migrations written in Go rather than SQL, named by the
@@ -400,6 +406,7 @@ var goSteps = map[string]func(ctx context.Context, s *Store, tx *sqlx.Tx) error{
 	"rebuild user_grams":  func(ctx context.Context, s *Store, tx *sqlx.Tx) error { return s.rebuildUserGrams(ctx, tx) },
 	"rebuild user_groups": func(ctx context.Context, s *Store, tx *sqlx.Tx) error { return s.rebuildUserGroups(ctx, tx) },
 	"pack counters":       func(ctx context.Context, s *Store, tx *sqlx.Tx) error { return s.packCounters(ctx, tx) },
+	"pack pending":        func(ctx context.Context, s *Store, tx *sqlx.Tx) error { return s.packPending(ctx, tx) },
 }
 
 // sqliteOnly starts a migration that only SQLite runs; MySQL records it

@@ -194,7 +194,7 @@ func TestCheckpointsPackedKeepTheirValues(t *testing.T) {
 			  PRIMARY KEY (node, user_name))`,
 			`INSERT INTO counters (node, user_name, up, down) VALUES ('n1', 'alice', 1000, 2000), ('n1', 'bob', 50, -1), ('n2', 'alice', 7, 8)`,
 			`INSERT INTO node_epochs (node, since, scraped_ms) VALUES ('n1', 1, 0), ('n2', 1, 0)`,
-			`DELETE FROM schema_migrations WHERE version >= 65`,
+			`DELETE FROM schema_migrations WHERE version >= 65 AND version <= 68`,
 		} {
 			if _, err := s.DB().Exec(q); err != nil {
 				t.Fatalf("%s: %v", q, err)
@@ -226,6 +226,69 @@ func TestCheckpointsPackedKeepTheirValues(t *testing.T) {
 		var n int
 		if err := s.DB().Get(&n, `SELECT COUNT(*) FROM node_checkpoints`); err != nil || n != 2 {
 			t.Errorf("%d nodes' checkpoints (%v), want 2", n, err)
+		}
+	})
+}
+
+// A database from before migration 69 keeps the period usage its commits
+// left pending, one row per user and commit: they are packed into one row
+// per commit time and fold as they would have, the on-hold clock starting
+// at the earliest commit.
+func TestPendingPackedKeepsUsage(t *testing.T) {
+	ctx := context.Background()
+	storetest.EachDB(t, func(t *testing.T, db storetest.DB) {
+		s := db.Open(t)
+		if _, err := s.CreateUser(ctx, "admin", "alice", "", store.UserSpec{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateUser(ctx, "admin", "hold", "", store.UserSpec{OnHoldSeconds: new(int64(3600))}); err != nil {
+			t.Fatal(err)
+		}
+		id := "INTEGER PRIMARY KEY AUTOINCREMENT"
+		if db.Backend == "mysql" {
+			id = "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY"
+		}
+		for _, q := range []string{
+			`DROP TABLE usage_pending_nodes`,
+			`CREATE TABLE usage_pending (id ` + id + `, user_name VARCHAR(64) NOT NULL, up BIGINT NOT NULL, down BIGINT NOT NULL, at BIGINT NOT NULL)`,
+			`INSERT INTO usage_pending (user_name, up, down, at) VALUES ('alice', 10, 20, 1700000000), ('alice', 5, 0, 1700000000),
+			  ('hold', 1, 0, 1700000500), ('alice', 1, 1, 1700000500), ('hold', 2, 3, 1700000900)`,
+			`DELETE FROM schema_migrations WHERE version >= 69`,
+		} {
+			if _, err := s.DB().Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		s.Close()
+
+		s = db.Open(t)
+		// 1700000000: alice (two rows added up); 1700000500: hold, alice;
+		// 1700000900: hold.
+		if n, err := s.FoldUsage(ctx); err != nil || n != 4 {
+			t.Errorf("folded %d entries (%v), want 4", n, err)
+		}
+		for _, want := range []struct {
+			name     string
+			up, down int64
+		}{{"alice", 16, 21}, {"hold", 3, 3}} {
+			u, err := s.GetUser(ctx, want.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.UsedUp != want.up || u.UsedDown != want.down {
+				t.Errorf("%s used %d/%d, want %d/%d", want.name, u.UsedUp, u.UsedDown, want.up, want.down)
+			}
+		}
+		h, err := s.GetUser(ctx, "hold")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first := time.Unix(1700000500, 0); h.FirstUsedAt == nil || !h.FirstUsedAt.Equal(first) || h.ExpireAt == nil || !h.ExpireAt.Equal(first.Add(time.Hour)) {
+			t.Errorf("on-hold user: first used %v, expires %v; want %v and an hour later", h.FirstUsedAt, h.ExpireAt, first)
+		}
+		var n int
+		if err := s.DB().Get(&n, `SELECT COUNT(*) FROM usage_pending_nodes`); err != nil || n != 0 {
+			t.Errorf("%d pending rows after the fold (%v)", n, err)
 		}
 	})
 }

@@ -52,7 +52,7 @@ type Store struct {
 	// Now is the clock; tests move it to cross period boundaries.
 	Now func() time.Time
 	// FoldEachCommit makes every node commit add to the users' period
-	// usage itself instead of leaving it in usage_pending for FoldUsage.
+	// usage itself instead of leaving it in usage_pending_nodes for FoldUsage.
 	// On by default on MySQL: measured side by side at 1,000,000 series,
 	// pending usage made SQLite's cycles up to twice as fast and MariaDB's
 	// no faster (its inserts, deletes and the fold cost what the updates
