@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -38,19 +39,64 @@ type origin struct {
 
 type countingConn struct {
 	net.Conn
-	o *origin
+	o      *origin
+	r, w   atomic.Uint64
+	first  []byte
+	start  time.Time
+	closed atomic.Bool
+	mu     sync.Mutex
 }
 
-func (c countingConn) Read(b []byte) (int, error) {
+var traceMu sync.Mutex
+
+func tracef(format string, a ...any) {
+	dir := os.Getenv("BOXFLEET_ORIGIN_TRACE")
+	if dir == "" {
+		return
+	}
+	traceMu.Lock()
+	defer traceMu.Unlock()
+	f, err := os.OpenFile(dir, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(f, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000000")}, a...)...)
+	f.Close()
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.o.read.Add(uint64(n))
+	c.r.Add(uint64(n))
+	c.mu.Lock()
+	if len(c.first) < 400 && n > 0 {
+		c.first = append(c.first, b[:min(n, 400)]...)
+	}
+	c.mu.Unlock()
+	if err != nil {
+		tracef("origin %s conn %s read err %v (r=%d w=%d)", c.o.addr, c.RemoteAddr(), err, c.r.Load(), c.w.Load())
+	}
 	return n, err
 }
 
-func (c countingConn) Write(b []byte) (int, error) {
+func (c *countingConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	c.o.written.Add(uint64(n))
+	c.w.Add(uint64(n))
+	if err != nil {
+		tracef("origin %s conn %s write err %v (r=%d w=%d)", c.o.addr, c.RemoteAddr(), err, c.r.Load(), c.w.Load())
+	}
 	return n, err
+}
+
+func (c *countingConn) Close() error {
+	if !c.closed.Swap(true) {
+		c.mu.Lock()
+		first := c.first
+		c.mu.Unlock()
+		tracef("origin %s conn %s closed after %s r=%d w=%d first=%q", c.o.addr, c.RemoteAddr(), time.Since(c.start), c.r.Load(), c.w.Load(), first)
+	}
+	return c.Conn.Close()
 }
 
 type countingListener struct {
@@ -63,7 +109,8 @@ func (l countingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return countingConn{c, l.o}, nil
+	tracef("origin %s accept %s", l.o.addr, c.RemoteAddr())
+	return &countingConn{Conn: c, o: l.o, start: time.Now()}, nil
 }
 
 func startOrigin(t *testing.T) *origin {
@@ -118,6 +165,10 @@ func startProcess(t *testing.T, name string, args ...string) *process {
 	p.start()
 	t.Cleanup(func() {
 		p.stop()
+		if d := os.Getenv("BOXFLEET_ORIGIN_TRACE"); d != "" {
+			b, _ := os.ReadFile(p.log)
+			os.WriteFile(fmt.Sprintf("%s.%s.%d.%d.log", d, filepath.Base(name), time.Now().UnixNano(), os.Getpid()), b, 0o644)
+		}
 		if t.Failed() {
 			b, _ := os.ReadFile(p.log)
 			if len(b) > 8000 {
@@ -161,6 +212,8 @@ func (p *process) stop() {
 }
 
 func (p *process) restart() {
+	tracef("restart %s begin", filepath.Base(p.name))
+	defer tracef("restart %s end", filepath.Base(p.name))
 	p.stop()
 	p.start()
 }
