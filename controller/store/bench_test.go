@@ -150,7 +150,8 @@ func BenchmarkSweepPeriodReset(b *testing.B) {
 // commits of 2,500 users in both directions among 20,000 users (each user
 // on five nodes), their usage left pending, then the fold that adds it to
 // the users, as the SQLite accountant runs them; on MySQL also with the
-// usage added at each commit instead (store.FoldEachCommit), its default.
+// usage added at each commit instead (store.FoldEachCommit), as it ran
+// before pending usage was one row per commit.
 // One op is one cycle.
 func BenchmarkCycleFold(b *testing.B) {
 	const users, nodes, perNode = 20_000, 40, 2_500

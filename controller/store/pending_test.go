@@ -9,9 +9,8 @@ import (
 	"github.com/boxfleet/boxfleet/controller/store/storetest"
 )
 
-// commitLater commits as the accountant does on SQLite: the users' period
-// usage waits for FoldUsage. The tests run the fold on MySQL too, where it
-// is off by default.
+// commitLater commits as the accountant does: the users' period usage
+// waits for FoldUsage.
 func commitLater(t *testing.T, s *store.Store, node string, samples ...store.Sample) {
 	t.Helper()
 	s.FoldEachCommit = false
