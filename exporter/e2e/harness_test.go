@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,74 +30,73 @@ import (
 func freePort(t *testing.T) int { return testsupport.FreePort(t) }
 
 // origin is a local HTTP server that counts every byte that crosses its
-// sockets: the ground truth a user's metered traffic is compared with.
+// sockets on the test's connections: the ground truth a user's metered
+// traffic is compared with.
+//
+// A connection whose request is none of the test's (/bytes, /upload) is
+// answered 404 and not counted. The origin listens on an ephemeral loopback
+// port, and nothing stops another program on the machine from connecting to
+// it: a Prometheus still scraping a target that had that port before (a
+// scale test's httptest targets, scraped every 15 s, outlive a killed test
+// run as a Prometheus scraping dead ports). Such a scrape never passes
+// through sing-box. Prometheus 3.14's request to a five-digit port with a
+// 10-99 s timeout is 364 bytes and Go's 404 answer 176 bytes: when the
+// origin counted them, an exact mode came out "364 bytes up and 176 down
+// short" now and then.
 type origin struct {
-	addr     string
-	read     atomic.Uint64 // the user's upload
-	written  atomic.Uint64 // the user's download
-	listener net.Listener
+	addr      string
+	read      atomic.Uint64 // the user's upload
+	written   atomic.Uint64 // the user's download
+	strangers atomic.Uint64 // connections that were not the test's, not counted
+	stranger  atomic.Pointer[string]
+	listener  net.Listener
 }
 
+// countingConn counts into its origin until it turns out to be a stranger's,
+// when it takes back what it counted.
 type countingConn struct {
 	net.Conn
-	o      *origin
-	r, w   atomic.Uint64
-	first  []byte
-	start  time.Time
-	closed atomic.Bool
-	mu     sync.Mutex
-}
-
-var traceMu sync.Mutex
-
-func tracef(format string, a ...any) {
-	dir := os.Getenv("BOXFLEET_ORIGIN_TRACE")
-	if dir == "" {
-		return
-	}
-	traceMu.Lock()
-	defer traceMu.Unlock()
-	f, err := os.OpenFile(dir, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return
-	}
-	fmt.Fprintf(f, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000000")}, a...)...)
-	f.Close()
+	o             *origin
+	mu            sync.Mutex
+	read, written uint64
+	stranger      bool
 }
 
 func (c *countingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	c.o.read.Add(uint64(n))
-	c.r.Add(uint64(n))
-	c.mu.Lock()
-	if len(c.first) < 400 && n > 0 {
-		c.first = append(c.first, b[:min(n, 400)]...)
-	}
-	c.mu.Unlock()
-	if err != nil {
-		tracef("origin %s conn %s read err %v (r=%d w=%d)", c.o.addr, c.RemoteAddr(), err, c.r.Load(), c.w.Load())
-	}
+	c.count(n, 0)
 	return n, err
 }
 
 func (c *countingConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
-	c.o.written.Add(uint64(n))
-	c.w.Add(uint64(n))
-	if err != nil {
-		tracef("origin %s conn %s write err %v (r=%d w=%d)", c.o.addr, c.RemoteAddr(), err, c.r.Load(), c.w.Load())
-	}
+	c.count(0, n)
 	return n, err
 }
 
-func (c *countingConn) Close() error {
-	if !c.closed.Swap(true) {
-		c.mu.Lock()
-		first := c.first
-		c.mu.Unlock()
-		tracef("origin %s conn %s closed after %s r=%d w=%d first=%q", c.o.addr, c.RemoteAddr(), time.Since(c.start), c.r.Load(), c.w.Load(), first)
+func (c *countingConn) count(r, w int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.read += uint64(r)
+	c.written += uint64(w)
+	if !c.stranger {
+		c.o.read.Add(uint64(r))
+		c.o.written.Add(uint64(w))
 	}
-	return c.Conn.Close()
+}
+
+// disown stops counting the connection and takes back what it counted.
+func (c *countingConn) disown(what string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stranger {
+		return
+	}
+	c.stranger = true
+	c.o.read.Add(-c.read)
+	c.o.written.Add(-c.written)
+	c.o.strangers.Add(1)
+	c.o.stranger.CompareAndSwap(nil, &what)
 }
 
 type countingListener struct {
@@ -109,9 +109,10 @@ func (l countingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tracef("origin %s accept %s", l.o.addr, c.RemoteAddr())
-	return &countingConn{Conn: c, o: l.o, start: time.Now()}, nil
+	return &countingConn{Conn: c, o: l.o}, nil
 }
+
+type connKey struct{}
 
 func startOrigin(t *testing.T) *origin {
 	t.Helper()
@@ -142,9 +143,21 @@ func startOrigin(t *testing.T) *origin {
 		n, _ := io.Copy(io.Discard, r.Body)
 		fmt.Fprint(w, n)
 	})
-	srv := &http.Server{Handler: mux}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		r.Context().Value(connKey{}).(*countingConn).disown(fmt.Sprintf("%s %s from %s (%s)", r.Method, r.RequestURI, r.RemoteAddr, r.UserAgent()))
+		w.Header().Set("Connection", "close")
+		http.NotFound(w, r)
+	})
+	srv := &http.Server{Handler: mux, ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, c)
+	}}
 	go srv.Serve(countingListener{l, o})
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(func() {
+		srv.Close()
+		if n := o.strangers.Load(); n > 0 {
+			t.Logf("origin %s: %d connections not the test's, not counted (the first: %s)", o.addr, n, *o.stranger.Load())
+		}
+	})
 	return o
 }
 
@@ -165,10 +178,6 @@ func startProcess(t *testing.T, name string, args ...string) *process {
 	p.start()
 	t.Cleanup(func() {
 		p.stop()
-		if d := os.Getenv("BOXFLEET_ORIGIN_TRACE"); d != "" {
-			b, _ := os.ReadFile(p.log)
-			os.WriteFile(fmt.Sprintf("%s.%s.%d.%d.log", d, filepath.Base(name), time.Now().UnixNano(), os.Getpid()), b, 0o644)
-		}
 		if t.Failed() {
 			b, _ := os.ReadFile(p.log)
 			if len(b) > 8000 {
@@ -212,8 +221,6 @@ func (p *process) stop() {
 }
 
 func (p *process) restart() {
-	tracef("restart %s begin", filepath.Base(p.name))
-	defer tracef("restart %s end", filepath.Base(p.name))
 	p.stop()
 	p.start()
 }
@@ -348,5 +355,48 @@ func socksClient(proxyAddr string, fresh bool) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{Proxy: http.ProxyURL(u), DisableKeepAlives: fresh},
 		Timeout:   2 * time.Minute,
+	}
+}
+
+// TestOriginIgnoresStrangers: a request that is not the test's, here the
+// 364-byte scrape a Prometheus 3.14 sends a target on a five-digit port with
+// a 10 s timeout, reaches the origin without passing through sing-box and
+// must not count as the user's traffic; the test's own requests still count
+// every byte.
+func TestOriginIgnoresStrangers(t *testing.T) {
+	o := startOrigin(t)
+	scrape := "GET /metrics HTTP/1.1\r\nHost: " + o.addr + "\r\nUser-Agent: Prometheus/3.14.0\r\n" +
+		"Accept: application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2\r\n" +
+		"Accept-Encoding: gzip\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n"
+	if len(scrape) != 364 {
+		t.Fatalf("the scrape is %d bytes, want 364", len(scrape))
+	}
+	c, err := net.Dial("tcp", o.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, scrape); err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(c) // the origin closes after its 404
+	c.Close()
+	if !bytes.HasPrefix(answer, []byte("HTTP/1.1 404 ")) {
+		t.Fatalf("the origin answered a scrape %q, want a 404", answer)
+	}
+	if up, down := o.truth(); up != 0 || down != 0 {
+		t.Errorf("a scrape that never crossed sing-box counted %d bytes up and %d down", up, down)
+	}
+	if n := o.strangers.Load(); n != 1 {
+		t.Errorf("%d strangers, want 1", n)
+	}
+
+	resp, err := http.Get("http://" + o.addr + "/bytes?n=1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if up, down := o.truth(); len(body) != 1000 || up < 50 || down < 1000 {
+		t.Errorf("the test's own request counted %d bytes up and %d down (body %d bytes)", up, down, len(body))
 	}
 }

@@ -55,7 +55,6 @@ func startOverlapNode(t *testing.T, mode string, exporterArgs ...string) *overla
 	mk := func(name, proto, id, key string) *overlapUser {
 		u := &overlapUser{user: user{name: name, origin: startOrigin(t), proxy: fmt.Sprintf("127.0.0.1:%d", freePort(t))}, proto: proto, uuid: id, ssKey: key}
 		n.users = append(n.users, u)
-		tracef("user %s origin %s", name, u.origin.addr)
 		n.node.users = append(n.node.users, &u.user)
 		return u
 	}
@@ -156,8 +155,6 @@ func (u *overlapUser) files(t *testing.T, count, size, parallel int, pause time.
 // sing-box unit's ExecStop does before a planned stop.
 func (n *overlapNode) flush() {
 	n.t.Helper()
-	tracef("flush begin")
-	defer tracef("flush end")
 	resp, err := http.Post(n.flushURL, "", nil)
 	if err != nil {
 		n.t.Fatalf("flush: %v", err)
@@ -171,8 +168,6 @@ func (n *overlapNode) flush() {
 // round is one round of the scenario: the three users at once, every
 // connection paced (about 10 MB/s) or at loopback speed.
 func (n *overlapNode) round(t *testing.T) {
-	tracef("round begin")
-	defer tracef("round end")
 	ana, bo, cy, p := n.users[0], n.users[1], n.users[2], n.pause
 	parallel(
 		func() {
@@ -286,7 +281,6 @@ func TestOverlapV2RayAPI(t *testing.T) {
 	n.check(mf, 0)
 	_, report := n.userErrors(mf)
 	t.Log(report)
-	tracef("report %s", report)
 }
 
 // TestOverlapAPI is the same scenario on a stock sing-box measured through
@@ -309,7 +303,6 @@ func TestOverlapAPI(t *testing.T) {
 			mf := n.quiesce()
 			e, report := n.userErrors(mf)
 			t.Logf("run %d (pause %s): %s", i, n.pause, report)
-			tracef("report run %d: %s", i, report)
 			worst = max(worst, e)
 			if e > 0.01 {
 				t.Errorf("a user is %.2f%% off, want within 1%%", 100*e)
@@ -348,20 +341,17 @@ func TestAPIModeAcrossReloads(t *testing.T) {
 			func() { n.users[2].files(t, 20, 100_000, 4, n.pause) },
 		)
 		n.flush() // as the agent does before a reload
-		tracef("SIGHUP %d", i)
 		if err := n.server.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(500 * time.Millisecond) // the old service stops, the new one starts
 		n.waitUp()
-		tracef("reload %d done", i+1)
 		t.Logf("reload %d done", i+1)
 	}
 	n.users[1].files(t, 10, 1_000_000, 2, n.pause)
 	mf := n.quiesce()
 	_, report := n.userErrors(mf)
 	t.Log(report)
-	tracef("report %s", report)
 	n.check(mf, 0)
 }
 
