@@ -320,10 +320,7 @@ func (s *Store) addPeriodUsage(ex *preparedTx, now int64, deltas map[string]*del
 			args = append(args, u, deltas[u].up, deltas[u].down)
 		}
 		args = append(args, now, now, now)
-		// MariaDB's VALUES names its columns after the first row's
-		// values, so the table is a UNION.
-		q := `UPDATE users u JOIN (SELECT ? AS n, ? AS up, ? AS dn` +
-			strings.Repeat(` UNION ALL SELECT ?, ?, ?`, len(users)-1) + `) d ON u.name = d.n
+		q := `UPDATE users u JOIN ` + unionTable(len(users), "n", "up", "dn") + ` d ON u.name = d.n
 		  SET u.used_up = u.used_up + d.up, u.used_down = u.used_down + d.dn,
 		  u.expire_at = CASE WHEN u.first_used_at IN (0, ?) AND u.expire_at = 0 AND u.on_hold_seconds > 0 THEN ? + u.on_hold_seconds ELSE u.expire_at END,
 		  u.first_used_at = CASE WHEN u.first_used_at = 0 THEN ? ELSE u.first_used_at END`
@@ -361,6 +358,18 @@ func eachBatch(deltas map[string]*delta, fn func([]string) error) error {
 		}
 	}
 	return nil
+}
+
+// unionTable is a derived table of rows rows of placeholders, its columns
+// named: MariaDB's VALUES names its columns after the first row's values,
+// so a table to join is a UNION.
+func unionTable(rows int, cols ...string) string {
+	first := make([]string, len(cols))
+	for i, c := range cols {
+		first[i] = "? AS " + c
+	}
+	return `(SELECT ` + strings.Join(first, ", ") +
+		strings.Repeat(` UNION ALL SELECT `+strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", "), rows-1) + `)`
 }
 
 // placeholders returns "(?,?,…),(…)" for rows rows of cols columns.

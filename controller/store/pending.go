@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -166,9 +165,7 @@ func (s *Store) addFolded(ctx context.Context, tx *sqlx.Tx, sums map[string]pend
 			}
 			continue
 		}
-		// MariaDB's VALUES names its columns after the first row's
-		// values, so the table is a UNION.
-		table := `(SELECT ? AS n, ? AS up, ? AS dn, ? AS at` + strings.Repeat(` UNION ALL SELECT ?, ?, ?, ?`, len(part)-1) + `)`
+		table := unionTable(len(part), "n", "up", "dn", "at")
 		if err := ex.exec(`UPDATE users u JOIN `+table+` d ON u.name = d.n
 		  SET u.used_up = u.used_up + d.up, u.used_down = u.used_down + d.dn`, args...); err != nil {
 			return err
