@@ -204,15 +204,16 @@ func parallel(fns ...func()) {
 
 // restartSlack is how many bytes a user and direction of an exact mode may
 // come out short of its origin's count for each restart or reload of
-// sing-box the test makes. Now and then, in CI and in rehearsals on
-// 2026-11-26 and 27, one user came out short by exactly 364 bytes up and
-// 176 down per restart: in V2Ray stats mode (TestOverlapV2RayAPI, twice
-// that in TestV2RayAPIExact) and in API service mode
-// (TestAPIModeAcrossReloads), with the node total agreeing with the users
-// and every other user exact. It is one exchange the origin saw and no
-// counter of sing-box's ever did, whatever the mode counts with; where it
-// comes from is not known yet. A restart that lost or doubled real traffic
-// is still far outside this.
+// sing-box the test makes. It was added for a shortfall of exactly 364
+// bytes up and 176 down (2026-11-26 and 27, both exact modes): that was
+// not sing-box's nor the exporter's but the origin's, which counted a
+// Prometheus 3.14 scrape (GET /metrics, X-Prometheus-Scrape-Timeout-Seconds
+// 10-99, 364 bytes) and its 404 (176 bytes) from a Prometheus on the machine
+// still scraping a dead target whose ephemeral port the origin got; the
+// origin no longer counts such strangers (see origin). It stays for now:
+// TestAPIModeAcrossReloads once came out 139 bytes short on one user's
+// upload (one request's, shown as unattributed), not explained yet. A
+// restart that lost or doubled real traffic is still far outside this.
 const restartSlack = 1024
 
 // quiesce waits until the node total stops moving and any remainder has had

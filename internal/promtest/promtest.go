@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/boxfleet/boxfleet/internal/testbin"
+	"github.com/boxfleet/boxfleet/internal/testsupport"
 )
 
 // Target serves an exposition whose samples the test sets. Down makes it
@@ -153,6 +154,7 @@ func (s *Server) start(t testing.TB) {
 func (p *proc) start(t testing.TB) {
 	p.cmd = exec.Command(testbin.Path(t, p.tool), p.args...)
 	p.cmd.Stderr = os.Stderr
+	testsupport.DieWithParent(p.cmd)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", p.tool, err)
 	}

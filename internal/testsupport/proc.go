@@ -39,6 +39,7 @@ func Start(t testing.TB, dir, name, bin string, args ...string) *Proc {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
+	DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		t.Fatalf("start %s: %v", name, err)
