@@ -69,10 +69,19 @@ func (o *origin) serve(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(time.Minute))
 	r := countingReader{c, &o.read}
 	var hdr [8]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	if n, err := io.ReadFull(c, hdr[:]); err != nil {
+		o.read.Add(int64(n)) // a transfer cut in its header
 		return
 	}
 	up, down := int64(binary.BigEndian.Uint32(hdr[:4])), int(binary.BigEndian.Uint32(hdr[4:]))
+	if up > maxUpload || down > maxDownload {
+		// Not a transfer: a stranger on the origin's ephemeral port, such
+		// as a Prometheus still scraping a dead target that had it ("GET "
+		// is 1.2 GB of upload). It never crossed a node, so it is not
+		// counted.
+		return
+	}
+	o.read.Add(int64(len(hdr)))
 	if _, err := io.CopyN(io.Discard, r, up); err != nil {
 		return
 	}
@@ -196,8 +205,14 @@ func (u *user) transfer(up, down int) error {
 // that must find the node idle takes it alone.
 type gate struct{ sync.RWMutex }
 
+// A transfer's upload and download are at most these.
+const (
+	maxUpload   = 4096
+	maxDownload = 96 << 10
+)
+
 // maxTransfer bounds the bytes of one transfer: header, upload, download.
-const maxTransfer = 8 + 4096 + 96<<10
+const maxTransfer = 8 + maxUpload + maxDownload
 
 // run moves transfers until stop closes: 0.5–4 KiB up, 16–96 KiB down,
 // 100–300 ms apart, about 250 KB/s. A user refused (over quota) keeps
@@ -298,5 +313,41 @@ func sampleCrossings(users []*user, stop <-chan struct{}) {
 			return
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// TestOriginIgnoresStrangers: a Prometheus scrape that reaches an origin's
+// port directly never crossed a node and must not count; a transfer still
+// counts every byte.
+func TestOriginIgnoresStrangers(t *testing.T) {
+	o := startOrigin(t, "127.0.0.1:0")
+	exchange := func(b []byte) int64 {
+		t.Helper()
+		c, err := net.Dial("tcp", o.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, c)
+		return n
+	}
+	// A scrape waits for an answer that never comes: the origin reads it
+	// as a header asking for 1.2 GB of upload, and closes.
+	exchange([]byte("GET /metrics HTTP/1.1\r\nHost: " + o.addr + "\r\nUser-Agent: Prometheus/3.14.0\r\n\r\n"))
+	if r, w := o.read.Load(), o.written.Load(); r != 0 || w != 0 {
+		t.Errorf("a scrape counted %d bytes read and %d written", r, w)
+	}
+	var hdr [8]byte
+	binary.BigEndian.PutUint32(hdr[:4], 100)
+	binary.BigEndian.PutUint32(hdr[4:], 1000)
+	if got := exchange(append(hdr[:], make([]byte, 100)...)); got != 1000 {
+		t.Fatalf("a transfer received %d bytes, want 1000", got)
+	}
+	if r, w := o.read.Load(), o.written.Load(); r != 108 || w != 1000 {
+		t.Errorf("a transfer counted %d bytes read and %d written, want 108 and 1000", r, w)
 	}
 }
