@@ -125,10 +125,22 @@ FUZZERS := exporter/clashapi:FuzzParseLogLine exporter/clashapi:FuzzDecodeSnapsh
 	exporter/sbapi:FuzzDecodeBatch exporter/v2rayapi:FuzzDecodeStats \
 	controller/actions:FuzzWebhook controller/api:FuzzAPIBodies controller/api:FuzzNodeRegistration \
 	internal/sbconfig:FuzzInjectUsers subscribe:FuzzRenderProfile subscribe/links:FuzzRoundTrip
+#
+# Go 1.26's fuzzing coordinator sometimes fails a run at the end of
+# -fuzztime with a bare "context deadline exceeded" and no failing input
+# (golang/go#75804, fixed in Go 1.27). Such a run, and only such a run (no
+# new input written under testdata/fuzz), is run once more.
+FUZZ = $(GO) test ./$${f%%:*} -run '^$$' -fuzz "^$${f\#\#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 fuzz:
 	@for f in $(FUZZERS); do \
 	  echo "fuzz $$f"; \
-	  $(GO) test ./$${f%%:*} -run '^$$' -fuzz "^$${f##*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; \
+	  out=$$($(FUZZ) 2>&1); rc=$$?; echo "$$out"; \
+	  [ $$rc -eq 0 ] && continue; \
+	  if echo "$$out" | grep -qx '    context deadline exceeded' && \
+	     [ -z "$$(git status --porcelain -- "$${f%%:*}/testdata/fuzz")" ]; then \
+	    echo "fuzz $$f: Go's end-of-fuzztime race (golang/go#75804), no input failed: once more"; \
+	    $(FUZZ) || exit 1; \
+	  else exit 1; fi; \
 	done
 
 # The whole loop on loopback (README's first command): controller on SQLite,
