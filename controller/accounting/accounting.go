@@ -91,6 +91,8 @@ const (
 	phaseCommit = "commit" // the nodes' ledger transactions
 )
 
+var phaseNames = []string{phaseSweep, phaseQuery, phaseCommit}
+
 // New connects to Prometheus at url and registers the accountant's metrics.
 func New(st *store.Store, url, holder string, log logrus.FieldLogger, reg prometheus.Registerer) (*Accountant, error) {
 	c, err := promapi.NewClient(promapi.Config{Address: url})
@@ -126,7 +128,7 @@ func New(st *store.Store, url, holder string, log logrus.FieldLogger, reg promet
 			Help: "Time accounting cycles spent per phase: sweep, query (waiting for Prometheus's answers) and commit (database).",
 		}, []string{"phase"}),
 	}
-	for _, p := range []string{phaseSweep, phaseQuery, phaseCommit} {
+	for _, p := range phaseNames {
 		a.phases.WithLabelValues(p)
 	}
 	return a, nil

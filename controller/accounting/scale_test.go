@@ -154,7 +154,7 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 // phaseSeconds reads the accountant's time per phase so far.
 func phaseSeconds(a *Accountant) map[string]float64 {
 	out := map[string]float64{}
-	for _, p := range []string{phaseSweep, phaseQuery, phaseCommit} {
+	for _, p := range phaseNames {
 		out[p] = testutil.ToFloat64(a.phases.WithLabelValues(p))
 	}
 	return out

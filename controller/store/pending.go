@@ -58,9 +58,7 @@ type pendingRow struct {
 // pendingSum is one user's pending traffic, and the time of the earliest
 // commit that carried it.
 type pendingSum struct {
-	user     string
-	up, down int64
-	at       int64
+	up, down, at int64
 }
 
 // FoldUsage adds the pending traffic to the users' period usage and starts
@@ -96,10 +94,10 @@ func (s *Store) FoldUsage(ctx context.Context) (int64, error) {
 				folded++
 				p, ok := sums[u]
 				if !ok {
-					sums[u] = pendingSum{user: u, up: c.up, down: c.down, at: r.At}
+					sums[u] = pendingSum{up: c.up, down: c.down, at: r.At}
 					continue
 				}
-				sums[u] = pendingSum{user: u, up: p.up + c.up, down: p.down + c.down, at: min(p.at, r.At)}
+				sums[u] = pendingSum{up: p.up + c.up, down: p.down + c.down, at: min(p.at, r.At)}
 			}
 			return nil
 		})
@@ -154,7 +152,7 @@ func (s *Store) addFolded(ctx context.Context, tx *sqlx.Tx, sums map[string]pend
 		args := make([]any, 0, 4*len(part))
 		for _, u := range part {
 			p := sums[u]
-			args = append(args, p.user, p.up, p.down, p.at)
+			args = append(args, u, p.up, p.down, p.at)
 		}
 		if s.dialect != mysqlDialect {
 			if err := ex.exec(`UPDATE users SET used_up = used_up + d.column2, used_down = used_down + d.column3,

@@ -13,7 +13,6 @@ import (
 // waits for FoldUsage.
 func commitLater(t *testing.T, s *store.Store, node string, samples ...store.Sample) {
 	t.Helper()
-	s.FoldEachCommit = false
 	if _, err := s.Commit(bg, store.NodeCommit{Node: node, Samples: samples, At: s.Now()}); err != nil {
 		t.Fatalf("commit %s: %v", node, err)
 	}
@@ -131,7 +130,6 @@ func TestFoldRaces(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make(chan error, 100)
 		const rounds = 20
-		s.FoldEachCommit = false
 		// The accountant: sequential commits; every user moves 10 bytes on
 		// each of two nodes a round.
 		wg.Go(func() {

@@ -397,15 +397,13 @@ func TestOriginIgnoresStrangers(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if len(body) != 1000 {
+		t.Fatalf("the test's own request got %d bytes, want 1000", len(body))
+	}
 	// The origin counts a write once it returned, which can be after the
 	// client has read it.
-	deadline := time.Now().Add(5 * time.Second)
-	up, down := o.truth()
-	for (up < 50 || down < 1000) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-		up, down = o.truth()
-	}
-	if len(body) != 1000 || up < 50 || down < 1000 {
-		t.Errorf("the test's own request counted %d bytes up and %d down (body %d bytes)", up, down, len(body))
-	}
+	testsupport.Until(t, "the test's own request counted", 5*time.Second, func() bool {
+		up, down := o.truth()
+		return up >= 50 && down >= 1000
+	}, func() string { up, down := o.truth(); return fmt.Sprintf("%d bytes up, %d down", up, down) })
 }
