@@ -200,6 +200,7 @@ func (a *API) routes() {
 	}
 	a.Handle("metrics", http.MethodGet, "/metrics", staffRead, metrics.ServeHTTP)
 	a.Handle("openapi", http.MethodGet, "/api/v1/openapi.json", anyAdmin, serveOpenAPI)
+	a.Handle("debug.pprof", http.MethodGet, "/debug/pprof/{name}", ownerOnly, debugProfile)
 
 	a.Handle("users.list", http.MethodGet, "/api/v1/users", userRead, a.serve(a.listUsers))
 	a.Handle("users.create", http.MethodPost, "/api/v1/users", userEdit, a.serve(a.createUser))

@@ -56,7 +56,7 @@ var contract = map[string]string{
 	"nodes.register": "node", "nodes.users": "node",
 	"install.script": "public", "install.flags": "public", "install.unit": "public", "install.binary": "public",
 
-	"metrics": "aaad", "openapi": "aaaa",
+	"metrics": "aaad", "openapi": "aaaa", "debug.pprof": "addd",
 	"users.list": "aaao", "users.get": "aaao", "users.usage": "aaao",
 	"users.create": "aado", "users.update": "aado", "users.delete": "aado", "users.suspend": "aado",
 	"users.resume": "aado", "users.rotate_token": "aado", "users.reset": "aadd",
