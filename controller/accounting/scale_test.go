@@ -43,6 +43,7 @@ import (
 // the back end's other way of adding to the users' usage (each node commit
 // or once a cycle, see store.FoldEachCommit), and BOXFLEET_SCALE_NOBUSY=1
 // also without reading busy nodes whole (see Accountant.busy);
+// BOXFLEET_SCALE_PROFILE=dir saves boxfleet serve's CPU profiles there;
 // BOXFLEET_SCALE_INTERVAL
 // (default 90s) is its --accounting.interval, long enough for a cycle and
 // a new generation to fit between two ticks.
@@ -237,7 +238,11 @@ func scaleServe(t *testing.T, f *scaleFleet, bin string, db storetest.DB) {
 	pid := cmd.Process.Pid
 	logMemory(t, db.Backend+" boxfleet serve, after the first cycle, /metrics never scraped", pid)
 
+	if dir := os.Getenv("BOXFLEET_SCALE_PROFILE"); dir != "" {
+		m.profile(filepath.Join(dir, db.Backend))
+	}
 	var prevSum, prevBytes float64
+	prev := map[string]float64{}
 	for i, name := range cycleNames {
 		if g := generationOf(i); g != f.gen {
 			f.publish(t, g)
@@ -245,6 +250,13 @@ func scaleServe(t *testing.T, f *scaleFleet, bin string, db storetest.DB) {
 		got := m.waitCycles(i+1, 3*interval)
 		logCycle(t, db.Backend+" boxfleet serve", f.sc.series(), name, time.Duration((got["boxfleet_accounting_duration_seconds_sum"]-prevSum)*float64(time.Second)))
 		prevSum = got["boxfleet_accounting_duration_seconds_sum"]
+		phase := func(p string) float64 {
+			k := `boxfleet_accounting_phase_seconds_total{phase="` + p + `"}`
+			d := got[k] - prev[k]
+			prev[k] = got[k]
+			return d
+		}
+		t.Logf("  phases: sweep %.2f s, waiting for Prometheus %.2f s, commit %.2f s", phase(phaseSweep), phase(phaseQuery), phase(phaseCommit))
 		// A cycle that saw half a generation would leave bytes for the next
 		// one, and its time would not be the worst case.
 		if want := float64(sum(f.truth(f.gen))); got["boxfleet_accounting_bytes_total"] != want {
@@ -318,6 +330,53 @@ func (m *serveMetrics) waitCycles(n int, timeout time.Duration) map[string]float
 	}
 	m.t.Fatalf("boxfleet serve did not finish accounting cycle %d within %s", n, timeout)
 	return nil
+}
+
+// profile takes CPU profiles of the controller back to back, 20 s each,
+// into dir (BOXFLEET_SCALE_PROFILE) until the test ends; `go tool pprof
+// -top dir/*.pb.gz` adds them up. The accounting cycles are the only
+// heavy work then, so the sum is their profile in the real process,
+// /metrics scrapes and every other loop included.
+func (m *serveMetrics) profile(dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		m.t.Fatal(err)
+	}
+	base := strings.TrimSuffix(m.url, "/metrics")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	m.t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil; i++ {
+			if err := m.get(ctx, base+"/debug/pprof/profile?seconds=20", filepath.Join(dir, fmt.Sprintf("cpu-%03d.pb.gz", i))); err != nil && ctx.Err() == nil {
+				m.t.Logf("profile %d: %v", i, err)
+				time.Sleep(time.Second)
+			}
+		}
+	}()
+}
+
+// get saves an owner-only endpoint's answer to a file.
+func (m *serveMetrics) get(ctx context.Context, url, file string) error {
+	tok, err := os.ReadFile(m.tokenFile)
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o644)
 }
 
 func (m *serveMetrics) scrape() (map[string]float64, error) {
