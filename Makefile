@@ -123,7 +123,7 @@ load:
 FUZZTIME ?= 30s
 FUZZERS := exporter/clashapi:FuzzParseLogLine exporter/clashapi:FuzzDecodeSnapshot \
 	exporter/sbapi:FuzzDecodeBatch exporter/v2rayapi:FuzzDecodeStats \
-	controller/actions:FuzzWebhook controller/api:FuzzAPIBodies controller/api:FuzzNodeRegistration \
+	controller/accounting:FuzzScanVector controller/actions:FuzzWebhook controller/api:FuzzAPIBodies controller/api:FuzzNodeRegistration \
 	internal/sbconfig:FuzzInjectUsers subscribe:FuzzRenderProfile subscribe/links:FuzzRoundTrip
 #
 # Go 1.26's fuzzing coordinator sometimes fails a run at the end of

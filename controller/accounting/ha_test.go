@@ -31,6 +31,7 @@ func startController(t *testing.T, bin, dsn, promURL, id string) *controllerProc
 		"--prometheus.url", promURL, "--controller.id", id, "--web.listen-address", addr,
 		"--accounting.interval", "200ms", "--lease.ttl", "3s", "--log.level", "warn")
 	cmd.Stderr = os.Stderr
+	testsupport.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -224,6 +224,7 @@ func scaleServe(t *testing.T, f *scaleFleet, bin string, db storetest.DB) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
+	testsupport.DieWithParent(cmd) // a killed test run leaves no controller behind
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

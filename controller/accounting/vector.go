@@ -24,20 +24,26 @@ type nodeVector struct {
 	Error     string   `json:"error"`
 	Warnings  []string `json:"warnings"`
 	Data      struct {
-		ResultType string `json:"resultType"`
-		Result     []struct {
-			Metric struct {
-				Name      string `json:"__name__"`
-				Node      string `json:"node"`
-				User      string `json:"user"`
-				Direction string `json:"direction"`
-				Scraped   string `json:"scraped"`
-				Guard     string `json:"guard"`
-				Gate      string `json:"gate"`
-			} `json:"metric"`
-			Value point `json:"value"`
-		} `json:"result"`
+		ResultType string         `json:"resultType"`
+		Result     []vectorSample `json:"result"`
 	} `json:"data"`
+}
+
+// vectorSample is one series of the answer: the labels the accountant
+// reads, and its value.
+type vectorSample struct {
+	Metric sampleLabels `json:"metric"`
+	Value  point        `json:"value"`
+}
+
+type sampleLabels struct {
+	Name      string `json:"__name__"`
+	Node      string `json:"node"`
+	User      string `json:"user"`
+	Direction string `json:"direction"`
+	Scraped   string `json:"scraped"`
+	Guard     string `json:"guard"`
+	Gate      string `json:"gate"`
 }
 
 // point is an instant-vector value, [<unix time>, "<value>"]. A sample
@@ -100,10 +106,18 @@ func (a *Accountant) queryVector(ctx context.Context, q string, at time.Time) (*
 	return v, nil
 }
 
-// decodeNodeVector uses json-iterator (client_golang's own JSON library):
-// on Prometheus's answers it decodes 3.3 times as fast as encoding/json,
-// 0.75 s instead of 2.4 s of CPU per cycle over a million series.
+// decodeNodeVector reads the answers' usual shape with scanVector and
+// leaves anything else (warnings, errors, escaped strings) to
+// json-iterator (client_golang's own JSON library), which decodes
+// Prometheus's answers 3.3 times as fast as encoding/json.
 func decodeNodeVector(body []byte) (*nodeVector, error) {
+	if v, ok := scanVector(body); ok {
+		return v, nil
+	}
+	return decodeNodeVectorSlow(body)
+}
+
+func decodeNodeVectorSlow(body []byte) (*nodeVector, error) {
 	var v nodeVector
 	err := jsoniter.ConfigCompatibleWithStandardLibrary.Unmarshal(body, &v)
 	return &v, err

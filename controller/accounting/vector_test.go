@@ -60,10 +60,89 @@ func BenchmarkDecodeNodeVector(b *testing.B) {
 	}
 	sb.WriteString(`]}}`)
 	body := []byte(sb.String())
-	b.SetBytes(int64(len(body)))
-	for b.Loop() {
-		if _, err := decodeNodeVector(body); err != nil {
-			b.Fatal(err)
+	for _, d := range []struct {
+		name   string
+		decode func([]byte) (*nodeVector, error)
+	}{{"scan", decodeNodeVector}, {"json-iterator", decodeNodeVectorSlow}} {
+		b.Run(d.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := d.decode(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// FuzzScanVector: whatever scanVector accepts, json-iterator decodes too,
+// to the same labels and values; anything scanVector turns down is left
+// to json-iterator, so the accountant reads every answer as before.
+func FuzzScanVector(f *testing.F) {
+	for _, seed := range []string{
+		`{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"singbox_user_traffic_bytes_total","direction":"upload","instance":"a:1","job":"j","node":"n1","user":"u1"},"value":[1795326939.921,"12"]}]}}`,
+		`{"status":"success","isPartial":false,"data":{"resultType":"vector","result":[{"metric":{"node":"n1","scraped":"1"},"value":[1700000000,"1700000000.123"]},{"metric":{"node":"n1","gate":"1"},"value":[1.5,"NaN"]}]},"stats":{"seriesFetched":"5","executionTimeMsec":1}}`,
+		`{"status":"success","data":{"resultType":"vector","result":[]}}`,
+		` { "status" : "success" , "data" : { "result" : [ { "metric" : { "user" : "ü" } , "histogram" : [ 1 , { "count" : "1" } ] } ] } } `,
+		`{"status":"success","data":{"result":[{"metric":{"User":"x"},"value":[1,"1"]}]}}`,
+		`{"status":"error","errorType":"bad_data","error":"parse error"}`,
+		`{"status":"success","warnings":["w"],"data":{"result":[]}}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fast, ok := scanVector(body)
+		if !ok {
+			return
 		}
+		slow, err := decodeNodeVectorSlow(body)
+		if err != nil {
+			t.Fatalf("scanVector accepted what json-iterator refuses (%v): %q", err, body)
+		}
+		if !sameVector(fast, slow) {
+			t.Fatalf("scanVector read %+v, json-iterator %+v, from %q", fast, slow, body)
+		}
+	})
+}
+
+// sameVector compares two decoded answers, NaN equal to NaN.
+func sameVector(a, b *nodeVector) bool {
+	if a.Status != b.Status || a.ErrorType != b.ErrorType || a.Error != b.Error || len(a.Warnings) != len(b.Warnings) ||
+		a.Data.ResultType != b.Data.ResultType || len(a.Data.Result) != len(b.Data.Result) {
+		return false
+	}
+	for i, x := range a.Data.Result {
+		y := b.Data.Result[i]
+		if x.Metric != y.Metric || x.Value.ok != y.Value.ok || math.Float64bits(x.Value.v) != math.Float64bits(y.Value.v) {
+			return false
+		}
+	}
+	return true
+}
+
+// The fast path must take the answers Prometheus and VictoriaMetrics give
+// when all is well (or it saves nothing) and leave the rest alone.
+func TestScanVectorTakesUsualAnswers(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"m","node":"n","user":"u","direction":"upload"},"value":[1795326939.921,"12"]}]}}`: true,
+		`{"status":"success","isPartial":false,"data":{"resultType":"vector","result":[]},"stats":{"seriesFetched":"0","executionTimeMsec":1}}`:                               true,
+		` { "status" : "success" , "data" : { "result" : [ { "metric" : { "user" : "ü" } , "histogram" : [ 1 , { } ] } ] } } `:                                                true,
+		`{"status":"success","data":{"result":[{"metric":{"user":"a\"b"},"value":[1,"1"]}]}}`:                                                                                 false, // an escape
+		`{"status":"success","data":{"result":[{"metric":{"User":"x"},"value":[1,"1"]}]}}`:                                                                                    false, // encoding/json would read User as user
+		`{"status":"success","warnings":["w"],"data":{"result":[]}}`:                                                                                                          false,
+		`{"status":"error","errorType":"bad_data","error":"parse error"}`:                                                                                                     false,
+		`{"status":"success","data":{"result":[{"metric":{"user":"u"},"value":[1,"x"]}]}}`:                                                                                    false, // the slow way reports it
+		`{"status":"success","data":{"result":[]}} x`:                                                                                                                         false,
+		"{\"status\":\"success\",\"data\":{\"result\":[{\"metric\":{\"user\":\"\xff\"},\"value\":[1,\"1\"]}]}}":                                                               false,
+	} {
+		if _, ok := scanVector([]byte(body)); ok != want {
+			t.Errorf("scanVector(%q) ok = %v, want %v", body, ok, want)
+		}
+	}
+	v, ok := scanVector([]byte(`{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"m","node":"n","user":"u","direction":"upload"},"value":[1795326939.921,"12"]},{"metric":{"node":"n","user":"v","direction":"upload"},"value":[1,"NaN"]}]}}`))
+	if !ok || len(v.Data.Result) != 2 || v.Data.Result[0].Metric != (sampleLabels{Name: "m", Node: "n", User: "u", Direction: "upload"}) ||
+		v.Data.Result[0].Value != (point{v: 12, ok: true}) || !math.IsNaN(v.Data.Result[1].Value.v) || v.Data.Result[1].Metric.User != "v" {
+		t.Errorf("scanned %+v", v)
 	}
 }
