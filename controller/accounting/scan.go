@@ -147,19 +147,19 @@ func (s *vectorScanner) skip() bool {
 	if s.i >= len(s.b) {
 		return false
 	}
-	switch c := s.b[s.i]; {
-	case c == '"':
+	switch s.b[s.i] {
+	case '"':
 		_, ok := s.raw()
 		return ok
-	case c == '{':
+	case '{':
 		return s.object(func([]byte) bool { return s.skip() })
-	case c == '[':
+	case '[':
 		return s.array(s.skip)
-	case c == 't':
+	case 't':
 		return s.literal("true")
-	case c == 'f':
+	case 'f':
 		return s.literal("false")
-	case c == 'n':
+	case 'n':
 		return s.literal("null")
 	default:
 		return s.number()
