@@ -125,6 +125,49 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/debug/pprof/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description profile (CPU, ?seconds=N, default 30), trace (?seconds=N), or a runtime profile: heap, allocs, goroutine, block, mutex, threadcreate */
+                name: string;
+            };
+            cookie?: never;
+        };
+        /** Go runtime profile of the controller (pprof format), for go tool pprof */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description profile (CPU, ?seconds=N, default 30), trace (?seconds=N), or a runtime profile: heap, allocs, goroutine, block, mutex, threadcreate */
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the profile, application/octet-stream */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/openapi.json": {
         parameters: {
             query?: never;
