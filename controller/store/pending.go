@@ -138,12 +138,14 @@ func (s *Store) eachPending(ctx context.Context, tx *sqlx.Tx, q string, args []a
 	return rows.Err()
 }
 
-// addFolded adds the sums to the users, batch at a time in name order.
+// addFolded adds the sums to the users, batch at a time in name order,
+// the usage and the on-hold clock in one statement.
 // SQLite evaluates every SET expression on the row as it was, so expire_at
 // sees the old first_used_at. MySQL does not say in which order a
-// multi-table UPDATE assigns its columns, so there the usage and the
-// first-use clock are two statements, the clock's only for rows whose
-// first_used_at is still 0.
+// multi-table UPDATE assigns its columns, so there expire_at's test accepts
+// first_used_at both as it was (0) and as the statement sets it (the
+// user's first pending commit), as addPeriodUsage does; a second statement
+// for the clock looked every user of the batch up again.
 func (s *Store) addFolded(ctx context.Context, tx *sqlx.Tx, sums map[string]pendingSum) error {
 	ex := &preparedTx{ctx: ctx, tx: tx, stmts: map[string]*sql.Stmt{}}
 	users := slices.Sorted(maps.Keys(sums))
@@ -163,15 +165,10 @@ func (s *Store) addFolded(ctx context.Context, tx *sqlx.Tx, sums map[string]pend
 			}
 			continue
 		}
-		table := unionTable(len(part), "n", "up", "dn", "at")
-		if err := ex.exec(`UPDATE users u JOIN `+table+` d ON u.name = d.n
-		  SET u.used_up = u.used_up + d.up, u.used_down = u.used_down + d.dn`, args...); err != nil {
-			return err
-		}
-		if err := ex.exec(`UPDATE users u JOIN `+table+` d ON u.name = d.n
-		  SET u.expire_at = CASE WHEN u.expire_at = 0 AND u.on_hold_seconds > 0 THEN d.at + u.on_hold_seconds ELSE u.expire_at END,
-		    u.first_used_at = d.at
-		  WHERE u.first_used_at = 0`, args...); err != nil {
+		if err := ex.exec(`UPDATE users u JOIN `+unionTable(len(part), "n", "up", "dn", "at")+` d ON u.name = d.n
+		  SET u.used_up = u.used_up + d.up, u.used_down = u.used_down + d.dn,
+		  u.expire_at = CASE WHEN u.first_used_at IN (0, d.at) AND u.expire_at = 0 AND u.on_hold_seconds > 0 THEN d.at + u.on_hold_seconds ELSE u.expire_at END,
+		  u.first_used_at = CASE WHEN u.first_used_at = 0 THEN d.at ELSE u.first_used_at END`, args...); err != nil {
 			return err
 		}
 	}
