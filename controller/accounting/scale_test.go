@@ -349,7 +349,7 @@ func (m *serveMetrics) profile(dir string) {
 	go func() {
 		defer close(done)
 		for i := 0; ctx.Err() == nil; i++ {
-			if err := m.get(ctx, base+"/debug/pprof/profile?seconds=20", filepath.Join(dir, fmt.Sprintf("cpu-%03d.pb.gz", i))); err != nil && ctx.Err() == nil {
+			if err := m.save(ctx, base+"/debug/pprof/profile?seconds=20", filepath.Join(dir, fmt.Sprintf("cpu-%03d.pb.gz", i))); err != nil && ctx.Err() == nil {
 				m.t.Logf("profile %d: %v", i, err)
 				time.Sleep(time.Second)
 			}
@@ -357,22 +357,34 @@ func (m *serveMetrics) profile(dir string) {
 	}()
 }
 
-// get saves an owner-only endpoint's answer to a file.
-func (m *serveMetrics) get(ctx context.Context, url, file string) error {
+// get asks the controller for an owner-only endpoint with the admin token;
+// a status other than 200 is an error.
+func (m *serveMetrics) get(ctx context.Context, url string) (*http.Response, error) {
 	tok, err := os.ReadFile(m.tokenFile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return resp, nil
+}
+
+// save writes an owner-only endpoint's answer to a file.
+func (m *serveMetrics) save(ctx context.Context, url, file string) error {
+	resp, err := m.get(ctx, url)
+	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err
@@ -381,21 +393,11 @@ func (m *serveMetrics) get(ctx context.Context, url, file string) error {
 }
 
 func (m *serveMetrics) scrape() (map[string]float64, error) {
-	tok, err := os.ReadFile(m.tokenFile)
-	if err != nil {
-		return nil, err
-	}
-	req, _ := http.NewRequest("GET", m.url, nil)
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := m.get(context.Background(), m.url)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, resp.Body)
-		return nil, fmt.Errorf("/metrics: %s", resp.Status)
-	}
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
