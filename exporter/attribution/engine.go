@@ -12,7 +12,10 @@
 // that vanished. When those all belong to one user the result is exact; when
 // several users share a remainder it is split by estimated weight and also
 // counted as Estimated, so operators can see how much of the figure is a
-// guess. A remainder nobody can explain becomes Unattributed.
+// guess. A remainder nobody can explain becomes Unattributed: so does the
+// share of connections whose user was never learnt, and all of a window in
+// which log lines may have been lost, since the connections they named
+// could be anyone's.
 package attribution
 
 import (
@@ -115,6 +118,12 @@ type Engine struct {
 	pool     [2]int64
 	idle     int
 	avg      map[string]*[2]float64
+	// deaf: the log stream is down now, so connections that begin are not
+	// heard of. lost: lines may have been lost since the last snapshot
+	// (the stream was down at some point, or the process started after
+	// sing-box), so that snapshot's remainder cannot be explained by the
+	// births that were heard: they are only some of the window's.
+	deaf, lost bool
 }
 
 // New returns an empty engine.
@@ -131,7 +140,27 @@ func New(opts Options) *Engine {
 		owners: map[key]birth{},
 		conns:  map[string]*tracked{},
 		avg:    map[string]*[2]float64{},
+		deaf:   true,
+		lost:   true,
 	}
+}
+
+// LogUp tells the engine that the log stream is connected: from now on it
+// hears of every connection that begins.
+func (e *Engine) LogUp() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.deaf = false
+}
+
+// LogDown tells the engine that the log stream is down: connections that
+// begin until LogUp are not heard of, so remainders up to the first
+// snapshot after LogUp are declared unattributed rather than given to the
+// users who happened to be heard of.
+func (e *Engine) LogDown() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.deaf, e.lost = true, true
 }
 
 // Observe feeds one parsed log line received at the given time. It reports
@@ -189,7 +218,14 @@ func (e *Engine) Apply(s *clashapi.Snapshot, requested time.Time) Result {
 	cands = append(cands, e.unseenBirths(seen, requested, e.opts.Settle)...)
 	e.pool[up] += int64(r.Node.Up) - int64(observed.Up)
 	e.pool[down] += int64(r.Node.Down) - int64(observed.Down)
-	e.settle(cands, &r)
+	if blind := e.lost; blind {
+		// The window's candidates are used up all the same: their bytes
+		// are in what is declared here.
+		e.declare(&r)
+	} else {
+		e.settle(cands, &r)
+	}
+	e.lost = e.deaf
 	e.prune(requested, seen)
 	e.activity(&r)
 	return r
@@ -197,6 +233,7 @@ func (e *Engine) Apply(s *clashapi.Snapshot, requested time.Time) Result {
 
 func (e *Engine) baseline(s *clashapi.Snapshot, now Traffic) {
 	e.started = true
+	e.lost = e.deaf
 	e.total = now
 	for _, c := range s.Connections {
 		t := &tracked{ConnState: ConnState{Inbound: c.Inbound, Source: c.Source, SourceIP: c.SourceIP, Up: c.Upload, Down: c.Download}}
@@ -248,7 +285,8 @@ func (e *Engine) meterOpen(s *clashapi.Snapshot, now time.Time, r *Result) (map[
 }
 
 // gone retires connections missing from the snapshot. Their last bytes are
-// in the remainder; each becomes a candidate weighted by its recent rate.
+// in the remainder; each becomes a candidate weighted by its recent rate,
+// one whose user was never learnt as well (its share is unattributed).
 func (e *Engine) gone(open map[string]bool, now time.Time, r *Result) []candidate {
 	var cands []candidate
 	for id, t := range e.conns {
@@ -256,13 +294,16 @@ func (e *Engine) gone(open map[string]bool, now time.Time, r *Result) []candidat
 			continue
 		}
 		delete(e.conns, id)
-		if t.User == "" {
-			r.Unattributed = r.Unattributed.Add(t.Pending)
-			continue
-		}
 		c := candidate{
 			Owner:  Owner{t.User, t.Inbound},
 			weight: [2]float64{e.tailWeight(t, up, now), e.tailWeight(t, down, now)},
+		}
+		if t.User == "" {
+			// Its tail is in the remainder too: as a candidate of no
+			// known user it keeps its share out of the known users'.
+			r.Unattributed = r.Unattributed.Add(t.Pending)
+			cands = append(cands, c)
+			continue
 		}
 		e.learnSize(t)
 		cands = append(cands, c)

@@ -23,6 +23,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	r := &rig{t: t, e: New(Options{}), now: t0}
+	r.e.LogUp()
 	r.poll() // baseline
 	return r
 }
@@ -270,5 +271,80 @@ func TestSizesLearnedFromConnectionsSeenOnce(t *testing.T) {
 	got := userSum(r.poll(long))
 	if a := got["alice"].Down; a < 190_000 || a > 210_000 {
 		t.Fatalf("alice got %d of 220,000, want about 200,000 (bob %d)", a, got["bob"].Down)
+	}
+}
+
+// While the log stream is down, connections begin that the engine never
+// hears of: the remainder of those windows must not go to the one user it
+// did hear of as soon as the stream is back (the soak once billed one user
+// 3.8 MB of another's this way, as exact).
+func TestRemainderOfALogGapIsUnattributed(t *testing.T) {
+	r := newRig(t)
+	r.e.LogDown()
+	r.move(500, 80_000) // alice's connections, opened and closed unheard of
+	during := r.poll()
+	r.e.LogUp()
+	r.open("bob", "in", "1.1.1.1:40001")
+	r.move(10, 1000) // bob's, opened and closed between the polls
+	res := r.poll()
+	if got := userSum(res); got["bob"] != (Traffic{}) {
+		t.Fatalf("bob got %+v of a window whose lines were lost", got["bob"])
+	}
+	if during.Unattributed != (Traffic{500, 80_000}) || res.Unattributed != (Traffic{10, 1000}) {
+		t.Fatalf("unattributed %+v while deaf and %+v in the window it came back; want all of each (500/80000, 10/1000)", during.Unattributed, res.Unattributed)
+	}
+	// Heard of from start to end, the next window is exact again.
+	r.open("bob", "in", "1.1.1.1:40002")
+	r.move(20, 2000)
+	res = r.poll()
+	if got := userSum(res); got["bob"] != (Traffic{20, 2000}) || res.Unattributed != (Traffic{}) || res.Estimated != (Traffic{}) {
+		t.Fatalf("after the gap: bob %+v, unattributed %+v, estimated %+v; want 20/2000 exactly", got["bob"], res.Unattributed, res.Estimated)
+	}
+}
+
+// An exporter restarted from a state file saved a while ago meets a node
+// total that grew by everything since: the users it hears of after the
+// restart did not move it all.
+func TestRemainderSinceTheSavedStateIsUnattributed(t *testing.T) {
+	r := newRig(t)
+	r.open("alice", "in", "1.1.1.1:40000")
+	r.move(100, 1000)
+	r.poll(conn("c", "in", "1.1.1.1:40000", 100, 1000))
+	saved := r.e.Export()
+	r.move(4000, 900_000) // unsaved: the state file could not be written
+
+	r.e = New(Options{})
+	r.e.Import(saved)
+	r.e.LogUp()
+	r.open("bob", "in", "1.1.1.1:40001")
+	r.move(0, 100)
+	res := r.poll(conn("c", "in", "1.1.1.1:40000", 150, 1500))
+	if got := userSum(res); got["alice"] != (Traffic{50, 500}) || got["bob"] != (Traffic{}) {
+		t.Fatalf("alice %+v bob %+v; want alice's open connection metered (50/500) and nothing guessed", got["alice"], got["bob"])
+	}
+	if res.Unattributed != (Traffic{3950, 899_600}) {
+		t.Fatalf("unattributed %+v, want 3950/899600", res.Unattributed)
+	}
+}
+
+// A connection whose user was never learnt has a tail like any other: its
+// share of the remainder is unattributed and what the known users get
+// beside it is an estimate.
+func TestUnownedTailKeepsItsShare(t *testing.T) {
+	r := newRig(t)
+	r.move(0, 1000)
+	r.poll(conn("x", "in", "1.1.1.1:40000", 0, 1000)) // its log line never came
+	r.open("alice", "in", "1.1.1.1:40001")
+	r.move(0, 2000) // x's tail and alice's unseen connection
+	res := r.poll()
+	got := userSum(res)
+	if got["alice"].Down == 0 || got["alice"].Down >= 2000 {
+		t.Fatalf("alice got %d of the 2000 remainder; want a share, not none or all", got["alice"].Down)
+	}
+	if res.Unattributed.Down != 1000+2000-got["alice"].Down {
+		t.Fatalf("unattributed %d, want x's pending 1000 plus its share %d", res.Unattributed.Down, 2000-got["alice"].Down)
+	}
+	if res.Estimated.Down != got["alice"].Down {
+		t.Fatalf("estimated %d, want alice's share %d", res.Estimated.Down, got["alice"].Down)
 	}
 }

@@ -20,9 +20,10 @@ func (e *Engine) SettleNow(requested time.Time) Result {
 		return r
 	}
 	cands := e.youngBirths(requested)
-	if len(cands) == 0 {
-		r.Unattributed = Traffic{takePositive(&e.pool[up]), takePositive(&e.pool[down])}
-		e.idle = 0
+	if len(cands) == 0 || e.lost {
+		// Without the log stream's every line the births heard of are not
+		// all the window's (see LogDown).
+		e.declare(&r)
 		return r
 	}
 	e.settle(cands, &r)

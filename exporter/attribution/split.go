@@ -61,7 +61,8 @@ func (e *Engine) birthWeight(user string) [2]float64 {
 }
 
 // settle gives the positive remainder to the candidates that explain it, or
-// declares it unattributed once it has waited long enough for one.
+// declares it unattributed once it has waited long enough for one. The
+// share of a candidate of no known user is unattributed too.
 func (e *Engine) settle(cands []candidate, r *Result) {
 	if len(cands) == 0 {
 		if e.pool[up] <= 0 && e.pool[down] <= 0 {
@@ -70,8 +71,7 @@ func (e *Engine) settle(cands []candidate, r *Result) {
 		}
 		e.idle++
 		if e.idle >= e.opts.PoolPolls {
-			r.Unattributed = r.Unattributed.Add(Traffic{takePositive(&e.pool[up]), takePositive(&e.pool[down])})
-			e.idle = 0
+			e.declare(r)
 		}
 		return
 	}
@@ -80,15 +80,21 @@ func (e *Engine) settle(cands []candidate, r *Result) {
 	e.learn(cands, rem)
 	r.Settled = Settlement{Remainder: Traffic{rem[up], rem[down]}, Users: map[string]int{}}
 	for _, c := range cands {
-		r.Settled.Users[c.User]++
+		if c.User != "" {
+			r.Settled.Users[c.User]++
+		}
 	}
-	shared := !singleUser(cands)
+	var unknown [2]uint64
 	for dir := range rem {
 		weights := make([]float64, len(cands))
 		for i, c := range cands {
 			weights[i] = c.weight[dir]
 		}
 		for i, share := range split(rem[dir], weights) {
+			if cands[i].User == "" {
+				unknown[dir] += share
+				continue
+			}
 			t := r.Owners[cands[i].Owner]
 			if dir == up {
 				t.Up += share
@@ -98,9 +104,16 @@ func (e *Engine) settle(cands []candidate, r *Result) {
 			r.Owners[cands[i].Owner] = t
 		}
 	}
-	if shared {
-		r.Estimated = r.Estimated.Add(Traffic{rem[up], rem[down]})
+	r.Unattributed = r.Unattributed.Add(Traffic{unknown[up], unknown[down]})
+	if !singleUser(cands) {
+		r.Estimated = r.Estimated.Add(Traffic{rem[up] - unknown[up], rem[down] - unknown[down]})
 	}
+}
+
+// declare makes the whole positive remainder unattributed.
+func (e *Engine) declare(r *Result) {
+	r.Unattributed = r.Unattributed.Add(Traffic{takePositive(&e.pool[up]), takePositive(&e.pool[down])})
+	e.idle = 0
 }
 
 // learn records the bytes per short connection of a user whose short

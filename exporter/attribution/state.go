@@ -59,6 +59,8 @@ func (e *Engine) Import(s *State) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.started = true
+	// What moved while no exporter ran cannot be told apart by user.
+	e.lost = true
 	e.total = s.Total
 	e.pool = s.Pool
 	e.conns = make(map[string]*tracked, len(s.Conns))

@@ -61,6 +61,9 @@ func TestFlushSettlesAndWrites(t *testing.T) {
 	node := newFakeNode(t)
 	path := filepath.Join(t.TempDir(), "state.json")
 	m := newTestMeter(t, node.URL, path, nil)
+	// As if the log stream were up: without it no remainder waits, since
+	// no log line could explain it.
+	m.engine.LogUp()
 	ctx := context.Background()
 	m.Poll(ctx) // baseline
 	node.move(300, 4000)

@@ -185,13 +185,20 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // followLogs keeps the log stream open; while it is down new connections
-// cannot be attributed, which shows as unattributed traffic.
+// cannot be attributed, which shows as unattributed traffic (the engine is
+// told, so that it does not give such bytes to the users it did hear of).
+//
+// The first retry is quick: the stream mostly ends because sing-box
+// reloaded, which takes it milliseconds, and every moment without the
+// stream is traffic nobody can be billed for.
 func (m *Meter) followLogs(ctx context.Context) {
-	backoff := time.Second
+	const firstRetry = 100 * time.Millisecond
+	backoff := firstRetry
 	for ctx.Err() == nil {
 		err := m.cfg.Clash.StreamLogs(ctx, "info", func() {
+			m.engine.LogUp()
 			m.logUp.Store(true)
-			backoff = time.Second
+			backoff = firstRetry
 		}, func(payload string) {
 			m.logLines.Add(1)
 			if l, ok := clashapi.ParseLogLine(payload); ok && m.engine.Observe(l, time.Now()) {
@@ -201,6 +208,7 @@ func (m *Meter) followLogs(ctx context.Context) {
 				}
 			}
 		})
+		m.engine.LogDown()
 		m.logUp.Store(false)
 		if ctx.Err() != nil {
 			return
