@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -162,25 +163,8 @@ func seriesIn(m map[string]counter) int {
 // packCounters is the migration from one row per node and user (the
 // counters table) to one blob per node.
 func (s *Store) packCounters(ctx context.Context, tx *sqlx.Tx) error {
-	rows, err := tx.QueryContext(ctx, `SELECT node, user_name, up, down FROM counters ORDER BY node`)
+	byNode, err := groupCounters[string](ctx, tx, `SELECT node, user_name, up, down FROM counters`)
 	if err != nil {
-		return err
-	}
-	byNode := map[string]map[string]counter{}
-	for rows.Next() {
-		var node string
-		var c counter
-		if err := rows.Scan(&node, &c.user, &c.up, &c.down); err != nil {
-			rows.Close()
-			return err
-		}
-		if byNode[node] == nil {
-			byNode[node] = map[string]counter{}
-		}
-		byNode[node][c.user] = c
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	for _, node := range slices.Sorted(maps.Keys(byNode)) {
@@ -189,4 +173,29 @@ func (s *Store) packCounters(ctx context.Context, tx *sqlx.Tx) error {
 		}
 	}
 	return nil
+}
+
+// groupCounters reads rows of (key, user, up, down) into one map of users
+// a key, a user's rows of one key added up: the packing migrations turn
+// rows a user into one blob a key.
+func groupCounters[K cmp.Ordered](ctx context.Context, tx *sqlx.Tx, query string) (map[K]map[string]counter, error) {
+	rows, err := tx.QueryContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	byKey := map[K]map[string]counter{}
+	for rows.Next() {
+		var k K
+		var c counter
+		if err := rows.Scan(&k, &c.user, &c.up, &c.down); err != nil {
+			return nil, err
+		}
+		if byKey[k] == nil {
+			byKey[k] = map[string]counter{}
+		}
+		prev := byKey[k][c.user]
+		byKey[k][c.user] = counter{user: c.user, up: prev.up + c.up, down: prev.down + c.down}
+	}
+	return byKey, rows.Err()
 }

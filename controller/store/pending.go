@@ -221,26 +221,8 @@ func (s *Store) dropPending(ctx context.Context, tx *sqlx.Tx, name string) error
 // usage_pending_nodes: one row per commit time, a user's rows of one time
 // added up (the fold adds them up anyway, and they share the time).
 func (s *Store) packPending(ctx context.Context, tx *sqlx.Tx) error {
-	rows, err := tx.QueryContext(ctx, `SELECT user_name, up, down, at FROM usage_pending ORDER BY id`)
+	byAt, err := groupCounters[int64](ctx, tx, `SELECT at, user_name, up, down FROM usage_pending`)
 	if err != nil {
-		return err
-	}
-	byAt := map[int64]map[string]counter{}
-	for rows.Next() {
-		var c counter
-		var at int64
-		if err := rows.Scan(&c.user, &c.up, &c.down, &at); err != nil {
-			rows.Close()
-			return err
-		}
-		if byAt[at] == nil {
-			byAt[at] = map[string]counter{}
-		}
-		prev := byAt[at][c.user]
-		byAt[at][c.user] = counter{user: c.user, up: prev.up + c.up, down: prev.down + c.down}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	for _, at := range slices.Sorted(maps.Keys(byAt)) {
