@@ -31,8 +31,9 @@ const checkpointsVersion = 1
 
 // encodeCheckpoints writes the checkpoints in name order, each name after
 // the part it shares with the one before (names of a fleet share long
-// prefixes), then the two values as signed varints (-1: never seen).
-func encodeCheckpoints(m map[string]counter) []byte {
+// prefixes), then the two values as signed varints (-1: never seen). It
+// takes a commit's deltas as they are, so that writing them costs no copy.
+func encodeCheckpoints[V interface{ pair() (up, down int64) }](m map[string]V) []byte {
 	users := slices.Sorted(maps.Keys(m))
 	b := make([]byte, 0, 16+len(users)*12)
 	b = append(b, checkpointsVersion)
@@ -43,8 +44,9 @@ func encodeCheckpoints(m map[string]counter) []byte {
 		b = binary.AppendUvarint(b, uint64(shared))
 		b = binary.AppendUvarint(b, uint64(len(u)-shared))
 		b = append(b, u[shared:]...)
-		b = binary.AppendVarint(b, m[u].up)
-		b = binary.AppendVarint(b, m[u].down)
+		up, down := m[u].pair()
+		b = binary.AppendVarint(b, up)
+		b = binary.AppendVarint(b, down)
 		prev = u
 	}
 	return b

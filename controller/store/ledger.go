@@ -35,6 +35,9 @@ type CommitResult struct {
 
 type delta struct{ up, down int64 }
 
+// pair gives encodeCheckpoints the two values it writes.
+func (d *delta) pair() (up, down int64) { return d.up, d.down }
+
 // ErrEpochMoved refuses a partial commit whose epoch is not the node's
 // stored one: only a read of every series can follow a new epoch.
 var ErrEpochMoved = errors.New("the node's counter epoch is not the stored one")
@@ -97,6 +100,9 @@ type counter struct {
 	user     string
 	up, down int64
 }
+
+// pair gives encodeCheckpoints the two values it writes.
+func (c counter) pair() (up, down int64) { return c.up, c.down }
 
 // Commit turns one node's raw counter values into deltas against the
 // stored checkpoints and adds them to the ledger (daily per user and node,

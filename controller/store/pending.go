@@ -41,11 +41,7 @@ func (s *Store) addPending(ex *preparedTx, now int64, deltas map[string]*delta) 
 	if len(deltas) == 0 {
 		return nil
 	}
-	m := make(map[string]counter, len(deltas))
-	for u, d := range deltas {
-		m[u] = counter{user: u, up: d.up, down: d.down}
-	}
-	return ex.exec(`INSERT INTO usage_pending_nodes (at, data) VALUES (?, ?)`, now, encodeCheckpoints(m))
+	return ex.exec(`INSERT INTO usage_pending_nodes (at, data) VALUES (?, ?)`, now, encodeCheckpoints(deltas))
 }
 
 // pendingRow is one commit's pending traffic.
