@@ -192,12 +192,18 @@ func TestRestartCountsNewInstanceOnce(t *testing.T) {
 	}
 }
 
-func TestExportImportContinues(t *testing.T) {
+// savedWithAlice is a rig in which alice has one connection open, metered
+// at 100/1000, and the engine's state saved right after.
+func savedWithAlice(t *testing.T) (*rig, *State) {
 	r := newRig(t)
 	r.open("alice", "in", "1.1.1.1:40000")
 	r.move(100, 1000)
 	r.poll(conn("c", "in", "1.1.1.1:40000", 100, 1000))
-	saved := r.e.Export()
+	return r, r.e.Export()
+}
+
+func TestExportImportContinues(t *testing.T) {
+	r, saved := savedWithAlice(t)
 
 	e2 := New(Options{})
 	e2.Import(saved)
@@ -306,11 +312,7 @@ func TestRemainderOfALogGapIsUnattributed(t *testing.T) {
 // total that grew by everything since: the users it hears of after the
 // restart did not move it all.
 func TestRemainderSinceTheSavedStateIsUnattributed(t *testing.T) {
-	r := newRig(t)
-	r.open("alice", "in", "1.1.1.1:40000")
-	r.move(100, 1000)
-	r.poll(conn("c", "in", "1.1.1.1:40000", 100, 1000))
-	saved := r.e.Export()
+	r, saved := savedWithAlice(t)
 	r.move(4000, 900_000) // unsaved: the state file could not be written
 
 	r.e = New(Options{})
