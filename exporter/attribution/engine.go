@@ -61,6 +61,9 @@ type Result struct {
 	Active       map[string]Activity
 	Unowned      int // open connections whose user is not known
 	Settled      Settlement
+	// Unheard is the part of Unattributed that a window without the
+	// log stream's every line left (see LogDown), for debug logs.
+	Unheard Traffic
 }
 
 // Settlement describes how a remainder was given out, for debug logs.
@@ -221,7 +224,9 @@ func (e *Engine) Apply(s *clashapi.Snapshot, requested time.Time) Result {
 	if blind := e.lost; blind {
 		// The window's candidates are used up all the same: their bytes
 		// are in what is declared here.
+		before := r.Unattributed
 		e.declare(&r)
+		r.Unheard = Traffic{r.Unattributed.Up - before.Up, r.Unattributed.Down - before.Down}
 	} else {
 		e.settle(cands, &r)
 	}

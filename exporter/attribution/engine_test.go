@@ -299,11 +299,14 @@ func TestRemainderOfALogGapIsUnattributed(t *testing.T) {
 	if during.Unattributed != (Traffic{500, 80_000}) || res.Unattributed != (Traffic{10, 1000}) {
 		t.Fatalf("unattributed %+v while deaf and %+v in the window it came back; want all of each (500/80000, 10/1000)", during.Unattributed, res.Unattributed)
 	}
+	if during.Unheard != during.Unattributed || res.Unheard != res.Unattributed {
+		t.Fatalf("unheard %+v and %+v, want them to be the unattributed bytes", during.Unheard, res.Unheard)
+	}
 	// Heard of from start to end, the next window is exact again.
 	r.open("bob", "in", "1.1.1.1:40002")
 	r.move(20, 2000)
 	res = r.poll()
-	if got := userSum(res); got["bob"] != (Traffic{20, 2000}) || res.Unattributed != (Traffic{}) || res.Estimated != (Traffic{}) {
+	if got := userSum(res); got["bob"] != (Traffic{20, 2000}) || res.Unattributed != (Traffic{}) || res.Estimated != (Traffic{}) || res.Unheard != (Traffic{}) {
 		t.Fatalf("after the gap: bob %+v, unattributed %+v, estimated %+v; want 20/2000 exactly", got["bob"], res.Unattributed, res.Estimated)
 	}
 }

@@ -77,6 +77,9 @@ func (m *Meter) poll(ctx context.Context, final bool) (took time.Duration, err e
 		if res.Settled.Users != nil {
 			m.cfg.Log.WithFields(logrus.Fields{"up": res.Settled.Remainder.Up, "down": res.Settled.Remainder.Down, "candidates": res.Settled.Users}).Debug("remainder attributed")
 		}
+		if res.Unheard != (attribution.Traffic{}) {
+			m.cfg.Log.WithFields(logrus.Fields{"up": res.Unheard.Up, "down": res.Unheard.Down}).Debug("remainder declared unattributed: log lines may have been lost in this window")
+		}
 		m.account(res)
 		switch {
 		case final && m.cfg.Events != nil:
