@@ -224,9 +224,7 @@ func (e *Engine) Apply(s *clashapi.Snapshot, requested time.Time) Result {
 	if blind := e.lost; blind {
 		// The window's candidates are used up all the same: their bytes
 		// are in what is declared here.
-		before := r.Unattributed
-		e.declare(&r)
-		r.Unheard = Traffic{r.Unattributed.Up - before.Up, r.Unattributed.Down - before.Down}
+		r.Unheard = e.declare(&r)
 	} else {
 		e.settle(cands, &r)
 	}

@@ -110,10 +110,12 @@ func (e *Engine) settle(cands []candidate, r *Result) {
 	}
 }
 
-// declare makes the whole positive remainder unattributed.
-func (e *Engine) declare(r *Result) {
-	r.Unattributed = r.Unattributed.Add(Traffic{takePositive(&e.pool[up]), takePositive(&e.pool[down])})
+// declare makes the whole positive remainder unattributed and returns it.
+func (e *Engine) declare(r *Result) Traffic {
+	t := Traffic{takePositive(&e.pool[up]), takePositive(&e.pool[down])}
+	r.Unattributed = r.Unattributed.Add(t)
 	e.idle = 0
+	return t
 }
 
 // learn records the bytes per short connection of a user whose short
