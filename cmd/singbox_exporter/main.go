@@ -51,6 +51,7 @@ func main() {
 		statePath   = app.Flag("state.path", "File that keeps counters across restarts. Empty keeps nothing.").Default("singbox_exporter.state.json").String()
 		minBytes    = app.Flag("collector.user-min-bytes", "Expose a user's traffic counters only once the user moved at least this many bytes on this node (both directions together); a series that appears later starts from its whole value, which the controller bills in full. 1 hides users who never moved a byte; 0 exposes every user sing-box reports.").Default("1").Uint64()
 		idleTimeout = app.Flag("collector.user-idle-timeout", "Hide the traffic counters of a user who moved no byte on this node for this long; they come back with their whole value at the next byte. The bytes such a user moved last are billed only if a controller committed them before the series went, so keep this far above any accounting outage. 0 never hides an idle user.").Default("0").Duration()
+		recentWin   = app.Flag("collector.user-recent-window", "Also expose, as singbox_user_traffic_recent_bytes_total, the counters of the users that moved within this window, so that the controller reads only those instead of every user. Keep it above twice the scrape interval plus 30 s (the controller reads the whole node when its last read is older than the window less 30 s). 0 turns the series off.").Default("2m").Duration()
 		deviceKey   = app.Flag("collector.device-key-file", "File holding a secret shared by every node of the fleet (at least 16 bytes); when set, singbox_user_source_ip_bucket lets Prometheus count a user's distinct client addresses across nodes without exposing them.").String()
 	)
 	agentFlags := addAgentFlags(app)
@@ -65,7 +66,7 @@ func main() {
 		metricsPath: *metricsPath, maxRequests: *maxRequests, clashURL: *clashURL, secretFile: *secretFile,
 		v2rayAddr: *v2rayAddr, apiAddr: *apiAddr, apiSecretFile: *apiSecret, minInterval: *minInterval, maxInterval: *maxInterval, budget: *budget,
 		timeout: *timeout, statePath: *statePath, toolkit: toolkitFlags, agent: agentFlags,
-		userMinBytes: *minBytes, userIdleTimeout: *idleTimeout, deviceKeyFile: *deviceKey,
+		userMinBytes: *minBytes, userIdleTimeout: *idleTimeout, userRecentWindow: *recentWin, deviceKeyFile: *deviceKey,
 	}); err != nil {
 		log.WithError(err).Error("singbox_exporter failed")
 		os.Exit(1)
@@ -78,6 +79,7 @@ type options struct {
 	maxRequests                                             int
 	userMinBytes                                            uint64
 	minInterval, maxInterval, timeout, userIdleTimeout      time.Duration
+	userRecentWindow                                        time.Duration
 	budget                                                  float64
 	toolkit                                                 *web.FlagConfig
 	agent                                                   *agentFlags
@@ -89,7 +91,7 @@ func run(log *logrus.Logger, o options) error {
 	if err != nil {
 		return err
 	}
-	collectorOpts := collector.Options{UserMinBytes: o.userMinBytes, UserIdleTimeout: o.userIdleTimeout}
+	collectorOpts := collector.Options{UserMinBytes: o.userMinBytes, UserIdleTimeout: o.userIdleTimeout, UserRecentWindow: o.userRecentWindow}
 	if o.deviceKeyFile != "" {
 		if collectorOpts.DeviceKey, err = collector.LoadDeviceKey(o.deviceKeyFile); err != nil {
 			return err

@@ -51,10 +51,12 @@ var (
 	logErrorsDesc    = desc("singbox_exporter_log_stream_errors_total", "Times the log stream broke.")
 	unownedDesc      = desc("singbox_exporter_unowned_connections", "Open connections whose user is not known: log level above info or lines missed, or, in api mode, opened since the last batch of connection events or without a user.")
 	sinceDesc        = desc("singbox_exporter_counters_start_timestamp_seconds", "When the per-user and node counters started from zero; changes only when the state file is lost.")
+	userRecentDesc   = desc("singbox_user_traffic_recent_bytes_total", "singbox_user_traffic_bytes_total again, for only the users whose counters moved (or appeared) within --collector.user-recent-window: the controller's accounting reads these instead of every user.", "user", "direction")
+	recentWindowDesc = desc("singbox_exporter_user_recent_window_seconds", "How long a user stays in singbox_user_traffic_recent_bytes_total after its counters last moved (--collector.user-recent-window); absent when that series is off.")
 	userChangeDesc   = desc("singbox_exporter_user_counters_change_timestamp_seconds", "When the per-user traffic series last changed (a value moved, a series appeared or went), as the time of the first scrape that showed it; it never takes the same value twice, across restarts too.")
 	restartsDesc     = desc("singbox_exporter_singbox_restarts_total", "sing-box restarts noticed by counters starting again.")
 	lastPollDesc     = desc("singbox_exporter_last_poll_success_timestamp_seconds", "Unix time of the last successful poll of sing-box; bytes moved since are not counted yet.")
-	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, lastPollDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc, userChangeDesc, userBucketDesc, hiddenDesc}
+	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, lastPollDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc, userChangeDesc, userRecentDesc, recentWindowDesc, userBucketDesc, hiddenDesc}
 )
 
 // Options tune what the collector exposes; the zero value exposes every
@@ -74,6 +76,17 @@ type Options struct {
 	// only if a controller committed it before the series went, so the
 	// timeout must be far longer than the accounting can be down.
 	UserIdleTimeout time.Duration
+	// UserRecentWindow, when set, exposes each user's traffic a second
+	// time, as singbox_user_traffic_recent_bytes_total, from the scrape
+	// that first shows its counters moved (or shows the user at all: a
+	// user this process has not seen before counts as moving now, so after
+	// a restart every user is in it for one window) until the window has
+	// passed without a move. Every series whose value differs from an
+	// earlier scrape's less than a window ago is therefore in the latest
+	// scrape's recent series, and the controller, whose last read of the
+	// node is that recent, reads only those. The window runs on the
+	// monotonic clock: a step of the wall clock cannot cut it short.
+	UserRecentWindow time.Duration
 	// DeviceKey, the fleet's shared secret, turns on
 	// singbox_user_source_ip_bucket (see devices.go).
 	DeviceKey []byte
@@ -87,7 +100,7 @@ type Collector struct {
 	now     func() time.Time
 
 	mu    sync.Mutex
-	moved map[string]lastMove // by user, with UserIdleTimeout
+	moved map[string]lastMove // by user, with UserIdleTimeout or UserRecentWindow
 	shown shownUsers
 }
 
@@ -163,12 +176,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	traffic(unattributedDesc, v.Counters.Unattributed)
 	traffic(estimatedDesc, v.Counters.Estimated)
 	small, idle := 0, 0
-	idleUsers, changed := c.exposure(v.Counters.Users)
+	idleUsers, recent, changed := c.exposure(v.Counters.Users)
 	gauge(userChangeDesc, float64(changed)/1e3)
+	if c.opts.UserRecentWindow > 0 {
+		gauge(recentWindowDesc, c.opts.UserRecentWindow.Seconds())
+	}
 	for user, t := range v.Counters.Users {
 		switch {
 		case c.exposed(user, t, idleUsers):
 			traffic(userTrafficDesc, t, user)
+			if recent[user] {
+				traffic(userRecentDesc, t, user)
+			}
 		case t.Up+t.Down < c.opts.UserMinBytes:
 			small++
 		default:
@@ -221,11 +240,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // exposure decides which users' series this scrape hides as idle and
-// returns the change timestamp that goes with the series it exposes.
-func (c *Collector) exposure(users map[string]attribution.Traffic) (idle map[string]bool, changedMs int64) {
+// which moved within the recent window, and returns the change timestamp
+// that goes with the series it exposes.
+func (c *Collector) exposure(users map[string]attribution.Traffic) (idle, recent map[string]bool, changedMs int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	idle = c.idleUsers(users)
+	idle, recent = c.moves(users)
 	now := shownUsers{users: users, idle: idle, changed: c.shown.changed}
 	// The series are the same when every user exposed now was exposed
 	// before with the same values (equal values pass the byte threshold
@@ -245,7 +265,7 @@ func (c *Collector) exposure(users map[string]attribution.Traffic) (idle map[str
 		now.changed = max(c.now().UnixMilli(), c.shown.changed+1)
 	}
 	c.shown = now
-	return idle, now.changed
+	return idle, recent, now.changed
 }
 
 // exposed tells whether user's traffic series are exposed, given its
@@ -254,25 +274,31 @@ func (c *Collector) exposed(user string, t attribution.Traffic, idle map[string]
 	return t.Up+t.Down >= c.opts.UserMinBytes && !idle[user]
 }
 
-// idleUsers notes which users' counters moved since the last scrape and
+// moves notes which users' counters moved since the last scrape and
 // returns those that have not moved for the idle timeout (none without a
-// timeout). A user first seen counts as moving now, so after an exporter
-// restart every series is exposed for one timeout again. The caller holds
-// c.mu.
-func (c *Collector) idleUsers(users map[string]attribution.Traffic) map[string]bool {
-	if c.opts.UserIdleTimeout <= 0 {
-		return nil
+// timeout) and those that moved within the recent window (none without
+// one). A user first seen counts as moving now, so after an exporter
+// restart every series is exposed, and recent, for one timeout or window
+// again. The caller holds c.mu.
+func (c *Collector) moves(users map[string]attribution.Traffic) (idle, recent map[string]bool) {
+	idleAfter, window := c.opts.UserIdleTimeout, c.opts.UserRecentWindow
+	if idleAfter <= 0 && window <= 0 {
+		return nil, nil
 	}
 	now := c.now()
-	idle := map[string]bool{}
+	idle, recent = map[string]bool{}, map[string]bool{}
 	for user, t := range users {
 		m, ok := c.moved[user]
 		if !ok || m.t != t {
 			m = lastMove{t: t, at: now}
 			c.moved[user] = m
 		}
-		if now.Sub(m.at) >= c.opts.UserIdleTimeout {
+		since := now.Sub(m.at)
+		if idleAfter > 0 && since >= idleAfter {
 			idle[user] = true
+		}
+		if window > 0 && since < window {
+			recent[user] = true
 		}
 	}
 	for user := range c.moved {
@@ -280,7 +306,7 @@ func (c *Collector) idleUsers(users map[string]attribution.Traffic) map[string]b
 			delete(c.moved, user)
 		}
 	}
-	return idle
+	return idle, recent
 }
 
 func boolFloat(b bool) float64 {

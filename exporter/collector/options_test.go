@@ -360,3 +360,86 @@ func idleCollector() (*Collector, *liveView, *clock) {
 	c.now = clk.now
 	return c, lv, clk
 }
+
+// recentOf returns the users in singbox_user_traffic_recent_bytes_total
+// with their download value, and checks that each has both directions
+// and the value of its singbox_user_traffic_bytes_total series.
+func recentOf(t *testing.T, c prometheus.Collector) map[string]float64 {
+	t.Helper()
+	mfs := gather(t, c)
+	all := map[string]float64{}
+	for _, m := range mfs["singbox_user_traffic_bytes_total"].GetMetric() {
+		all[label(m, "user")+"/"+label(m, "direction")] = m.GetCounter().GetValue()
+	}
+	out, dirs := map[string]float64{}, map[string]int{}
+	for _, m := range mfs["singbox_user_traffic_recent_bytes_total"].GetMetric() {
+		u, d := label(m, "user"), label(m, "direction")
+		v, ok := all[u+"/"+d]
+		if !ok || v != m.GetCounter().GetValue() {
+			t.Errorf("recent %s/%s = %v, the user's traffic series %v (exposed %v)", u, d, m.GetCounter().GetValue(), v, ok)
+		}
+		dirs[u]++
+		if d == "download" {
+			out[u] = v
+		}
+	}
+	for u, n := range dirs {
+		if n != 2 {
+			t.Errorf("recent %s: %d directions, want 2", u, n)
+		}
+	}
+	return out
+}
+
+// --collector.user-recent-window lists again the users whose counters
+// moved within the window, with the same values: every user at first (a
+// restarted exporter cannot know who moved before it), then only movers,
+// including one that comes back from idle and one newly exposed by the
+// byte threshold, never a hidden user.
+func TestUserRecentWindow(t *testing.T) {
+	v := sampleView()
+	v.Counters.Users = map[string]attribution.Traffic{"alice": {Up: 10, Down: 20}, "bob": {Up: 1, Down: 1}, "carol": {}}
+	lv := &liveView{v: v}
+	clk := &clock{t: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)}
+	c := NewWithOptions(lv, Options{UserMinBytes: 1, UserIdleTimeout: time.Hour, UserRecentWindow: 2 * time.Minute})
+	c.now = clk.now
+	recent := func(want ...string) {
+		t.Helper()
+		got := recentOf(t, c)
+		if len(got) != len(want) {
+			t.Fatalf("at %s: recent %v, want %v", clk.now().Format("15:04:05"), got, want)
+		}
+		for _, u := range want {
+			if _, ok := got[u]; !ok {
+				t.Fatalf("at %s: %s not recent, want %v (got %v)", clk.now().Format("15:04:05"), u, want, got)
+			}
+		}
+	}
+	recent("alice", "bob") // carol never moved a byte: hidden, so not recent either
+	if w := gather(t, c)["singbox_exporter_user_recent_window_seconds"].GetMetric()[0].GetGauge().GetValue(); w != 120 {
+		t.Errorf("window %v s, want 120", w)
+	}
+	clk.add(119 * time.Second)
+	recent("alice", "bob")
+	lv.set(func(v *meter.View) { v.Counters.Users["alice"] = attribution.Traffic{Up: 11, Down: 21} })
+	clk.add(time.Second)
+	recent("alice") // bob's two minutes are over
+	lv.set(func(v *meter.View) { v.Counters.Users["carol"] = attribution.Traffic{Down: 7} })
+	clk.add(119 * time.Second)
+	recent("alice", "carol")
+	clk.add(time.Second)
+	recent("carol")
+	clk.add(2 * time.Hour) // everyone idle and hidden
+	recent()
+	lv.set(func(v *meter.View) { v.Counters.Users["bob"] = attribution.Traffic{Up: 1, Down: 9} })
+	if got := recentOf(t, c); len(got) != 1 || got["bob"] != 9 {
+		t.Fatalf("bob back from idle: recent %v, want bob with his whole counter, 9", got)
+	}
+
+	// Off, neither the series nor the window is there.
+	off := NewWithOptions(lv, Options{UserMinBytes: 1})
+	mfs := gather(t, off)
+	if mfs["singbox_user_traffic_recent_bytes_total"] != nil || mfs["singbox_exporter_user_recent_window_seconds"] != nil {
+		t.Error("recent series exposed without a window")
+	}
+}
