@@ -42,7 +42,10 @@ import (
 // by side (see scaleInProcess), and BOXFLEET_SCALE_FOLD_OTHER=1 also with
 // the back end's other way of adding to the users' usage (each node commit
 // or once a cycle, see store.FoldEachCommit), and BOXFLEET_SCALE_NOBUSY=1
-// also without reading busy nodes whole (see Accountant.busy);
+// also without reading busy nodes whole (see Accountant.busy), and
+// BOXFLEET_SCALE_NORECENT=1 also without the exporters' recent series
+// (BOXFLEET_SCALE_RECENT_WINDOW, default 2m, is the fake exporters'
+// window, 0 for none);
 // BOXFLEET_SCALE_PROFILE=dir saves boxfleet serve's CPU profiles there;
 // BOXFLEET_SCALE_INTERVAL
 // (default 90s) is its --accounting.interval, long enough for a cycle and
@@ -107,6 +110,9 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 	if os.Getenv("BOXFLEET_SCALE_NOBUSY") == "1" {
 		beside(" asking which series moved on busy nodes too (before)", func(o *scaled) { o.a.noBusy = true })
 	}
+	if os.Getenv("BOXFLEET_SCALE_NORECENT") == "1" {
+		beside(" without the recent series (before)", func(o *scaled) { o.a.noRecent = true })
+	}
 	if os.Getenv("BOXFLEET_SCALE_FOLD_OTHER") == "1" {
 		// The back end's other way of adding to the users' usage.
 		beside("", func(o *scaled) {
@@ -118,6 +124,20 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 		})
 	}
 	for i, name := range cycleNames {
+		if i == 2 && f.sc.window > 0 {
+			// The 10 % cycles come a busy while after the one in which
+			// every series moved: the accountants keep cycling, as
+			// boxfleet serve would, until those moves have left the
+			// exporters' recent series.
+			for time.Since(f.published) < f.sc.window {
+				time.Sleep(f.sc.scrape)
+				for _, r := range runs {
+					if err := r.a.Cycle(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
 		if g := generationOf(i); g != f.gen {
 			f.publish(t, g)
 		} else {
@@ -127,7 +147,7 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 		}
 		for j := range runs {
 			r := runs[(i+j)%len(runs)]
-			start, cpu, quiet, phases := time.Now(), cpuTime(), r.a.quietNodes.Load(), phaseSeconds(r.a)
+			start, cpu, quiet, recent, phases := time.Now(), cpuTime(), r.a.quietNodes.Load(), r.a.recentNodes.Load(), phaseSeconds(r.a)
 			if err := r.a.Cycle(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -136,6 +156,7 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 			t.Logf("  phases: sweep %.2f s, waiting for Prometheus %.2f s, commit %.2f s",
 				after[phaseSweep]-phases[phaseSweep], after[phaseQuery]-phases[phaseQuery], after[phaseCommit]-phases[phaseCommit])
 			t.Logf("  nodes whose change timestamp stood still, none of their series asked for: %d of %d", r.a.quietNodes.Load()-quiet, f.sc.nodes)
+			t.Logf("  nodes read through their recent series: %d of %d", r.a.recentNodes.Load()-recent, f.sc.nodes)
 			// The wall time swings with the neighbours' load on a shared
 			// machine; this process's CPU time (the controller's work and the
 			// fake targets' serving, not Prometheus's nor MySQL's) does less.

@@ -22,6 +22,9 @@ import (
 type scale struct {
 	nodes, users, perNode, dirs int
 	scrape                      time.Duration
+	// window is the fake exporters' --collector.user-recent-window
+	// (BOXFLEET_SCALE_RECENT_WINDOW, 0 for none).
+	window time.Duration
 }
 
 func scaleFromEnv(t *testing.T) scale {
@@ -33,14 +36,8 @@ func scaleFromEnv(t *testing.T) scale {
 		users:   envInt(t, "BOXFLEET_SCALE_USERS", 100_000),
 		perNode: envInt(t, "BOXFLEET_SCALE_USERS_PER_NODE", 2_500),
 		dirs:    envInt(t, "BOXFLEET_SCALE_DIRECTIONS", 2),
-		scrape:  15 * time.Second,
-	}
-	if v := os.Getenv("BOXFLEET_SCALE_SCRAPE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("BOXFLEET_SCALE_SCRAPE: %v", err)
-		}
-		sc.scrape = d
+		scrape:  envDuration(t, "BOXFLEET_SCALE_SCRAPE", 15*time.Second),
+		window:  envDuration(t, "BOXFLEET_SCALE_RECENT_WINDOW", 2*time.Minute),
 	}
 	if sc.perNode > sc.users || sc.dirs < 1 || sc.dirs > 2 {
 		t.Fatalf("scale %+v: users per node must not exceed users, directions must be 1 or 2", sc)
@@ -60,6 +57,18 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
+func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		t.Fatalf("%s=%q: want a duration", name, v)
+	}
+	return d
+}
+
 func (sc scale) series() int { return sc.nodes * sc.perNode * sc.dirs }
 
 var directions = [2]string{"upload", "download"}
@@ -75,10 +84,18 @@ type scaleFleet struct {
 	// changed is each node's change timestamp, which moves, as the real
 	// exporter's does, only when one of its per-user values changes.
 	changed []float64
+	// moved is when each series last moved, by series index (see
+	// seriesIndex), for the recent series; published when the last
+	// generation was, and recent how many series it listed as recent.
+	moved     []time.Time
+	published time.Time
+	recent    int
 }
 
+func (sc scale) seriesIndex(n, i, d int) int { return (n*sc.perNode+i)*sc.dirs + d }
+
 func newScaleFleet(t *testing.T, sc scale) *scaleFleet {
-	f := &scaleFleet{sc: sc, changed: make([]float64, sc.nodes)}
+	f := &scaleFleet{sc: sc, changed: make([]float64, sc.nodes), moved: make([]time.Time, sc.series())}
 	var static []promtest.StaticTarget
 	for n := range sc.nodes {
 		tg := promtest.NewBodyTarget(t)
@@ -124,12 +141,15 @@ func (f *scaleFleet) publish(t *testing.T, gen int) {
 	t.Helper()
 	start := time.Now()
 	prev := f.gen
-	f.gen = gen
+	f.gen, f.published, f.recent = gen, start, 0
 	for n, tg := range f.targets {
-		if prev == 0 || f.moves(n, prev, gen) {
+		if f.moves(n, prev, gen) {
 			f.changed[n] = float64(time.Now().UnixMilli()) / 1e3
 		}
 		tg.SetBody(f.render(gen, n))
+	}
+	if f.sc.window > 0 {
+		t.Logf("generation %d: %d series listed as moved within the exporters' %s window", gen, f.recent, f.sc.window)
 	}
 	f.prom.WaitFor(t, fmt.Sprintf(`count(boxfleet_scale_generation == %d)`, gen), 5*time.Minute, func(v model.Vector) bool {
 		return len(v) == 1 && int(v[0].Value) == f.sc.nodes
@@ -138,33 +158,50 @@ func (f *scaleFleet) publish(t *testing.T, gen int) {
 }
 
 // moves tells whether any of node n's per-user values differ between
-// generations from and to.
+// generations from and to (from 0: the first), and notes when each series
+// that did moved.
 func (f *scaleFleet) moves(n, from, to int) bool {
+	moved := false
 	for i := range f.sc.perNode {
 		u := f.sc.userOf(n, i)
 		for d := range f.sc.dirs {
-			if value(from, n, u, d) != value(to, n, u, d) {
-				return true
+			if from == 0 || value(from, n, u, d) != value(to, n, u, d) {
+				f.moved[f.sc.seriesIndex(n, i, d)] = f.published
+				moved = true
 			}
 		}
 	}
-	return false
+	return moved
 }
 
 func (f *scaleFleet) render(gen, n int) []byte {
 	b := make([]byte, 0, f.sc.perNode*f.sc.dirs*80+200)
 	b = fmt.Appendf(b, "%s 1.7e+09\nboxfleet_scale_generation %d\n", epochMetric, gen)
 	b = fmt.Appendf(b, "%s %s\n", changeMetric, strconv.FormatFloat(f.changed[n], 'f', -1, 64))
+	if f.sc.window > 0 {
+		b = fmt.Appendf(b, "%s %g\n", windowMetric, f.sc.window.Seconds())
+	}
 	for i := range f.sc.perNode {
 		u := f.sc.userOf(n, i)
 		for d := range f.sc.dirs {
-			b = append(b, metric+`{user="`...)
-			b = append(b, userName(u)...)
-			b = append(b, `",direction="`...)
-			b = append(b, directions[d]...)
-			b = append(b, `"} `...)
-			b = strconv.AppendInt(b, value(gen, n, u, d), 10)
-			b = append(b, '\n')
+			names := []string{metric}
+			// As singbox_exporter lists them, from the publication on: a
+			// body stays until the next one, so it lists at least what
+			// the exporter would.
+			if f.sc.window > 0 && f.published.Sub(f.moved[f.sc.seriesIndex(n, i, d)]) < f.sc.window {
+				names = append(names, recentMetric)
+				f.recent++
+			}
+			for _, name := range names {
+				b = append(b, name...)
+				b = append(b, `{user="`...)
+				b = append(b, userName(u)...)
+				b = append(b, `",direction="`...)
+				b = append(b, directions[d]...)
+				b = append(b, `"} `...)
+				b = strconv.AppendInt(b, value(gen, n, u, d), 10)
+				b = append(b, '\n')
+			}
 		}
 	}
 	return b

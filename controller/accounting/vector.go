@@ -135,7 +135,8 @@ type nodeAnswer struct {
 	movedSeries int // topk's answer: more than movedByName means cut short
 	added       float64
 	guarded     bool
-	full        bool // every series of the node, to commit whole
+	full        bool    // every series of the node, to commit whole
+	window      float64 // the exporter's recent window, seconds (see askRecent)
 	// Of the gate's query: 0 when the node's change timestamp says none of
 	// its series moved (gated: the node has that timestamp).
 	gate  float64
@@ -173,6 +174,8 @@ func (v *nodeVector) byNode() map[string]*nodeAnswer {
 			ans.movedSeries++
 		case s.Metric.Name == epochMetric:
 			ans.epoch = int64(val)
+		case s.Metric.Name == windowMetric:
+			ans.window = val
 		case val >= 0 && val <= 1<<62:
 			ans.samples = append(ans.samples, store.Sample{User: s.Metric.User, Direction: s.Metric.Direction, Value: int64(val)})
 		}
