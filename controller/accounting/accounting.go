@@ -65,7 +65,6 @@ type Accountant struct {
 	// --no-accounting.skip-quiet-nodes).
 	SkipQuiet   bool
 	gateRefused atomic.Bool  // warned once
-	quietNodes  atomic.Int64 // nodes the gate answered, for the scale test's log
 	// busy holds the nodes whose last commit changed busyChanged series
 	// or more: this cycle reads them whole at once, without first asking
 	// Prometheus which series moved, a pass over every series of the node
@@ -75,9 +74,8 @@ type Accountant struct {
 	busy   map[string]bool
 	noBusy bool
 	// noRecent leaves the exporters' recent series unread (the scale
-	// test's "before"); recentNodes counts the nodes read through them.
-	noRecent    bool
-	recentNodes atomic.Int64
+	// test's "before").
+	noRecent bool
 
 	client      promapi.Client // for the per-node queries, decoded by queryVector
 	lastSuccess prometheus.Gauge
@@ -85,6 +83,8 @@ type Accountant struct {
 	errors      prometheus.Counter
 	bytes       prometheus.Counter
 	resets      prometheus.Counter
+	// reads counts the nodes the cycles read, by how (readHows).
+	reads *prometheus.CounterVec
 	// phases is the time spent in each part of the cycles, nearly all of
 	// a cycle's time between them. Queries run ahead of the commits
 	// (prefetch), so query time is only what the commits waited for
@@ -100,6 +100,16 @@ const (
 )
 
 var phaseNames = []string{phaseSweep, phaseQuery, phaseCommit}
+
+// How a node was read, as reads labels it.
+const (
+	readQuiet  = "quiet"  // its change timestamp stood still: nothing read
+	readRecent = "recent" // its exporter's recent series (askRecent)
+	readMoved  = "moved"  // asked which series moved, then those (askSeries)
+	readWhole  = "whole"  // every series
+)
+
+var readHows = []string{readQuiet, readRecent, readMoved, readWhole}
 
 // New connects to Prometheus at url and registers the accountant's metrics.
 func New(st *store.Store, url, holder string, log logrus.FieldLogger, reg prometheus.Registerer) (*Accountant, error) {
@@ -138,6 +148,13 @@ func New(st *store.Store, url, holder string, log logrus.FieldLogger, reg promet
 	}
 	for _, p := range phaseNames {
 		a.phases.WithLabelValues(p)
+	}
+	a.reads = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "boxfleet_accounting_node_reads_total",
+		Help: "Nodes the accounting cycles read, by how: quiet (the change timestamp stood still, nothing read), recent (the exporter's recent series), moved (asked which series moved, then those) and whole (every series).",
+	}, []string{"how"})
+	for _, h := range readHows {
+		a.reads.WithLabelValues(h)
 	}
 	return a, nil
 }
@@ -322,7 +339,7 @@ func (a *Accountant) askMoved(ctx context.Context, at time.Time, q query) (map[s
 			rest.add(q, i)
 		}
 	}
-	a.quietNodes.Add(int64(len(quiet)))
+	a.reads.WithLabelValues(readQuiet).Add(float64(len(quiet)))
 	ans := map[string]*nodeAnswer{}
 	if !a.noRecent && len(rest.nodes) > 0 {
 		var err error
@@ -404,13 +421,14 @@ func (a *Accountant) askRecent(ctx context.Context, at time.Time, q query) (map[
 		}
 		rest.add(q, i)
 	}
-	a.recentNodes.Add(int64(len(ans)))
+	a.reads.WithLabelValues(readRecent).Add(float64(len(ans)))
 	return ans, rest, nil
 }
 
 // askWhole reads every series of the nodes, each answer committed whole,
 // as a node's first read is.
 func (a *Accountant) askWhole(ctx context.Context, at time.Time, nodes []string) (map[string]*nodeAnswer, error) {
+	a.reads.WithLabelValues(readWhole).Add(float64(len(nodes)))
 	group := `node=~` + nodesRegex(nodes)
 	v, err := a.queryVector(ctx, `{__name__=~"`+metric+`|`+epochMetric+`",`+group+`} or `+scrapedExpr(group), at)
 	if err != nil {
@@ -541,6 +559,7 @@ func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[
 	// series where it did not, with the epochs again to check that both
 	// queries saw the same counters.
 	var parts []string
+	whole := 0
 	for i, n := range q.nodes {
 		ans := sel[n]
 		switch {
@@ -551,8 +570,10 @@ func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[
 			if ans != nil {
 				ans.full = true
 			}
+			whole++
 		case !ans.guarded || ans.added > 0 || ans.movedSeries > movedByName:
 			parts = append(parts, metric+`{node=`+strconv.Quote(n)+`}`)
+			whole++
 		case len(ans.moved) > 0:
 			users := make([]string, 0, len(ans.moved))
 			for u := range ans.moved {
@@ -563,6 +584,8 @@ func (a *Accountant) askSeries(ctx context.Context, at time.Time, q query) (map[
 			parts = append(parts, metric+`{node=`+strconv.Quote(n)+`,user=~`+nodesRegex(users)+`}`)
 		}
 	}
+	a.reads.WithLabelValues(readWhole).Add(float64(whole))
+	a.reads.WithLabelValues(readMoved).Add(float64(len(q.nodes) - whole))
 	if len(parts) == 0 {
 		return sel, nil
 	}

@@ -77,7 +77,7 @@ func (e *recentNode) recentUsers() map[string]bool {
 // TestRecentExact reads nodes through their exporters' recent series on
 // each back end, and checks after every cycle that the ledger is exact:
 // nodes whose last read is within the window are read through the list
-// (counted by recentNodes), and a node whose last read is older than the
+// (boxfleet_accounting_node_reads_total{how="recent"}), and a node whose last read is older than the
 // window is read the other ways, since a series may have moved and left
 // the list meanwhile; an exporter without the list (n3) and a new epoch
 // are read as before.
@@ -135,7 +135,7 @@ func TestRecentExact(t *testing.T) {
 			t.Helper()
 			fn()
 			settle()
-			before := a.recentNodes.Load()
+			before := nodeReads(a)[readRecent]
 			if err := a.Cycle(ctx); err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
@@ -148,7 +148,7 @@ func TestRecentExact(t *testing.T) {
 					t.Fatalf("%s: %s: ledger up=%d down=%d, true up=%d down=%d", name, u, up, down, truth[u+"/upload"], truth[u+"/download"])
 				}
 			}
-			return a.recentNodes.Load() - before
+			return int64(nodeReads(a)[readRecent] - before)
 		}
 		readRecent := func(name string, got, want int64) {
 			t.Helper()

@@ -147,7 +147,7 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 		}
 		for j := range runs {
 			r := runs[(i+j)%len(runs)]
-			start, cpu, quiet, recent, phases := time.Now(), cpuTime(), r.a.quietNodes.Load(), r.a.recentNodes.Load(), phaseSeconds(r.a)
+			start, cpu, reads, phases := time.Now(), cpuTime(), nodeReads(r.a), phaseSeconds(r.a)
 			if err := r.a.Cycle(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -155,8 +155,9 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 			after := phaseSeconds(r.a)
 			t.Logf("  phases: sweep %.2f s, waiting for Prometheus %.2f s, commit %.2f s",
 				after[phaseSweep]-phases[phaseSweep], after[phaseQuery]-phases[phaseQuery], after[phaseCommit]-phases[phaseCommit])
-			t.Logf("  nodes whose change timestamp stood still, none of their series asked for: %d of %d", r.a.quietNodes.Load()-quiet, f.sc.nodes)
-			t.Logf("  nodes read through their recent series: %d of %d", r.a.recentNodes.Load()-recent, f.sc.nodes)
+			now := nodeReads(r.a)
+			t.Logf("  nodes read: %.0f quiet (nothing read), %.0f through their recent series, %.0f asked which series moved, %.0f whole, of %d",
+				now[readQuiet]-reads[readQuiet], now[readRecent]-reads[readRecent], now[readMoved]-reads[readMoved], now[readWhole]-reads[readWhole], f.sc.nodes)
 			// The wall time swings with the neighbours' load on a shared
 			// machine; this process's CPU time (the controller's work and the
 			// fake targets' serving, not Prometheus's nor MySQL's) does less.
@@ -174,6 +175,15 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 }
 
 // phaseSeconds reads the accountant's time per phase so far.
+// nodeReads reads how many nodes the accountant read so far, by how.
+func nodeReads(a *Accountant) map[string]float64 {
+	out := map[string]float64{}
+	for _, h := range readHows {
+		out[h] = testutil.ToFloat64(a.reads.WithLabelValues(h))
+	}
+	return out
+}
+
 func phaseSeconds(a *Accountant) map[string]float64 {
 	out := map[string]float64{}
 	for _, p := range phaseNames {

@@ -31,6 +31,7 @@ var Metrics = []Metric{
 	{"boxfleet_accounting_bytes_total", "counter", nil},
 	{"boxfleet_accounting_counter_resets_total", "counter", nil},
 	{"boxfleet_accounting_phase_seconds_total", "counter", []string{"phase"}},
+	{"boxfleet_accounting_node_reads_total", "counter", []string{"how"}},
 	{"boxfleet_leader", "gauge", nil},
 	{"boxfleet_actions_total", "counter", []string{"action", "result"}},
 	{"boxfleet_webhook_alerts_total", "counter", []string{"result", "status"}},
