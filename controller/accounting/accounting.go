@@ -64,7 +64,7 @@ type Accountant struct {
 	// are asked for, as before the gate (boxfleet serve turns it on unless
 	// --no-accounting.skip-quiet-nodes).
 	SkipQuiet   bool
-	gateRefused atomic.Bool  // warned once
+	gateRefused atomic.Bool // warned once
 	// busy holds the nodes whose last commit changed busyChanged series
 	// or more: this cycle reads them whole at once, without first asking
 	// Prometheus which series moved, a pass over every series of the node
