@@ -41,6 +41,7 @@ const (
 	// moved within the exporter's window, windowMetric (see askRecent).
 	recentMetric = "singbox_user_traffic_recent_bytes_total"
 	windowMetric = "singbox_exporter_user_recent_window_seconds"
+	listedMetric = "singbox_exporter_user_recent_series" // how many recentMetric has
 	// Every singbox_exporter exports its counters' epoch: listing the
 	// nodes by it reads one series per node, not a million.
 	// The timestamp is the node's last scrape.
@@ -400,12 +401,15 @@ var recentMargin = 30 * time.Second
 // read is that recent, its epoch is the cursor's and its exporter shows
 // the window (an older one does not), the recent series hold everything
 // that moved, and a series not among them kept its checkpoint's value. The
-// window, epoch and values are read in one query, from the same scrape.
+// window, epoch and values are read in one query, from the same scrape,
+// with the number of recent series the exporter sent: a relabelling that
+// dropped them (to save series, say) leaves the node read the other ways
+// instead of read as though nothing moved.
 // Prometheus answers it from its index, without a pass over the node's
 // other series: at a tenth of the series moving, a tenth of the cost.
 func (a *Accountant) askRecent(ctx context.Context, at time.Time, q query) (map[string]*nodeAnswer, query, error) {
 	group := `node=~` + nodesRegex(q.nodes)
-	v, err := a.queryVector(ctx, `{__name__=~"`+recentMetric+`|`+windowMetric+`|`+epochMetric+`",`+group+`} or `+scrapedExpr(group), at)
+	v, err := a.queryVector(ctx, `{__name__=~"`+recentMetric+`|`+windowMetric+`|`+listedMetric+`|`+epochMetric+`",`+group+`} or `+scrapedExpr(group), at)
 	if err != nil {
 		return nil, query{}, err
 	}
@@ -414,7 +418,7 @@ func (a *Accountant) askRecent(ctx context.Context, at time.Time, q query) (map[
 	rest := query{moved: true}
 	for i, n := range q.nodes {
 		g := got[n]
-		if g != nil && g.window > 0 && g.epoch == q.epochs[i] && q.since[i] < g.scraped &&
+		if g != nil && g.window > 0 && g.listed == len(g.samples) && g.epoch == q.epochs[i] && q.since[i] < g.scraped &&
 			g.scraped-q.since[i] <= int64(g.window*1e3)-recentMargin.Milliseconds() {
 			ans[n] = g
 			continue

@@ -181,6 +181,7 @@ func (f *scaleFleet) render(gen, n int) []byte {
 	if f.sc.window > 0 {
 		b = fmt.Appendf(b, "%s %g\n", windowMetric, f.sc.window.Seconds())
 	}
+	listed := 0
 	for i := range f.sc.perNode {
 		u := f.sc.userOf(n, i)
 		for d := range f.sc.dirs {
@@ -190,7 +191,7 @@ func (f *scaleFleet) render(gen, n int) []byte {
 			// the exporter would.
 			if f.sc.window > 0 && f.published.Sub(f.moved[f.sc.seriesIndex(n, i, d)]) < f.sc.window {
 				names = append(names, recentMetric)
-				f.recent++
+				listed++
 			}
 			for _, name := range names {
 				b = append(b, name...)
@@ -204,6 +205,10 @@ func (f *scaleFleet) render(gen, n int) []byte {
 			}
 		}
 	}
+	if f.sc.window > 0 {
+		b = fmt.Appendf(b, "%s %d\n", listedMetric, listed)
+	}
+	f.recent += listed
 	return b
 }
 

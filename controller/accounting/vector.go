@@ -137,6 +137,7 @@ type nodeAnswer struct {
 	guarded     bool
 	full        bool    // every series of the node, to commit whole
 	window      float64 // the exporter's recent window, seconds (see askRecent)
+	listed      int     // and how many recent series it sent; -1: not said
 	// Of the gate's query: 0 when the node's change timestamp says none of
 	// its series moved (gated: the node has that timestamp).
 	gate  float64
@@ -151,7 +152,7 @@ func (v *nodeVector) byNode() map[string]*nodeAnswer {
 		node := s.Metric.Node
 		ans := out[node]
 		if ans == nil {
-			ans = &nodeAnswer{}
+			ans = &nodeAnswer{listed: -1}
 			out[node] = ans
 		}
 		val := s.Value.v
@@ -176,6 +177,8 @@ func (v *nodeVector) byNode() map[string]*nodeAnswer {
 			ans.epoch = int64(val)
 		case s.Metric.Name == windowMetric:
 			ans.window = val
+		case s.Metric.Name == listedMetric:
+			ans.listed = int(val)
 		case val >= 0 && val <= 1<<62:
 			ans.samples = append(ans.samples, store.Sample{User: s.Metric.User, Direction: s.Metric.Direction, Value: int64(val)})
 		}

@@ -52,11 +52,12 @@ var (
 	unownedDesc      = desc("singbox_exporter_unowned_connections", "Open connections whose user is not known: log level above info or lines missed, or, in api mode, opened since the last batch of connection events or without a user.")
 	sinceDesc        = desc("singbox_exporter_counters_start_timestamp_seconds", "When the per-user and node counters started from zero; changes only when the state file is lost.")
 	userRecentDesc   = desc("singbox_user_traffic_recent_bytes_total", "singbox_user_traffic_bytes_total again, for only the users whose counters moved (or appeared) within --collector.user-recent-window: the controller's accounting reads these instead of every user.", "user", "direction")
+	recentCountDesc  = desc("singbox_exporter_user_recent_series", "How many series singbox_user_traffic_recent_bytes_total has in this scrape, so that a reader can tell it received every one (a relabelling that drops them does not drop this); absent when that series is off.")
 	recentWindowDesc = desc("singbox_exporter_user_recent_window_seconds", "How long a user stays in singbox_user_traffic_recent_bytes_total after its counters last moved (--collector.user-recent-window); absent when that series is off.")
 	userChangeDesc   = desc("singbox_exporter_user_counters_change_timestamp_seconds", "When the per-user traffic series last changed (a value moved, a series appeared or went), as the time of the first scrape that showed it; it never takes the same value twice, across restarts too.")
 	restartsDesc     = desc("singbox_exporter_singbox_restarts_total", "sing-box restarts noticed by counters starting again.")
 	lastPollDesc     = desc("singbox_exporter_last_poll_success_timestamp_seconds", "Unix time of the last successful poll of sing-box; bytes moved since are not counted yet.")
-	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, lastPollDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc, userChangeDesc, userRecentDesc, recentWindowDesc, userBucketDesc, hiddenDesc}
+	allDescs         = []*prometheus.Desc{upDesc, infoDesc, trafficDesc, connectionsDesc, memoryDesc, userTrafficDesc, userConnsDesc, userIPsDesc, inboundDesc, unattributedDesc, estimatedDesc, modeDesc, pollsDesc, pollDurationDesc, pollIntervalDesc, lastPollDesc, stateWritesDesc, stateLoadDesc, logUpDesc, logLinesDesc, logErrorsDesc, unownedDesc, restartsDesc, sinceDesc, userChangeDesc, userRecentDesc, recentWindowDesc, recentCountDesc, userBucketDesc, hiddenDesc}
 )
 
 // Options tune what the collector exposes; the zero value exposes every
@@ -181,18 +182,23 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if c.opts.UserRecentWindow > 0 {
 		gauge(recentWindowDesc, c.opts.UserRecentWindow.Seconds())
 	}
+	listed := 0
 	for user, t := range v.Counters.Users {
 		switch {
 		case c.exposed(user, t, idleUsers):
 			traffic(userTrafficDesc, t, user)
 			if recent[user] {
 				traffic(userRecentDesc, t, user)
+				listed += 2
 			}
 		case t.Up+t.Down < c.opts.UserMinBytes:
 			small++
 		default:
 			idle++
 		}
+	}
+	if c.opts.UserRecentWindow > 0 {
+		gauge(recentCountDesc, float64(listed))
 	}
 	gauge(hiddenDesc, float64(small), "min_bytes")
 	gauge(hiddenDesc, float64(idle), "idle")

@@ -388,6 +388,9 @@ func recentOf(t *testing.T, c prometheus.Collector) map[string]float64 {
 			t.Errorf("recent %s: %d directions, want 2", u, n)
 		}
 	}
+	if n := mfs["singbox_exporter_user_recent_series"].GetMetric()[0].GetGauge().GetValue(); int(n) != 2*len(out) {
+		t.Errorf("singbox_exporter_user_recent_series %v, with %d users listed", n, len(out))
+	}
 	return out
 }
 
@@ -439,7 +442,7 @@ func TestUserRecentWindow(t *testing.T) {
 	// Off, neither the series nor the window is there.
 	off := NewWithOptions(lv, Options{UserMinBytes: 1})
 	mfs := gather(t, off)
-	if mfs["singbox_user_traffic_recent_bytes_total"] != nil || mfs["singbox_exporter_user_recent_window_seconds"] != nil {
+	if mfs["singbox_user_traffic_recent_bytes_total"] != nil || mfs["singbox_exporter_user_recent_window_seconds"] != nil || mfs["singbox_exporter_user_recent_series"] != nil {
 		t.Error("recent series exposed without a window")
 	}
 }
