@@ -82,6 +82,24 @@ func userSeries(ex map[string]float64) map[string]float64 {
 	return out
 }
 
+// ledgerIsTruth stops the test unless alice's, bob's and carol's ledgers
+// hold what truth (user/direction -> bytes) says crossed.
+func ledgerIsTruth(t *testing.T, s *store.Store, truth map[string]int64, step string) {
+	t.Helper()
+	for _, u := range []string{"alice", "bob", "carol"} {
+		up, down, err := s.LedgerTotal(context.Background(), u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if up != truth[u+"/upload"] || down != truth[u+"/download"] {
+			t.Errorf("%s: %s: ledger up=%d down=%d, true up=%d down=%d", step, u, up, down, truth[u+"/upload"], truth[u+"/download"])
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
 // gateAccountant is an accountant with the gate on, reading the back end
 // at url and holding the lease.
 func gateAccountant(t *testing.T, s *store.Store, url string) *Accountant {
@@ -213,18 +231,7 @@ func TestGateExact(t *testing.T) {
 		}
 		check := func(name string) {
 			t.Helper()
-			for _, u := range []string{"alice", "bob", "carol"} {
-				up, down, err := s.LedgerTotal(ctx, u)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if up != truth[u+"/upload"] || down != truth[u+"/download"] {
-					t.Errorf("%s: %s: ledger up=%d down=%d, true up=%d down=%d", name, u, up, down, truth[u+"/upload"], truth[u+"/download"])
-				}
-			}
-			if t.Failed() {
-				t.FailNow()
-			}
+			ledgerIsTruth(t, s, truth, name)
 		}
 		// step changes the exporters, waits until the backend scraped
 		// them, runs a cycle and checks the ledger; it returns the nodes

@@ -151,15 +151,7 @@ func TestRecentExact(t *testing.T) {
 			if err := a.Cycle(ctx); err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			for _, u := range []string{"alice", "bob", "carol"} {
-				up, down, err := s.LedgerTotal(ctx, u)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if up != truth[u+"/upload"] || down != truth[u+"/download"] {
-					t.Fatalf("%s: %s: ledger up=%d down=%d, true up=%d down=%d", name, u, up, down, truth[u+"/upload"], truth[u+"/download"])
-				}
-			}
+			ledgerIsTruth(t, s, truth, name)
 			return int64(nodeReads(a)[readRecent] - before)
 		}
 		readRecent := func(name string, got, want int64) {
