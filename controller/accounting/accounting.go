@@ -194,6 +194,7 @@ func (a *Accountant) cycle(ctx context.Context) error {
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var added int64
+	moves := map[string]store.NodeCursor{} // quiet nodes' cursors to move forward
 	answers := a.prefetch(qctx, at, plan(nodes, scraped, cursors, a.FullReads, a.busy))
 	for {
 		wait := time.Now()
@@ -206,12 +207,18 @@ func (a *Accountant) cycle(ctx context.Context) error {
 			return fmt.Errorf("nodes %s: %w", strings.Join(q.nodes, ", "), q.err)
 		}
 		for _, node := range q.nodes {
-			n, err := a.commitNode(ctx, node, q, cursors[node])
+			n, err := a.commitNode(ctx, node, q, cursors[node], moves)
 			if err != nil {
 				return fmt.Errorf("node %s: %w", node, err)
 			}
 			added += n
 		}
+	}
+	start := time.Now()
+	err = a.Store.MoveCursors(ctx, LeaseName, a.Holder, moves)
+	a.phases.WithLabelValues(phaseCommit).Add(time.Since(start).Seconds())
+	if err != nil {
+		return fmt.Errorf("moving quiet nodes' cursors: %w", err)
 	}
 	if added == 0 {
 		// No usage changed since the first sweep: a second would find
@@ -686,20 +693,24 @@ func (a *Accountant) nodes(ctx context.Context, at time.Time) ([]string, map[str
 // long gone makes Prometheus read old blocks, and a node is read through
 // its exporter's recent series only while its cursor is younger than the
 // exporter's window less recentMargin (2m less 30 s by default), which a
-// node quiet for longer would miss at its next move. A commit that only
-// moves the cursor writes one row. A variable for tests.
+// node quiet for longer would miss at its next move. The cycle moves all
+// such cursors in one transaction, a row each. A variable for tests.
 var cursorRefresh = 45 * time.Second
 
 // commitNode commits one node's answer and returns the bytes it added to
-// the ledger.
-func (a *Accountant) commitNode(ctx context.Context, node string, q queried, cur store.NodeCursor) (int64, error) {
+// the ledger. A node where nothing moved only has its cursor moved, once
+// it is old, with the cycle's other such nodes (moves).
+func (a *Accountant) commitNode(ctx context.Context, node string, q queried, cur store.NodeCursor, moves map[string]store.NodeCursor) (int64, error) {
 	ans := q.answers[node]
 	if ans == nil {
 		return 0, nil // no exporter now: nothing to read
 	}
 	partial := q.moved && !ans.full
-	if partial && len(ans.samples) == 0 && time.Since(time.UnixMilli(cur.Scraped)) < cursorRefresh {
-		return 0, nil // nothing moved
+	if partial && len(ans.samples) == 0 {
+		if time.Since(time.UnixMilli(cur.Scraped)) >= cursorRefresh && ans.epoch == cur.Epoch && ans.scraped > cur.Scraped {
+			moves[node] = store.NodeCursor{Epoch: ans.epoch, Scraped: ans.scraped}
+		}
+		return 0, nil
 	}
 	if a.BeforeCommit != nil {
 		a.BeforeCommit(node)

@@ -104,6 +104,31 @@ type counter struct {
 // pair gives encodeCheckpoints the two values it writes.
 func (c counter) pair() (up, down int64) { return c.up, c.down }
 
+// MoveCursors moves the cursors of nodes none of whose series moved since
+// them forward to a later scrape, all in one transaction under the lease:
+// a quiet fleet's refreshes then cost a commit a cycle, not one a node. A
+// cursor whose epoch is no longer the one given, or that is at the scrape
+// or past it already, stays.
+func (s *Store) MoveCursors(ctx context.Context, lease, holder string, moves map[string]NodeCursor) error {
+	if len(moves) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sqlx.Tx) error {
+		if err := s.checkLease(ctx, tx, lease, holder); err != nil {
+			return err
+		}
+		ex := &preparedTx{ctx: ctx, tx: tx, stmts: map[string]*sql.Stmt{}}
+		// In name order: MySQL takes the rows' locks in one order.
+		for _, n := range slices.Sorted(maps.Keys(moves)) {
+			c := moves[n]
+			if err := ex.exec(`UPDATE node_epochs SET scraped_ms = ? WHERE node = ? AND since = ? AND scraped_ms < ?`, c.Scraped, n, c.Epoch, c.Scraped); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Commit turns one node's raw counter values into deltas against the
 // stored checkpoints and adds them to the ledger (daily per user and node,
 // and the users' current period) in the same transaction as the new

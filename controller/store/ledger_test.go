@@ -307,3 +307,47 @@ func TestCommitNodeOlderReading(t *testing.T) {
 		assertTotals(t, s, "a", 6007, 20)
 	})
 }
+
+// MoveCursors moves quiet nodes' cursors forward under the lease, never
+// under another epoch, never back, and creates no cursor.
+func TestMoveCursors(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		setClock(s, date(2025, 11, 5, 12, 0, 0))
+		for node, epoch := range map[string]int64{"n1": 1000, "n2": 2000} {
+			if _, err := s.Commit(bg, store.NodeCommit{Node: node, Epoch: epoch, Scraped: 5000, At: s.Now(), Samples: []store.Sample{up("a", 1)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cursors := func() map[string]store.NodeCursor {
+			t.Helper()
+			c, err := s.NodeCursors(bg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		moves := map[string]store.NodeCursor{"n1": {Epoch: 1000, Scraped: 9000}, "n2": {Epoch: 2001, Scraped: 9000}, "n3": {Epoch: 1, Scraped: 9000}}
+		if err := s.MoveCursors(bg, "accounting", "c1", moves); !errors.Is(err, store.ErrNotLeader) {
+			t.Errorf("without the lease: %v, want ErrNotLeader", err)
+		}
+		if ok, err := s.TryLease(bg, "accounting", "c1", 60_000); !ok || err != nil {
+			t.Fatalf("lease: %v %v", ok, err)
+		}
+		if err := s.MoveCursors(bg, "accounting", "c1", moves); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]store.NodeCursor{"n1": {Epoch: 1000, Scraped: 9000}, "n2": {Epoch: 2000, Scraped: 5000}}
+		if got := cursors(); !reflect.DeepEqual(got, want) {
+			t.Errorf("cursors %+v, want %+v (n2's epoch moved, n3 has none)", got, want)
+		}
+		if err := s.MoveCursors(bg, "accounting", "c1", map[string]store.NodeCursor{"n1": {Epoch: 1000, Scraped: 8000}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MoveCursors(bg, "accounting", "c2", map[string]store.NodeCursor{"n2": {Epoch: 2000, Scraped: 9500}}); !errors.Is(err, store.ErrNotLeader) {
+			t.Errorf("another holder: %v, want ErrNotLeader", err)
+		}
+		if got := cursors(); !reflect.DeepEqual(got, want) {
+			t.Errorf("cursors %+v after a move back and another holder's, want %+v", got, want)
+		}
+	})
+}
