@@ -154,11 +154,6 @@ func (s *Store) Commit(ctx context.Context, c NodeCommit) (CommitResult, error) 
 		if c.Partial && (c.Epoch == 0 || !found || cur.Epoch != c.Epoch) {
 			return ErrEpochMoved
 		}
-		if c.Partial && len(c.Samples) == 0 {
-			// Nothing moved: the cursor goes forward, the checkpoints
-			// (a blob of every user of the node) are not even read.
-			return s.writeCursor(ctx, tx, c, cur, found)
-		}
 		// The samples, one row per user.
 		byUser := make(map[string]int, len(c.Samples)/2+1)
 		rows := make([]counter, 0, len(c.Samples)/2+1)
