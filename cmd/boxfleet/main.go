@@ -38,7 +38,7 @@ func main() {
 	serve.Flag("accounting.skip-quiet-nodes", "Leave unread each cycle the nodes whose singbox_exporter_user_counters_change_timestamp_seconds stood still since their last commit.").Default("true").BoolVar(&c.AccountingSkipQuiet)
 	serve.Flag("accounting.full-reads", "Read every per-user series of every node each cycle instead of only those that moved since the node's last commit; for a metrics back end whose scrapes do not become visible all at once or that does not write scrape_series_added.").BoolVar(&c.AccountingFullReads)
 	serve.Flag("accounting.interval", "How often traffic is read from Prometheus into the ledger, and quotas and expiries are swept.").Default("10s").DurationVar(&c.AccountingInterval)
-	serve.Flag("lease.ttl", "How long the accounting lease lasts without renewal: another controller takes over within this after the leader dies.").Default("15s").DurationVar(&c.LeaseTTL)
+	serve.Flag("lease.ttl", "How long the accounting lease lasts without renewal: another controller takes over within this after the leader dies. On MySQL the server also ends a transaction left idle this long, so that a leader cut off mid-commit does not keep the lease row locked.").Default("15s").DurationVar(&c.LeaseTTL)
 	serve.Flag("controller.id", "This controller's identity in the lease (several controllers on one MySQL).").Default(fmt.Sprintf("%s-%d", host, os.Getpid())).StringVar(&c.ID)
 	serve.Flag("health.query", "PromQL giving each node a score in 0..1 (label node); empty uses the built-in one, documented in the README.").StringVar(&c.HealthQuery)
 	serve.Flag("health.interval", "How often node scores are read from Prometheus.").Default("30s").DurationVar(&c.HealthInterval)

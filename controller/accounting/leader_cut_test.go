@@ -31,7 +31,7 @@ func TestLeaderStepsDownWhenCutOff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	open := func(dsn string) *store.Store {
-		s, err := store.Open(ctx, dsn, "")
+		s, err := store.Open(ctx, dsn, "", 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -229,7 +229,7 @@ func scaleServe(t *testing.T, f *scaleFleet, bin string, db storetest.DB) {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	st, err := store.Open(context.Background(), db.DSN, dataDir)
+	st, err := store.Open(context.Background(), db.DSN, dataDir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

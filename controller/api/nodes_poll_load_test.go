@@ -74,7 +74,7 @@ func TestNodesPollLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := newStmtCounter(t, db.DSN)
-	sA, err := store.Open(ctx, proxy.DSN(db.DSN), "")
+	sA, err := store.Open(ctx, proxy.DSN(db.DSN), "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

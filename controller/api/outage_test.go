@@ -32,7 +32,7 @@ func eachOutage(t *testing.T, fn func(t *testing.T, s *store.Store, cut func()))
 		proxy := testsupport.StartMySQLProxy(t, db.DSN, func() testsupport.PacketHooks {
 			return l.Hooks()
 		})
-		s, err := store.Open(context.Background(), proxy.DSN(db.DSN), "")
+		s, err := store.Open(context.Background(), proxy.DSN(db.DSN), "", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +177,7 @@ func TestTokenMemoryEndsWithTheDatabasesWord(t *testing.T) {
 	proxy := testsupport.StartMySQLProxy(t, db.DSN, func() testsupport.PacketHooks {
 		return l.Hooks()
 	})
-	s, err := store.Open(context.Background(), proxy.DSN(db.DSN), "")
+	s, err := store.Open(context.Background(), proxy.DSN(db.DSN), "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestTokenMemoryEndsWithTheDatabasesWord(t *testing.T) {
 	}
 	l.Mend()
 	// Deleted through a second controller on the same database.
-	other, err := store.Open(context.Background(), db.DSN, "")
+	other, err := store.Open(context.Background(), db.DSN, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

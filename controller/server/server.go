@@ -155,7 +155,7 @@ func Run(ctx context.Context, c Config, log *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, dsn, c.DataDir)
+	st, err := store.Open(ctx, dsn, c.DataDir, c.LeaseTTL)
 	if err != nil {
 		return fmt.Errorf("opening the store: %w", err)
 	}

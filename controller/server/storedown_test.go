@@ -141,7 +141,7 @@ func TestMetricsAnswerWhileTheStoreIsDown(t *testing.T) {
 		proxy := testsupport.StartMySQLProxy(t, db.DSN, func() testsupport.PacketHooks {
 			return l.Hooks()
 		})
-		st, err := store.Open(context.Background(), proxy.DSN(db.DSN), "")
+		st, err := store.Open(context.Background(), proxy.DSN(db.DSN), "", 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -65,7 +65,7 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Close()
-		s, err := store.Open(ctx, db.DSN, db.Dir)
+		s, err := store.Open(ctx, db.DSN, db.Dir, 0)
 		if err == nil {
 			s.Close()
 			t.Fatal("a database migrated by a newer binary was opened")
@@ -86,7 +86,7 @@ func TestConcurrentOpenMySQL(t *testing.T) {
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			s, err := store.Open(ctx, db.DSN, "")
+			s, err := store.Open(ctx, db.DSN, "", 0)
 			errs[i] = err
 			if err == nil {
 				s.Close()
@@ -110,7 +110,7 @@ func TestConcurrentOpenMySQL(t *testing.T) {
 // must work, including characters that mean something in a URI.
 func TestSQLiteDataDirWithURICharacters(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data 100% ?#x")
-	s, err := store.Open(bg, "", dir)
+	s, err := store.Open(bg, "", dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

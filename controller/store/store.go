@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,11 +72,18 @@ type Store struct {
 // Open connects to MySQL when dsn is set (go-sql-driver format,
 // user:pass@tcp(host:3306)/db) and otherwise opens dataDir/boxfleet.db, then
 // applies pending migrations.
-func Open(ctx context.Context, dsn, dataDir string) (*Store, error) {
+//
+// idleTx bounds, on MySQL, how long the server keeps a transaction whose
+// client has gone silent (0: the server's default, which is hours). A
+// controller cut off mid-transaction keeps its row locks until the server
+// gives up on it, and every ledger commit locks the lease row: the server
+// passes idleTx as the lease TTL, so that another controller can take the
+// lease about a TTL after the leader vanished, as --lease.ttl promises.
+func Open(ctx context.Context, dsn, dataDir string, idleTx time.Duration) (*Store, error) {
 	var s *Store
 	var err error
 	if dsn != "" {
-		s, err = openMySQL(dsn)
+		s, err = openMySQL(ctx, dsn, idleTx)
 	} else {
 		s, err = openSQLite(filepath.Join(dataDir, "boxfleet.db"))
 	}
@@ -136,7 +144,7 @@ var (
 	mysqlIOTimeout   = time.Minute
 )
 
-func openMySQL(dsn string) (*Store, error) {
+func openMySQL(ctx context.Context, dsn string, idleTx time.Duration) (*Store, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("--db.dsn: %w", err)
@@ -161,6 +169,38 @@ func openMySQL(dsn string) (*Store, error) {
 	// No transaction_isolation session parameter: MariaDB before 11.1 does
 	// not know it (and MySQL 8 no longer knows tx_isolation). tx asks for
 	// READ COMMITTED per transaction instead, which both understand.
+	db, err := openMySQLPool(cfg)
+	if err != nil {
+		return nil, err
+	}
+	_, ownIdle := cfg.Params["idle_transaction_timeout"]
+	_, ownWait := cfg.Params["wait_timeout"]
+	if idleTx > 0 && !ownIdle && !ownWait {
+		// A DSN that sets either limit itself is left as it is.
+		// MariaDB ends only transactions left idle (idle_transaction_timeout);
+		// MySQL has no such variable, so there the whole session's idle
+		// limit (wait_timeout) is shortened, and the pool retires its idle
+		// connections before the server would.
+		secs := strconv.Itoa(int((idleTx + time.Second - 1) / time.Second))
+		var cur int64
+		maria := db.QueryRowContext(ctx, `SELECT @@idle_transaction_timeout`).Scan(&cur) == nil
+		db.Close()
+		if maria {
+			cfg.Params["idle_transaction_timeout"] = secs
+		} else {
+			cfg.Params["wait_timeout"] = secs
+		}
+		if db, err = openMySQLPool(cfg); err != nil {
+			return nil, err
+		}
+		if !maria {
+			db.SetConnMaxIdleTime(idleTx / 2)
+		}
+	}
+	return &Store{db: db, dialect: mysqlDialect, Now: time.Now}, nil
+}
+
+func openMySQLPool(cfg *mysql.Config) (*sqlx.DB, error) {
 	db, err := sqlx.Open("mysql", cfg.FormatDSN())
 	if err != nil {
 		return nil, err
@@ -176,7 +216,7 @@ func openMySQL(dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect to MySQL at %s: %w", cfg.Addr, err)
 	}
-	return &Store{db: db, dialect: mysqlDialect, Now: time.Now}, nil
+	return db, nil
 }
 
 // Close releases the database.

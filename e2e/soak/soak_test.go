@@ -174,7 +174,7 @@ func TestSoak(t *testing.T) {
 		c.waitReady(60 * time.Second)
 		f.svcs["controller:"+id] = c
 	}
-	s, err := store.Open(context.Background(), observer, "")
+	s, err := store.Open(context.Background(), observer, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ type DB struct {
 // Open opens a store on db and closes it when the test ends.
 func (db DB) Open(t testing.TB) *store.Store {
 	t.Helper()
-	s, err := store.Open(context.Background(), db.DSN, db.Dir)
+	s, err := store.Open(context.Background(), db.DSN, db.Dir, 0)
 	if err != nil {
 		t.Fatalf("open %s store: %v", db.Backend, err)
 	}
