@@ -77,6 +77,9 @@ type Accountant struct {
 	// noRecent leaves the exporters' recent series unread (the scale
 	// test's "before").
 	noRecent bool
+	// nodesPerTx, when set, caps how many nodes share a commit
+	// transaction (the scale test's "before": 1).
+	nodesPerTx int
 
 	client      promapi.Client // for the per-node queries, decoded by queryVector
 	lastSuccess prometheus.Gauge
@@ -162,8 +165,10 @@ func New(st *store.Store, url, holder string, log logrus.FieldLogger, reg promet
 
 // Cycle runs one accounting pass: sweep period resets, commit every node's
 // deltas, then, if any bytes were added, sweep statuses again so that a
-// quota crossed in this cycle takes effect at once. Each node commits on its own, so a failure part-way
-// leaves the others done and the rest for the next cycle.
+// quota crossed in this cycle takes effect at once. Nodes commit a few to
+// a transaction (commitNodes), each transaction all or nothing, so a
+// failure part-way leaves the transactions before it done and the rest
+// for the next cycle.
 func (a *Accountant) Cycle(ctx context.Context) error {
 	start := time.Now()
 	err := a.cycle(ctx)
@@ -206,13 +211,11 @@ func (a *Accountant) cycle(ctx context.Context) error {
 		if q.err != nil {
 			return fmt.Errorf("nodes %s: %w", strings.Join(q.nodes, ", "), q.err)
 		}
-		for _, node := range q.nodes {
-			n, err := a.commitNode(ctx, node, q, cursors[node], moves)
-			if err != nil {
-				return fmt.Errorf("node %s: %w", node, err)
-			}
-			added += n
+		n, err := a.commitNodes(ctx, q, cursors, moves)
+		if err != nil {
+			return err
 		}
+		added += n
 	}
 	start := time.Now()
 	err = a.Store.MoveCursors(ctx, LeaseName, a.Holder, moves)
@@ -697,33 +700,68 @@ func (a *Accountant) nodes(ctx context.Context, at time.Time) ([]string, map[str
 // such cursors in one transaction, a row each. A variable for tests.
 var cursorRefresh = 45 * time.Second
 
-// commitNode commits one node's answer and returns the bytes it added to
-// the ledger. A node where nothing moved only has its cursor moved, once
-// it is old, with the cycle's other such nodes (moves).
-func (a *Accountant) commitNode(ctx context.Context, node string, q queried, cur store.NodeCursor, moves map[string]store.NodeCursor) (int64, error) {
-	ans := q.answers[node]
-	if ans == nil {
-		return 0, nil // no exporter now: nothing to read
-	}
-	partial := q.moved && !ans.full
-	if partial && len(ans.samples) == 0 {
-		if time.Since(time.UnixMilli(cur.Scraped)) >= cursorRefresh && ans.epoch == cur.Epoch && ans.scraped > cur.Scraped {
-			moves[node] = store.NodeCursor{Epoch: ans.epoch, Scraped: ans.scraped}
+// groupSamples is about how many samples one commit transaction holds:
+// four nodes read whole at TestScale's size, or every node of an answer in
+// which a tenth of the series moved.
+const groupSamples = 20_000
+
+// commitNodes commits the nodes of one answer, several to a transaction
+// (see groupSamples), and returns the bytes they added to the ledger. A node where nothing moved
+// only has its cursor moved, once it is old, with the cycle's other such
+// nodes (moves).
+func (a *Accountant) commitNodes(ctx context.Context, q queried, cursors map[string]store.NodeCursor, moves map[string]store.NodeCursor) (int64, error) {
+	var commits []store.NodeCommit
+	for _, node := range q.nodes {
+		ans := q.answers[node]
+		if ans == nil {
+			continue // no exporter now: nothing to read
 		}
-		return 0, nil
+		partial := q.moved && !ans.full
+		if cur := cursors[node]; partial && len(ans.samples) == 0 {
+			if time.Since(time.UnixMilli(cur.Scraped)) >= cursorRefresh && ans.epoch == cur.Epoch && ans.scraped > cur.Scraped {
+				moves[node] = store.NodeCursor{Epoch: ans.epoch, Scraped: ans.scraped}
+			}
+			continue
+		}
+		if a.BeforeCommit != nil {
+			a.BeforeCommit(node)
+		}
+		commits = append(commits, store.NodeCommit{
+			Lease: LeaseName, Holder: a.Holder, Node: node, Epoch: ans.epoch, Samples: ans.samples,
+			Partial: partial, Scraped: ans.scraped, At: time.Now(),
+		})
 	}
-	if a.BeforeCommit != nil {
-		a.BeforeCommit(node)
+	var added int64
+	for done := 0; done < len(commits); {
+		// A transaction holds a few nodes' worth of rows at most: it holds
+		// the lease row too, and the leader's own renewal waits for it.
+		part, samples := commits[done:], 0
+		for i, c := range part {
+			if samples += len(c.Samples); i > 0 && (samples > groupSamples || i == a.nodesPerTx) {
+				part = part[:i]
+				break
+			}
+		}
+		start := time.Now()
+		results, err := a.Store.CommitNodes(ctx, part)
+		a.phases.WithLabelValues(phaseCommit).Add(time.Since(start).Seconds())
+		if err != nil {
+			if len(part) == 1 {
+				return added, fmt.Errorf("node %s: %w", part[0].Node, err)
+			}
+			return added, err
+		}
+		for i, res := range results {
+			a.committed(part[i].Node, res)
+			added += res.Bytes
+		}
+		done += len(part)
 	}
-	start := time.Now()
-	res, err := a.Store.Commit(ctx, store.NodeCommit{
-		Lease: LeaseName, Holder: a.Holder, Node: node, Epoch: ans.epoch, Samples: ans.samples,
-		Partial: partial, Scraped: ans.scraped, At: time.Now(),
-	})
-	a.phases.WithLabelValues(phaseCommit).Add(time.Since(start).Seconds())
-	if err != nil {
-		return 0, err
-	}
+	return added, nil
+}
+
+// committed notes what one node's commit did.
+func (a *Accountant) committed(node string, res store.CommitResult) {
 	if !a.noBusy {
 		if res.Changed >= busyChanged {
 			a.busy[node] = true
@@ -739,7 +777,6 @@ func (a *Accountant) commitNode(ctx context.Context, node string, q queried, cur
 	if res.Resets > 0 {
 		a.Log.WithFields(logrus.Fields{"node": node, "series": res.Resets}).Warn("counter reset: the exporter lost its state")
 	}
-	return res.Bytes, nil
 }
 
 func (a *Accountant) query(ctx context.Context, q string, at time.Time) (model.Vector, error) {

@@ -113,6 +113,16 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 	if os.Getenv("BOXFLEET_SCALE_NORECENT") == "1" {
 		beside(" without the recent series (before)", func(o *scaled) { o.a.noRecent = true })
 	}
+	if os.Getenv("BOXFLEET_SCALE_BEFORE_GROUPS") == "1" {
+		// One node to a commit transaction, and no index on the users'
+		// periods: as before both.
+		beside(" one node a transaction, no period index (before)", func(o *scaled) {
+			o.a.nodesPerTx = 1
+			if _, err := o.raw.Exec(map[string]string{"sqlite": `DROP INDEX users_period`, "mysql": `DROP INDEX users_period ON users`}[db.Backend]); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 	if os.Getenv("BOXFLEET_SCALE_FOLD_OTHER") == "1" {
 		// The back end's other way of adding to the users' usage.
 		beside("", func(o *scaled) {

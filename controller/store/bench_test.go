@@ -203,57 +203,68 @@ func BenchmarkCycleFold(b *testing.B) {
 // cycle): 200 nodes of 2,500 users each among 100,000 users, every node
 // committing only its moved series (a partial commit, as a node read
 // through its recent series is), then the sweep that folds the usage and
-// re-derives statuses, and the next cycle's first sweep. One op is one
-// cycle; commit and sweep are reported apart.
+// re-derives statuses, and the next cycle's first sweep. The nodes commit
+// one to a transaction (as before CommitNodes) or ten, as the accountant
+// groups an answer's nodes. One op is one cycle; commit and sweep are
+// reported apart.
 func BenchmarkBusyMinute(b *testing.B) {
 	const users, nodes, perNode = 100_000, 200, 2_500
 	backends := map[string]func(testing.TB) *store.Store{"sqlite": storetest.SQLite, "mysql": storetest.MySQL}
 	for _, backend := range []string{"sqlite", "mysql"} {
-		b.Run(backend, func(b *testing.B) {
-			s := backends[backend](b)
-			s.Now = func() time.Time { return date(2025, 6, 1, 12, 0, 0) }
-			insertBenchUsers(b, s, users, func(int) string { return "" })
-			values := make([][]int64, nodes)
-			commit := func(n int, partial bool, moved func(i, d int) bool) {
-				var samples []store.Sample
-				for i := range perNode {
-					name := fmt.Sprintf("user%05d", (n*perNode+i)%users)
-					for d, dir := range []string{"upload", "download"} {
-						if moved(i, d) {
-							values[n][2*i+d] += 1000
-							samples = append(samples, store.Sample{User: name, Direction: dir, Value: values[n][2*i+d]})
+		for _, group := range []int{1, 10} {
+			b.Run(fmt.Sprintf("%s/nodes-per-tx=%d", backend, group), func(b *testing.B) {
+				s := backends[backend](b)
+				s.Now = func() time.Time { return date(2025, 6, 1, 12, 0, 0) }
+				insertBenchUsers(b, s, users, func(int) string { return "" })
+				values := make([][]int64, nodes)
+				commit := func(n int, partial bool, moved func(i, d int) bool) store.NodeCommit {
+					var samples []store.Sample
+					for i := range perNode {
+						name := fmt.Sprintf("user%05d", (n*perNode+i)%users)
+						for d, dir := range []string{"upload", "download"} {
+							if moved(i, d) {
+								values[n][2*i+d] += 1000
+								samples = append(samples, store.Sample{User: name, Direction: dir, Value: values[n][2*i+d]})
+							}
 						}
 					}
+					return store.NodeCommit{Node: fmt.Sprintf("node%03d", n), Epoch: 1, Samples: samples, Partial: partial, At: s.Now()}
 				}
-				if _, err := s.Commit(bg, store.NodeCommit{Node: fmt.Sprintf("node%03d", n), Epoch: 1, Samples: samples,
-					Partial: partial, At: s.Now()}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			for n := range nodes {
-				values[n] = make([]int64, 2*perNode)
-				commit(n, false, func(int, int) bool { return true })
-			}
-			if _, err := s.Sweep(bg, "system:sweep"); err != nil {
-				b.Fatal(err)
-			}
-			var commits, sweeps time.Duration
-			for op := 0; b.Loop(); op++ {
-				start := time.Now()
 				for n := range nodes {
-					commit(n, true, func(i, d int) bool { return (i*7+n*3+d+op)%10 == 0 })
-				}
-				commits += time.Since(start)
-				start = time.Now()
-				for range 2 {
-					if _, err := s.Sweep(bg, "system:sweep"); err != nil {
+					values[n] = make([]int64, 2*perNode)
+					if _, err := s.Commit(bg, commit(n, false, func(int, int) bool { return true })); err != nil {
 						b.Fatal(err)
 					}
 				}
-				sweeps += time.Since(start)
-			}
-			b.ReportMetric(commits.Seconds()/float64(b.N), "commit-s/cycle")
-			b.ReportMetric(sweeps.Seconds()/float64(b.N), "sweep-s/cycle")
-		})
+				if _, err := s.Sweep(bg, "system:sweep"); err != nil {
+					b.Fatal(err)
+				}
+				var commits, sweeps time.Duration
+				for op := 0; b.Loop(); op++ {
+					var cs []store.NodeCommit
+					for n := range nodes {
+						cs = append(cs, commit(n, true, func(i, d int) bool { return (i*7+n*3+d+op)%10 == 0 }))
+					}
+					start := time.Now()
+					for len(cs) > 0 {
+						k := min(group, len(cs))
+						if _, err := s.CommitNodes(bg, cs[:k]); err != nil {
+							b.Fatal(err)
+						}
+						cs = cs[k:]
+					}
+					commits += time.Since(start)
+					start = time.Now()
+					for range 2 {
+						if _, err := s.Sweep(bg, "system:sweep"); err != nil {
+							b.Fatal(err)
+						}
+					}
+					sweeps += time.Since(start)
+				}
+				b.ReportMetric(commits.Seconds()/float64(b.N), "commit-s/cycle")
+				b.ReportMetric(sweeps.Seconds()/float64(b.N), "sweep-s/cycle")
+			})
+		}
 	}
 }

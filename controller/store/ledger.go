@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -139,99 +140,134 @@ func (s *Store) MoveCursors(ctx context.Context, lease, holder string, moves map
 // the node is void, which also catches series that vanished with the
 // state and came back above their old value.
 func (s *Store) Commit(ctx context.Context, c NodeCommit) (CommitResult, error) {
-	var res CommitResult
+	res, err := s.CommitNodes(ctx, []NodeCommit{c})
+	if err != nil {
+		return CommitResult{}, err
+	}
+	return res[0], nil
+}
+
+// CommitNodes commits several nodes as Commit does, all in one
+// transaction: all of them or none. A cycle in which a tenth of the
+// series moved commits every node with a few hundred rows each, and there
+// the transaction itself (its start, the lease check, its COMMIT) cost
+// about a third of each node's commit on MySQL. The nodes share the lease
+// and holder of the first.
+func (s *Store) CommitNodes(ctx context.Context, cs []NodeCommit) ([]CommitResult, error) {
+	if len(cs) == 0 {
+		return nil, nil
+	}
+	out := make([]CommitResult, len(cs))
 	err := s.tx(ctx, func(tx *sqlx.Tx) error {
-		if c.Lease != "" {
-			if err := s.checkLease(ctx, tx, c.Lease, c.Holder); err != nil {
-				return err
-			}
-		}
-		res = CommitResult{Series: len(c.Samples)}
-		cur, found, err := s.nodeCursor(ctx, tx, c.Node)
-		if err != nil {
-			return err
-		}
-		if c.Partial && (c.Epoch == 0 || !found || cur.Epoch != c.Epoch) {
-			return ErrEpochMoved
-		}
-		// The samples, one row per user.
-		byUser := make(map[string]int, len(c.Samples)/2+1)
-		rows := make([]counter, 0, len(c.Samples)/2+1)
-		for _, smp := range c.Samples {
-			i, ok := byUser[smp.User]
-			if !ok {
-				i = len(rows)
-				byUser[smp.User] = i
-				rows = append(rows, counter{user: smp.User, up: -1, down: -1})
-			}
-			if smp.Direction == "upload" {
-				rows[i].up = smp.Value
-			} else {
-				rows[i].down = smp.Value
-			}
-		}
-		// The node's checkpoints, all of them, updated in place below: a
-		// commit that holds only some series leaves the others as they are.
-		cps, exists, err := s.loadCheckpoints(ctx, tx, c.Node)
-		if err != nil {
-			return err
-		}
-		if c.Epoch != 0 && found && cur.Epoch != c.Epoch {
-			// A new epoch voids every checkpoint of the node.
-			res.Resets = seriesIn(cps)
-			cps = make(map[string]counter, len(rows))
-		}
-		changed := 0
-		deltas := map[string]*delta{}
-		for _, r := range rows {
-			prev, seen := cps[r.user]
-			if !seen {
-				prev = counter{user: r.user, up: -1, down: -1}
-			}
-			next, moved := prev, false
-			var d delta
-			if r.up >= 0 {
-				var dirMoved bool
-				if d.up, dirMoved = s.step(&res, prev.up, r.up, c.Epoch != 0); dirMoved {
-					moved, next.up = true, r.up
-				}
-			}
-			if r.down >= 0 {
-				var dirMoved bool
-				if d.down, dirMoved = s.step(&res, prev.down, r.down, c.Epoch != 0); dirMoved {
-					moved, next.down = true, r.down
-				}
-			}
-			if !moved {
-				continue
-			}
-			cps[r.user] = next
-			changed++
-			if d.up == 0 && d.down == 0 {
-				continue
-			}
-			deltas[r.user] = &delta{up: d.up, down: d.down}
-			res.Bytes += d.up + d.down
-		}
-		if changed > 0 || res.Resets > 0 {
-			if err := s.saveCheckpoints(ctx, tx, c.Node, cps, exists); err != nil {
+		if cs[0].Lease != "" {
+			if err := s.checkLease(ctx, tx, cs[0].Lease, cs[0].Holder); err != nil {
 				return err
 			}
 		}
 		ex := &preparedTx{ctx: ctx, tx: tx, stmts: map[string]*sql.Stmt{}}
-		if err := s.addDaily(ex, c.Node, day(c.At.Unix()), deltas); err != nil {
-			return err
+		for i, c := range cs {
+			var err error
+			if out[i], err = s.commitIn(ctx, ex, c); err != nil {
+				if len(cs) > 1 {
+					err = fmt.Errorf("node %s: %w", c.Node, err)
+				}
+				return err
+			}
 		}
-		addUsage := s.addPending
-		if c.FoldNow || s.FoldEachCommit {
-			addUsage = s.addPeriodUsage
-		}
-		if err := addUsage(ex, c.At.Unix(), deltas); err != nil {
-			return err
-		}
-		return s.writeCursor(ctx, tx, c, cur, found)
+		return nil
 	})
-	return res, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// commitIn is one node's part of a commit, inside the transaction ex.
+func (s *Store) commitIn(ctx context.Context, ex *preparedTx, c NodeCommit) (CommitResult, error) {
+	tx := ex.tx
+	res := CommitResult{Series: len(c.Samples)}
+	cur, found, err := s.nodeCursor(ctx, tx, c.Node)
+	if err != nil {
+		return res, err
+	}
+	if c.Partial && (c.Epoch == 0 || !found || cur.Epoch != c.Epoch) {
+		return res, ErrEpochMoved
+	}
+	// The samples, one row per user.
+	byUser := make(map[string]int, len(c.Samples)/2+1)
+	rows := make([]counter, 0, len(c.Samples)/2+1)
+	for _, smp := range c.Samples {
+		i, ok := byUser[smp.User]
+		if !ok {
+			i = len(rows)
+			byUser[smp.User] = i
+			rows = append(rows, counter{user: smp.User, up: -1, down: -1})
+		}
+		if smp.Direction == "upload" {
+			rows[i].up = smp.Value
+		} else {
+			rows[i].down = smp.Value
+		}
+	}
+	// The node's checkpoints, all of them, updated in place below: a
+	// commit that holds only some series leaves the others as they are.
+	cps, exists, err := s.loadCheckpoints(ctx, tx, c.Node)
+	if err != nil {
+		return res, err
+	}
+	if c.Epoch != 0 && found && cur.Epoch != c.Epoch {
+		// A new epoch voids every checkpoint of the node.
+		res.Resets = seriesIn(cps)
+		cps = make(map[string]counter, len(rows))
+	}
+	changed := 0
+	deltas := map[string]*delta{}
+	for _, r := range rows {
+		prev, seen := cps[r.user]
+		if !seen {
+			prev = counter{user: r.user, up: -1, down: -1}
+		}
+		next, moved := prev, false
+		var d delta
+		if r.up >= 0 {
+			var dirMoved bool
+			if d.up, dirMoved = s.step(&res, prev.up, r.up, c.Epoch != 0); dirMoved {
+				moved, next.up = true, r.up
+			}
+		}
+		if r.down >= 0 {
+			var dirMoved bool
+			if d.down, dirMoved = s.step(&res, prev.down, r.down, c.Epoch != 0); dirMoved {
+				moved, next.down = true, r.down
+			}
+		}
+		if !moved {
+			continue
+		}
+		cps[r.user] = next
+		changed++
+		if d.up == 0 && d.down == 0 {
+			continue
+		}
+		deltas[r.user] = &delta{up: d.up, down: d.down}
+		res.Bytes += d.up + d.down
+	}
+	if changed > 0 || res.Resets > 0 {
+		if err := s.saveCheckpoints(ctx, tx, c.Node, cps, exists); err != nil {
+			return res, err
+		}
+	}
+	if err := s.addDaily(ex, c.Node, day(c.At.Unix()), deltas); err != nil {
+		return res, err
+	}
+	addUsage := s.addPending
+	if c.FoldNow || s.FoldEachCommit {
+		addUsage = s.addPeriodUsage
+	}
+	if err := addUsage(ex, c.At.Unix(), deltas); err != nil {
+		return res, err
+	}
+	return res, s.writeCursor(ctx, tx, c, cur, found)
 }
 
 // step compares one series' value with its checkpoint (-1: never seen):

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -348,6 +349,57 @@ func TestMoveCursors(t *testing.T) {
 		}
 		if got := cursors(); !reflect.DeepEqual(got, want) {
 			t.Errorf("cursors %+v after a move back and another holder's, want %+v", got, want)
+		}
+	})
+}
+
+// Several nodes committed together land all or none: a group whose last
+// node is refused leaves every node of it as it was (ledger, checkpoints,
+// cursors, pending usage), and the same group accepted writes what the
+// nodes committed one by one would.
+func TestCommitNodesAllOrNothing(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		setClock(s, date(2025, 11, 5, 12, 0, 0))
+		createUser(t, s, "alice", store.UserSpec{})
+		createUser(t, s, "bob", store.UserSpec{})
+		at := s.Now()
+		if _, err := s.CommitNodes(bg, []store.NodeCommit{
+			{Node: "n1", Epoch: 1, Scraped: 1000, At: at, Samples: []store.Sample{up("alice", 100), down("bob", 10)}},
+			{Node: "n2", Epoch: 1, Scraped: 1000, At: at, Samples: []store.Sample{up("alice", 7)}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		before := dump(t, s)
+		_, err := s.CommitNodes(bg, []store.NodeCommit{
+			{Node: "n1", Epoch: 1, Scraped: 2000, At: at, Partial: true, Samples: []store.Sample{up("alice", 150)}},
+			{Node: "n2", Epoch: 2, Scraped: 2000, At: at, Partial: true, Samples: []store.Sample{up("alice", 9)}},
+		})
+		if !errors.Is(err, store.ErrEpochMoved) || !strings.Contains(err.Error(), "n2") {
+			t.Fatalf("a group with a partial commit under a new epoch: %v, want ErrEpochMoved naming n2", err)
+		}
+		if after := dump(t, s); !reflect.DeepEqual(before, after) {
+			t.Fatalf("a refused group wrote:\nbefore %v\nafter  %v", before, after)
+		}
+		res, err := s.CommitNodes(bg, []store.NodeCommit{
+			{Node: "n1", Epoch: 1, Scraped: 2000, At: at, Partial: true, Samples: []store.Sample{up("alice", 150)}},
+			{Node: "n2", Epoch: 1, Scraped: 2000, At: at, Partial: true, Samples: []store.Sample{up("alice", 9), down("bob", 4)}},
+		})
+		if err != nil || len(res) != 2 || res[0].Bytes != 50 || res[1].Bytes != 6 {
+			t.Fatalf("group commit: %+v %v, want 50 and 6 bytes", res, err)
+		}
+		if _, err := s.FoldUsage(bg); err != nil {
+			t.Fatal(err)
+		}
+		assertTotals(t, s, "alice", 159, 0)
+		assertTotals(t, s, "bob", 0, 14)
+		for name, want := range map[string]int64{"alice": 159, "bob": 14} {
+			if u, err := s.GetUser(bg, name); err != nil || u.UsedUp+u.UsedDown != want {
+				t.Errorf("%s's period usage after the fold: %+v %v, want %d", name, u, err, want)
+			}
+		}
+		cur, err := s.NodeCursors(bg)
+		if err != nil || cur["n1"].Scraped != 2000 || cur["n2"].Scraped != 2000 {
+			t.Errorf("cursors after the group: %+v %v", cur, err)
 		}
 	})
 }

@@ -253,7 +253,7 @@ func TestPendingPackedKeepsUsage(t *testing.T) {
 			`CREATE TABLE usage_pending (id ` + id + `, user_name VARCHAR(64) NOT NULL, up BIGINT NOT NULL, down BIGINT NOT NULL, at BIGINT NOT NULL)`,
 			`INSERT INTO usage_pending (user_name, up, down, at) VALUES ('alice', 10, 20, 1700000000), ('alice', 5, 0, 1700000000),
 			  ('hold', 1, 0, 1700000500), ('alice', 1, 1, 1700000500), ('hold', 2, 3, 1700000900)`,
-			`DELETE FROM schema_migrations WHERE version >= 69`,
+			`DELETE FROM schema_migrations WHERE version BETWEEN 69 AND 72`,
 		} {
 			if _, err := s.DB().Exec(q); err != nil {
 				t.Fatalf("%s: %v", q, err)
