@@ -43,6 +43,8 @@ import (
 // the back end's other way of adding to the users' usage (each node commit
 // or once a cycle, see store.FoldEachCommit), and BOXFLEET_SCALE_NOBUSY=1
 // also without reading busy nodes whole (see Accountant.busy), and
+// BOXFLEET_SCALE_BEFORE_GROUPS=1 also committing one node a transaction
+// without the index on the users' periods, and
 // BOXFLEET_SCALE_NORECENT=1 also without the exporters' recent series
 // (BOXFLEET_SCALE_RECENT_WINDOW, default 2m, is the fake exporters'
 // window, 0 for none);
