@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -159,10 +160,12 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 		}
 		for j := range runs {
 			r := runs[(i+j)%len(runs)]
+			stopProfile := cycleProfile(t, fmt.Sprintf("%s-%d%s", db.Backend, i, r.name))
 			start, cpu, reads, phases := time.Now(), cpuTime(), nodeReads(r.a), phaseSeconds(r.a)
 			if err := r.a.Cycle(ctx); err != nil {
 				t.Fatal(err)
 			}
+			stopProfile()
 			logCycle(t, db.Backend+" in-process"+r.name, f.sc.series(), name, time.Since(start))
 			after := phaseSeconds(r.a)
 			t.Logf("  phases: sweep %.2f s, waiting for Prometheus %.2f s, commit %.2f s",
@@ -184,6 +187,24 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 			checkLedger(t, r.raw, f.truth(f.gen))
 		}
 	}
+}
+
+// cycleProfile saves a CPU profile of one in-process cycle in
+// BOXFLEET_SCALE_CYCLE_PROFILE's directory, when set, and returns what
+// stops it.
+func cycleProfile(t *testing.T, name string) func() {
+	dir := os.Getenv("BOXFLEET_SCALE_CYCLE_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, strings.NewReplacer(" ", "_", "(", "", ")", "", ",", "").Replace(name)+".pprof"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // phaseSeconds reads the accountant's time per phase so far.
