@@ -54,7 +54,8 @@ type Accountant struct {
 	Prom   promv1.API
 	Log    logrus.FieldLogger
 	Holder string // this controller's identity in the lease
-	// Before each commit; tests use it to stop a controller mid-cycle.
+	// Called for each node about to be committed, before the transaction
+	// that holds it; tests use it to stop a controller mid-cycle.
 	BeforeCommit func(node string)
 	// FullReads reads every series of every node each cycle instead of
 	// only those that moved since the node's last commit.
@@ -746,10 +747,7 @@ func (a *Accountant) commitNodes(ctx context.Context, q queried, cursors map[str
 		results, err := a.Store.CommitNodes(ctx, part)
 		a.phases.WithLabelValues(phaseCommit).Add(time.Since(start).Seconds())
 		if err != nil {
-			if len(part) == 1 {
-				return added, fmt.Errorf("node %s: %w", part[0].Node, err)
-			}
-			return added, err
+			return added, err // it names the node
 		}
 		for i, res := range results {
 			a.committed(part[i].Node, res)

@@ -152,7 +152,7 @@ func (s *Store) Commit(ctx context.Context, c NodeCommit) (CommitResult, error) 
 // series moved commits every node with a few hundred rows each, and there
 // the transaction itself (its start, the lease check, its COMMIT) cost
 // about a third of each node's commit on MySQL. The nodes share the lease
-// and holder of the first.
+// and holder of the first. An error names the node it came from.
 func (s *Store) CommitNodes(ctx context.Context, cs []NodeCommit) ([]CommitResult, error) {
 	if len(cs) == 0 {
 		return nil, nil
@@ -168,10 +168,7 @@ func (s *Store) CommitNodes(ctx context.Context, cs []NodeCommit) ([]CommitResul
 		for i, c := range cs {
 			var err error
 			if out[i], err = s.commitIn(ctx, ex, c); err != nil {
-				if len(cs) > 1 {
-					err = fmt.Errorf("node %s: %w", c.Node, err)
-				}
-				return err
+				return fmt.Errorf("node %s: %w", c.Node, err)
 			}
 		}
 		return nil

@@ -183,8 +183,14 @@ func openMySQL(ctx context.Context, dsn string, idleTx time.Duration) (*Store, e
 		// connections before the server would.
 		secs := strconv.Itoa(int((idleTx + time.Second - 1) / time.Second))
 		var cur int64
-		maria := db.QueryRowContext(ctx, `SELECT @@idle_transaction_timeout`).Scan(&cur) == nil
+		err := db.QueryRowContext(ctx, `SELECT @@idle_transaction_timeout`).Scan(&cur)
 		db.Close()
+		maria := err == nil
+		if me, ok := errors.AsType[*mysql.MySQLError](err); !maria && (!ok || me.Number != 1193) {
+			// Anything but "unknown system variable" (MySQL's answer) is
+			// an outage, not an answer about the server.
+			return nil, fmt.Errorf("connect to MySQL at %s: %w", cfg.Addr, err)
+		}
 		if maria {
 			cfg.Params["idle_transaction_timeout"] = secs
 		} else {
