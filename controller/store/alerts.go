@@ -40,7 +40,7 @@ func (s *Store) ClaimAlert(ctx context.Context, key AlertKey, alertname, state s
 	if !errors.Is(err, ErrNotFound) {
 		return nil, false, err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO alert_actions (fingerprint, starts_at, action, target, alertname, state, applied, result, updated_at)
+	_, err = s.w.ExecContext(ctx, `INSERT INTO alert_actions (fingerprint, starts_at, action, target, alertname, state, applied, result, updated_at)
 	  VALUES (?, ?, ?, ?, ?, ?, 0, 'pending', ?)`, key.Fingerprint, key.StartsAt, key.Action, key.Target, alertname, state, s.now())
 	if isDuplicate(err) {
 		prev, err := s.GetAlertAction(ctx, key)
@@ -63,7 +63,7 @@ func (s *Store) GetAlertAction(ctx context.Context, key AlertKey) (*AlertAction,
 
 // FinishAlert stores the outcome of handling key.
 func (s *Store) FinishAlert(ctx context.Context, key AlertKey, state string, applied bool, result string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE alert_actions SET state = ?, applied = ?, result = ?, updated_at = ?
+	_, err := s.w.ExecContext(ctx, `UPDATE alert_actions SET state = ?, applied = ?, result = ?, updated_at = ?
 	  WHERE fingerprint = ? AND starts_at = ? AND action = ? AND target = ?`,
 		state, applied, result, s.now(), key.Fingerprint, key.StartsAt, key.Action, key.Target)
 	return err
@@ -75,7 +75,7 @@ func (s *Store) FinishAlert(ctx context.Context, key AlertKey, state string, app
 // episode is still firing; when it is not, the caller undoes what it just
 // applied, so that the final state follows the episode's latest state.
 func (s *Store) FinishFiring(ctx context.Context, key AlertKey, applied bool, result string) (bool, error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE alert_actions SET applied = ?, result = ?, updated_at = ?
+	res, err := s.w.ExecContext(ctx, `UPDATE alert_actions SET applied = ?, result = ?, updated_at = ?
 	  WHERE fingerprint = ? AND starts_at = ? AND action = ? AND target = ? AND state = 'firing'`,
 		applied, result, s.now(), key.Fingerprint, key.StartsAt, key.Action, key.Target)
 	if err != nil {
@@ -88,7 +88,7 @@ func (s *Store) FinishFiring(ctx context.Context, key AlertKey, applied bool, re
 // ReleaseAlert forgets a claim whose handling failed or was refused, so the
 // next delivery of the same alert is handled afresh.
 func (s *Store) ReleaseAlert(ctx context.Context, key AlertKey) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM alert_actions
+	_, err := s.w.ExecContext(ctx, `DELETE FROM alert_actions
 	  WHERE fingerprint = ? AND starts_at = ? AND action = ? AND target = ?`,
 		key.Fingerprint, key.StartsAt, key.Action, key.Target)
 	return err

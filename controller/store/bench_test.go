@@ -205,20 +205,31 @@ func BenchmarkCycleFold(b *testing.B) {
 // through its recent series is), then the sweep that folds the usage and
 // re-derives statuses, and the next cycle's first sweep. "before" commits
 // one node to a transaction and has no index on the users' periods (as
-// before CommitNodes and migration 73), "after" ten nodes to a
-// transaction, as the accountant groups an answer's nodes. One op is one
-// cycle; commit and sweep are reported apart.
+// before CommitNodes and migration 73), "pooled" ten nodes to a
+// transaction, as the accountant groups an answer's nodes, "after" that
+// too through SQLite's one writer connection ("pooled" writes through the
+// readers' pool, as before it). Meanwhile, as in boxfleet serve, users'
+// clients fetch their subscriptions (a read every 50 ms) and the leader
+// renews its lease (a write every second), and the longest renewal is
+// reported. One op is one cycle; commit and sweep are reported apart.
 func BenchmarkBusyMinute(b *testing.B) {
 	const users, nodes, perNode = 100_000, 200, 2_500
 	backends := map[string]func(testing.TB) *store.Store{"sqlite": storetest.SQLite, "mysql": storetest.MySQL}
 	for _, backend := range []string{"sqlite", "mysql"} {
 		for _, v := range []struct {
-			name  string
-			group int
-		}{{"before", 1}, {"after", 10}} {
+			name   string
+			group  int
+			pooled bool
+		}{{"before", 1, true}, {"pooled", 10, true}, {"after", 10, false}} {
+			if backend == "mysql" && v.name == "pooled" {
+				continue // MySQL has no writer connection of its own
+			}
 			group := v.group
 			b.Run(backend+"/"+v.name, func(b *testing.B) {
 				s := backends[backend](b)
+				if v.pooled {
+					s.WriteThroughPool()
+				}
 				if v.name == "before" {
 					q := map[string]string{"sqlite": `DROP INDEX users_period`, "mysql": `DROP INDEX users_period ON users`}[backend]
 					if _, err := s.DB().Exec(q); err != nil {
@@ -250,6 +261,7 @@ func BenchmarkBusyMinute(b *testing.B) {
 				if _, err := s.Sweep(bg, "system:sweep"); err != nil {
 					b.Fatal(err)
 				}
+				stop := serveNeighbours(b, s)
 				var commits, sweeps time.Duration
 				for op := 0; b.Loop(); op++ {
 					var cs []store.NodeCommit
@@ -273,9 +285,44 @@ func BenchmarkBusyMinute(b *testing.B) {
 					}
 					sweeps += time.Since(start)
 				}
+				b.ReportMetric(float64(stop().Milliseconds()), "renewal-max-ms")
 				b.ReportMetric(commits.Seconds()/float64(b.N), "commit-s/cycle")
 				b.ReportMetric(sweeps.Seconds()/float64(b.N), "sweep-s/cycle")
 			})
 		}
 	}
+}
+
+// serveNeighbours reads a user every 50 ms and renews a lease every second
+// until stopped, as a controller's subscription requests and lease loop do
+// beside its accounting cycle. stop returns the longest renewal: the
+// leader's lease waits behind the cycle's writes.
+func serveNeighbours(b *testing.B, s *store.Store) (stop func() time.Duration) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	var longest time.Duration
+	go func() {
+		defer close(finished)
+		read, renew := time.NewTicker(50*time.Millisecond), time.NewTicker(time.Second)
+		defer read.Stop()
+		defer renew.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-read.C:
+				if _, err := s.GetUser(bg, fmt.Sprintf("user%05d", i*7919%100_000)); err != nil {
+					b.Error(err)
+					return
+				}
+			case <-renew.C:
+				start := time.Now()
+				if ok, err := s.TryLease(bg, "bench", "neighbour", time.Minute.Milliseconds()); err != nil || !ok {
+					b.Errorf("lease: %v %v", ok, err)
+					return
+				}
+				longest = max(longest, time.Since(start))
+			}
+		}
+	}()
+	return func() time.Duration { close(done); <-finished; return longest }
 }

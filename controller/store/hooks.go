@@ -362,7 +362,7 @@ func (s *Store) recordDelivery(ctx context.Context, id int64, status string, att
 		reason = string(r[:200])
 	}
 	now := s.now()
-	_, err := s.db.ExecContext(ctx, `UPDATE hook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?,
+	_, err := s.w.ExecContext(ctx, `UPDATE hook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?,
 	  last_status = ?, last_error = ?, updated_at = ? WHERE id = ?`,
 		status, attempts, now+int64(retryIn/time.Second), code, reason, now, id)
 	return err
@@ -378,13 +378,13 @@ func (s *Store) ReleaseDeliveries(ctx context.Context, ids []int64) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, q, args...)
+	_, err = s.w.ExecContext(ctx, q, args...)
 	return err
 }
 
 // PruneDeliveries forgets finished deliveries last touched before age ago.
 func (s *Store) PruneDeliveries(ctx context.Context, age time.Duration) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM hook_deliveries WHERE status <> ? AND updated_at < ?`,
+	res, err := s.w.ExecContext(ctx, `DELETE FROM hook_deliveries WHERE status <> ? AND updated_at < ?`,
 		DeliveryPending, s.now()-int64(age/time.Second))
 	if err != nil {
 		return 0, err

@@ -40,7 +40,7 @@ func (s *Store) TryLease(ctx context.Context, name, holder string, ttlMS int64) 
 // ReleaseLease gives the lease up at once (on clean shutdown), so another
 // controller need not wait for it to expire.
 func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE leases SET expires_at_ms = 0 WHERE name = ? AND holder = ?`, name, holder)
+	_, err := s.w.ExecContext(ctx, `UPDATE leases SET expires_at_ms = 0 WHERE name = ? AND holder = ?`, name, holder)
 	return err
 }
 

@@ -424,7 +424,7 @@ const (
 )
 
 func (s *Store) migrate(ctx context.Context) error {
-	conn, err := s.db.Connx(ctx)
+	conn, err := s.w.Connx(ctx)
 	if err != nil {
 		return err
 	}

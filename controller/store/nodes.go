@@ -266,7 +266,7 @@ func (s *Store) TouchNodes(ctx context.Context, seen map[string]time.Time) error
 		for _, name := range batch {
 			args = append(args, name)
 		}
-		if _, err := s.db.ExecContext(ctx, q.String(), args...); err != nil {
+		if _, err := s.w.ExecContext(ctx, q.String(), args...); err != nil {
 			return err
 		}
 	}

@@ -53,7 +53,7 @@ func (s *Store) CreateSession(ctx context.Context, admin, address, userAgent str
 	if len(address) > 64 {
 		address = address[:64]
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions (token_hash, admin_name, address, user_agent, created_at, last_seen_at, expires_at)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO sessions (token_hash, admin_name, address, user_agent, created_at, last_seen_at, expires_at)
 	  VALUES (?, ?, ?, ?, ?, ?, ?)`, HashToken(tok), admin, address, userAgent, now, now, now+int64(maxAge/time.Second))
 	return tok, err
 }
@@ -79,13 +79,13 @@ func (s *Store) SessionFor(ctx context.Context, token string, idle time.Duration
 	}
 	now := s.now()
 	if se.Disabled || now >= se.ExpiresUnix || now-se.LastSeenUnix > int64(idle/time.Second) {
-		_, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, se.ID)
+		_, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, se.ID)
 		return nil, err
 	}
 	// A quarter of a short idle timeout, so the spacing never ends a
 	// session that is in use.
 	if now-se.LastSeenUnix >= int64(min(touchEvery, idle/4)/time.Second) {
-		if _, err := s.db.ExecContext(ctx, `UPDATE sessions SET last_seen_at = ? WHERE id = ?`, now, se.ID); err != nil {
+		if _, err := s.w.ExecContext(ctx, `UPDATE sessions SET last_seen_at = ? WHERE id = ?`, now, se.ID); err != nil {
 			return nil, err
 		}
 		se.LastSeenUnix = now
@@ -142,7 +142,7 @@ func (s *Store) RevokeSession(ctx context.Context, actor string, id int64) error
 // for longer than idle.
 func (s *Store) DeleteExpiredSessions(ctx context.Context, idle time.Duration) (int64, error) {
 	now := s.now()
-	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at < ?`, now, now-int64(idle/time.Second))
+	res, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at < ?`, now, now-int64(idle/time.Second))
 	if err != nil {
 		return 0, err
 	}

@@ -48,7 +48,15 @@ const (
 
 // Store is safe for concurrent use.
 type Store struct {
-	db      *sqlx.DB
+	// db serves reads. w runs every write: on MySQL it is db itself, on
+	// SQLite one connection of its own. SQLite lets one writer in at a
+	// time whatever the pool: a second writer used to wait in
+	// busy_timeout's sleeps (up to 100 ms each, and "database is locked"
+	// after 10 s behind a long fold) and now waits its turn in the pool,
+	// first come first served. One writer connection also keeps its page
+	// cache from one write to the next, where a pooled one drops it
+	// whenever another connection wrote since.
+	db, w   *sqlx.DB
 	dialect dialect
 	// Now is the clock; tests move it to cross period boundaries.
 	Now func() time.Time
@@ -116,20 +124,36 @@ func openSQLite(path string) (*Store, error) {
 	// directory may have "%", "?" or "#" in its name.
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
 		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_txlock=immediate"
+	// Keep the readers all open: with the default of two idle
+	// connections, concurrent subscription requests opened and closed
+	// SQLite connections (file open and pragmas) all the time. Writers
+	// queue for the one writer connection in the pool, not on
+	// busy_timeout's sleeps; busy_timeout still covers another process
+	// (a second controller's CLI, a backup) holding the lock.
+	db, err := openSQLitePool(path, dsn, 8)
+	if err != nil {
+		return nil, err
+	}
+	w, err := openSQLitePool(path, dsn, 1)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{db: db, w: w, dialect: sqlite, Now: time.Now}, nil
+}
+
+func openSQLitePool(path, dsn string, conns int) (*sqlx.DB, error) {
 	db, err := sqlx.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
 	}
-	db.SetMaxOpenConns(8)
-	// Keep them all open: with the default of two idle connections,
-	// concurrent subscription requests opened and closed SQLite connections
-	// (file open and pragmas) all the time.
-	db.SetMaxIdleConns(8)
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
 	if err := db.Ping(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &Store{db: db, dialect: sqlite, Now: time.Now}, nil
+	return db, nil
 }
 
 // Bounds on MySQL connections, unless the DSN sets its own (timeout,
@@ -203,7 +227,7 @@ func openMySQL(ctx context.Context, dsn string, idleTx time.Duration) (*Store, e
 			db.SetConnMaxIdleTime(idleTx / 2)
 		}
 	}
-	return &Store{db: db, dialect: mysqlDialect, Now: time.Now}, nil
+	return &Store{db: db, w: db, dialect: mysqlDialect, Now: time.Now}, nil
 }
 
 func openMySQLPool(cfg *mysql.Config) (*sqlx.DB, error) {
@@ -230,6 +254,9 @@ func (s *Store) Close() error {
 	if s.byToken != nil {
 		s.byToken.Close()
 	}
+	if s.w != s.db {
+		s.w.Close()
+	}
 	return s.db.Close()
 }
 
@@ -252,7 +279,7 @@ func (s *Store) tx(ctx context.Context, fn func(*sqlx.Tx) error) error {
 	if s.dialect == mysqlDialect {
 		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 	}
-	tx, err := s.db.BeginTxx(ctx, opts)
+	tx, err := s.w.BeginTxx(ctx, opts)
 	if err != nil {
 		return err
 	}

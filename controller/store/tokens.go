@@ -16,7 +16,7 @@ func (s *Store) EnsureAdminToken(ctx context.Context, name, token string) error 
 	if n > 0 {
 		return nil
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO admin_tokens (name, token_hash, created_at) VALUES (?, ?, ?)`, name, h, s.now())
+	_, err := s.w.ExecContext(ctx, `INSERT INTO admin_tokens (name, token_hash, created_at) VALUES (?, ?, ?)`, name, h, s.now())
 	if isDuplicate(err) {
 		return nil
 	}
