@@ -151,11 +151,18 @@ func (s *Store) Commit(ctx context.Context, c NodeCommit) (CommitResult, error) 
 // transaction: all of them or none. A cycle in which a tenth of the
 // series moved commits every node with a few hundred rows each, and there
 // the transaction itself (its start, the lease check, its COMMIT) cost
-// about a third of each node's commit on MySQL. The nodes share the lease
-// and holder of the first. An error names the node it came from.
+// about a third of each node's commit on MySQL. The lease is checked once,
+// so every commit must name the same lease and holder. An error names the
+// node it came from.
 func (s *Store) CommitNodes(ctx context.Context, cs []NodeCommit) ([]CommitResult, error) {
 	if len(cs) == 0 {
 		return nil, nil
+	}
+	for _, c := range cs[1:] {
+		if c.Lease != cs[0].Lease || c.Holder != cs[0].Holder {
+			return nil, fmt.Errorf("node %s: committed under lease %q held by %q beside node %s's %q held by %q: one transaction checks one lease",
+				c.Node, c.Lease, c.Holder, cs[0].Node, cs[0].Lease, cs[0].Holder)
+		}
 	}
 	out := make([]CommitResult, len(cs))
 	err := s.tx(ctx, func(tx *sqlx.Tx) error {

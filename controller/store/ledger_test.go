@@ -370,7 +370,19 @@ func TestCommitNodesAllOrNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := dump(t, s)
+		// One transaction checks one lease: a group under two is refused
+		// whole, before anything is written.
 		_, err := s.CommitNodes(bg, []store.NodeCommit{
+			{Node: "n1", Epoch: 1, Scraped: 2000, At: at, Partial: true, Samples: []store.Sample{up("alice", 150)}},
+			{Node: "n2", Epoch: 1, Scraped: 2000, At: at, Partial: true, Lease: "accounting", Holder: "c2", Samples: []store.Sample{up("alice", 9)}},
+		})
+		if err == nil || !strings.Contains(err.Error(), "n2") {
+			t.Fatalf("a group under two leases: %v, want an error naming n2", err)
+		}
+		if after := dump(t, s); !reflect.DeepEqual(before, after) {
+			t.Fatalf("a group under two leases wrote:\nbefore %v\nafter  %v", before, after)
+		}
+		_, err = s.CommitNodes(bg, []store.NodeCommit{
 			{Node: "n1", Epoch: 1, Scraped: 2000, At: at, Partial: true, Samples: []store.Sample{up("alice", 150)}},
 			{Node: "n2", Epoch: 2, Scraped: 2000, At: at, Partial: true, Samples: []store.Sample{up("alice", 9)}},
 		})
