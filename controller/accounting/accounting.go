@@ -71,16 +71,11 @@ type Accountant struct {
 	// or more: this cycle reads them whole at once, without first asking
 	// Prometheus which series moved, a pass over every series of the node
 	// that costs it more than sending them all once that many move. Only
-	// the cycle's goroutine touches it. noBusy turns that off (the scale
-	// test's "before").
-	busy   map[string]bool
-	noBusy bool
-	// noRecent leaves the exporters' recent series unread (the scale
-	// test's "before").
-	noRecent bool
-	// nodesPerTx, when set, caps how many nodes share a commit
-	// transaction (the scale test's "before": 1).
-	nodesPerTx int
+	// the cycle's goroutine touches it.
+	busy map[string]bool
+	// baseline turns off what the scale test measures side by side; the
+	// zero value is the accountant as it runs.
+	baseline baseline
 
 	client      promapi.Client // for the per-node queries, decoded by queryVector
 	lastSuccess prometheus.Gauge
@@ -95,6 +90,14 @@ type Accountant struct {
 	// (prefetch), so query time is only what the commits waited for
 	// Prometheus.
 	phases *prometheus.CounterVec
+}
+
+// baseline is what an accountant leaves out to run as an earlier build
+// did: the scale test's "before" columns.
+type baseline struct {
+	noBusy     bool // ask which series moved on busy nodes too, not read them whole
+	noRecent   bool // leave the exporters' recent series unread
+	nodesPerTx int  // when set, cap how many nodes share a commit transaction
 }
 
 // The phases of a cycle, as phases labels them.
@@ -353,7 +356,7 @@ func (a *Accountant) askMoved(ctx context.Context, at time.Time, q query) (map[s
 	}
 	a.reads.WithLabelValues(readQuiet).Add(float64(len(quiet)))
 	ans := map[string]*nodeAnswer{}
-	if !a.noRecent && len(rest.nodes) > 0 {
+	if !a.baseline.noRecent && len(rest.nodes) > 0 {
 		var err error
 		if ans, rest, err = a.askRecent(ctx, at, rest); err != nil {
 			return nil, err
@@ -738,7 +741,7 @@ func (a *Accountant) commitNodes(ctx context.Context, q queried, cursors map[str
 		// the lease row too, and the leader's own renewal waits for it.
 		part, samples := commits[done:], 0
 		for i, c := range part {
-			if samples += len(c.Samples); i > 0 && (samples > groupSamples || i == a.nodesPerTx) {
+			if samples += len(c.Samples); i > 0 && (samples > groupSamples || i == a.baseline.nodesPerTx) {
 				part = part[:i]
 				break
 			}
@@ -760,7 +763,7 @@ func (a *Accountant) commitNodes(ctx context.Context, q queried, cursors map[str
 
 // committed notes what one node's commit did.
 func (a *Accountant) committed(node string, res store.CommitResult) {
-	if !a.noBusy {
+	if !a.baseline.noBusy {
 		if res.Changed >= busyChanged {
 			a.busy[node] = true
 		} else {
