@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -51,7 +52,7 @@ import (
 // window, 0 for none);
 // BOXFLEET_SCALE_PROFILE=dir saves boxfleet serve's CPU profiles there;
 // BOXFLEET_SCALE_INTERVAL
-// (default 90s) is its --accounting.interval, long enough for a cycle and
+// (default 1m) is its --accounting.interval, long enough for a cycle and
 // a new generation to fit between two ticks.
 func TestScale(t *testing.T) {
 	sc := scaleFromEnv(t)
@@ -111,16 +112,16 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 		beside(" ungated (before)", func(o *scaled) { o.a.SkipQuiet = false })
 	}
 	if os.Getenv("BOXFLEET_SCALE_NOBUSY") == "1" {
-		beside(" asking which series moved on busy nodes too (before)", func(o *scaled) { o.a.noBusy = true })
+		beside(" asking which series moved on busy nodes too (before)", func(o *scaled) { o.a.baseline.noBusy = true })
 	}
 	if os.Getenv("BOXFLEET_SCALE_NORECENT") == "1" {
-		beside(" without the recent series (before)", func(o *scaled) { o.a.noRecent = true })
+		beside(" without the recent series (before)", func(o *scaled) { o.a.baseline.noRecent = true })
 	}
 	if os.Getenv("BOXFLEET_SCALE_BEFORE_GROUPS") == "1" {
 		// One node to a commit transaction, and no index on the users'
 		// periods: as before both.
 		beside(" one node a transaction, no period index (before)", func(o *scaled) {
-			o.a.nodesPerTx = 1
+			o.a.baseline.nodesPerTx = 1
 			if _, err := o.raw.Exec(map[string]string{"sqlite": `DROP INDEX users_period`, "mysql": `DROP INDEX users_period ON users`}[db.Backend]); err != nil {
 				t.Fatal(err)
 			}
@@ -269,7 +270,12 @@ func scaleServe(t *testing.T, f *scaleFleet, bin string, db storetest.DB) {
 	insertUsers(t, rawDB(t, storetest.DB{Backend: db.Backend, DSN: db.DSN, Dir: dataDir}), f.sc.users)
 	st.Close()
 
-	interval := 90 * time.Second
+	// A minute fits a cycle and a new generation between two ticks, and
+	// keeps each node's last read within the exporters' recent window
+	// (2 minutes less recentMargin, against a minute and a scrape), so
+	// that the 10 % cycles read the recent series as they would at the
+	// default 10 s.
+	interval := time.Minute
 	if v := os.Getenv("BOXFLEET_SCALE_INTERVAL"); v != "" {
 		if interval, err = time.ParseDuration(v); err != nil {
 			t.Fatal(err)
@@ -307,21 +313,48 @@ func scaleServe(t *testing.T, f *scaleFleet, bin string, db storetest.DB) {
 		m.profile(filepath.Join(dir, db.Backend))
 	}
 	var prevSum, prevBytes float64
+	// prev holds /metrics as the last cycle left it: each cycle's share is
+	// the difference.
 	prev := map[string]float64{}
+	delta := func(got map[string]float64, k string) float64 {
+		d := got[k] - prev[k]
+		prev[k] = got[k]
+		return d
+	}
+	phase := func(got map[string]float64, p string) float64 {
+		return delta(got, `boxfleet_accounting_phase_seconds_total{phase="`+p+`"}`)
+	}
+	reads := func(got map[string]float64, how string) float64 {
+		return delta(got, `boxfleet_accounting_node_reads_total{how="`+how+`"}`)
+	}
+	cycles := 0
 	for i, name := range cycleNames {
+		if i == 2 && f.sc.window > 0 {
+			// As in process, the 10 % cycles come once the moves of the
+			// cycle in which every series moved have left the exporters'
+			// recent series. The controller keeps cycling meanwhile, on
+			// its own clock, and finds nothing new.
+			for time.Since(f.published) < f.sc.window {
+				cycles++
+				got := m.waitCycles(cycles, 3*interval)
+				if got["boxfleet_accounting_bytes_total"] != prevBytes {
+					t.Errorf("a cycle with nothing new added %.0f bytes", got["boxfleet_accounting_bytes_total"]-prevBytes)
+				}
+				t.Logf("  a cycle with nothing new, while the recent window passes: %.2f s", got["boxfleet_accounting_duration_seconds_sum"]-prevSum)
+				prevSum = got["boxfleet_accounting_duration_seconds_sum"]
+				maps.Copy(prev, got)
+			}
+		}
 		if g := generationOf(i); g != f.gen {
 			f.publish(t, g)
 		}
-		got := m.waitCycles(i+1, 3*interval)
+		cycles++
+		got := m.waitCycles(cycles, 3*interval)
 		logCycle(t, db.Backend+" boxfleet serve", f.sc.series(), name, time.Duration((got["boxfleet_accounting_duration_seconds_sum"]-prevSum)*float64(time.Second)))
 		prevSum = got["boxfleet_accounting_duration_seconds_sum"]
-		phase := func(p string) float64 {
-			k := `boxfleet_accounting_phase_seconds_total{phase="` + p + `"}`
-			d := got[k] - prev[k]
-			prev[k] = got[k]
-			return d
-		}
-		t.Logf("  phases: sweep %.2f s, waiting for Prometheus %.2f s, commit %.2f s", phase(phaseSweep), phase(phaseQuery), phase(phaseCommit))
+		t.Logf("  phases: sweep %.2f s, waiting for Prometheus %.2f s, commit %.2f s", phase(got, phaseSweep), phase(got, phaseQuery), phase(got, phaseCommit))
+		t.Logf("  nodes read: %.0f quiet (nothing read), %.0f through their recent series, %.0f asked which series moved, %.0f whole, of %d",
+			reads(got, readQuiet), reads(got, readRecent), reads(got, readMoved), reads(got, readWhole), f.sc.nodes)
 		// A cycle that saw half a generation would leave bytes for the next
 		// one, and its time would not be the worst case.
 		if want := float64(sum(f.truth(f.gen))); got["boxfleet_accounting_bytes_total"] != want {
