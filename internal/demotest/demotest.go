@@ -21,10 +21,17 @@ var offsets = []int{0, 1010, 1013, 1035, 12010, 12011, 12012, 12015, 12016, 1201
 
 // FreeBase picks a base port such that every port the demo derives from it
 // is free now.
+//
+// Every derived port stays below 20,000: under Linux's ephemeral range
+// (32768-60999), from which the kernel hands local ports to outgoing
+// connections, so no connection of the demo's own programs takes one
+// between this check and the bind (a base of 27736 once lost its exporter's
+// port, 39762, that way), and under testsupport.FreeAddr's 20,000-32,000,
+// so no test running beside it draws one.
 func FreeBase(t testing.TB) int {
 	t.Helper()
 	for range 50 {
-		base := 20000 + rand.IntN(20000)
+		base := 2000 + rand.IntN(5000) // the highest port: base + 12026 < 20,000
 		ok := true
 		for _, off := range offsets {
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off))
