@@ -126,10 +126,9 @@ func openSQLite(path string) (*Store, error) {
 		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_txlock=immediate"
 	// Keep the readers all open: with the default of two idle
 	// connections, concurrent subscription requests opened and closed
-	// SQLite connections (file open and pragmas) all the time. Writers
-	// queue for the one writer connection in the pool, not on
-	// busy_timeout's sleeps; busy_timeout still covers another process
-	// (a second controller's CLI, a backup) holding the lock.
+	// SQLite connections (file open and pragmas) all the time. The one
+	// writer is Store.w; busy_timeout is left for another process (a CLI,
+	// a backup) holding the lock.
 	db, err := openSQLitePool(path, dsn, 8)
 	if err != nil {
 		return nil, err
