@@ -49,7 +49,9 @@ import (
 // without the index on the users' periods, and
 // BOXFLEET_SCALE_NORECENT=1 also without the exporters' recent series
 // (BOXFLEET_SCALE_RECENT_WINDOW, default 2m, is the fake exporters'
-// window, 0 for none);
+// window, 0 for none); BOXFLEET_SCALE_CYCLE_PROFILE=dir and
+// BOXFLEET_SCALE_PROM_PROFILE=seconds save CPU profiles of the in-process
+// cycles (see cycleProfile);
 // BOXFLEET_SCALE_PROFILE=dir saves boxfleet serve's CPU profiles there;
 // BOXFLEET_SCALE_INTERVAL
 // (default 1m) is its --accounting.interval, long enough for a cycle and
@@ -161,13 +163,15 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 		}
 		for j := range runs {
 			r := runs[(i+j)%len(runs)]
-			stopProfile := cycleProfile(t, fmt.Sprintf("%s-%d%s", db.Backend, i, r.name))
+			stopProfile := cycleProfile(t, f, fmt.Sprintf("%s-%d%s", db.Backend, i, r.name))
 			start, cpu, reads, phases := time.Now(), cpuTime(), nodeReads(r.a), phaseSeconds(r.a)
-			if err := r.a.Cycle(ctx); err != nil {
+			err := r.a.Cycle(ctx)
+			took, cpu := time.Since(start), cpuTime()-cpu
+			stopProfile()
+			if err != nil {
 				t.Fatal(err)
 			}
-			stopProfile()
-			logCycle(t, db.Backend+" in-process"+r.name, f.sc.series(), name, time.Since(start))
+			logCycle(t, db.Backend+" in-process"+r.name, f.sc.series(), name, took)
 			after := phaseSeconds(r.a)
 			t.Logf("  phases: sweep %.2f s, waiting for Prometheus %.2f s, commit %.2f s",
 				after[phaseSweep]-phases[phaseSweep], after[phaseQuery]-phases[phaseQuery], after[phaseCommit]-phases[phaseCommit])
@@ -177,7 +181,7 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 			// The wall time swings with the neighbours' load on a shared
 			// machine; this process's CPU time (the controller's work and the
 			// fake targets' serving, not Prometheus's nor MySQL's) does less.
-			t.Logf("  this process's CPU time during the cycle: %.2f s", (cpuTime() - cpu).Seconds())
+			t.Logf("  this process's CPU time during the cycle: %.2f s", cpu.Seconds())
 			// What a cycle costs when it reads nothing: it sweeps the users'
 			// statuses twice, whatever moved.
 			sweep := time.Now()
@@ -192,20 +196,45 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 
 // cycleProfile saves a CPU profile of one in-process cycle in
 // BOXFLEET_SCALE_CYCLE_PROFILE's directory, when set, and returns what
-// stops it.
-func cycleProfile(t *testing.T, name string) func() {
+// stops it. With BOXFLEET_SCALE_PROM_PROFILE=seconds it also saves
+// Prometheus's own profile of the cycle's first seconds (its pprof
+// endpoint profiles a fixed span), to tell its queries from its scrapes.
+func cycleProfile(t *testing.T, fl *scaleFleet, name string) func() {
 	dir := os.Getenv("BOXFLEET_SCALE_CYCLE_PROFILE")
 	if dir == "" {
 		return func() {}
 	}
-	f, err := os.Create(filepath.Join(dir, strings.NewReplacer(" ", "_", "(", "", ")", "", ",", "").Replace(name)+".pprof"))
+	file := filepath.Join(dir, strings.NewReplacer(" ", "_", "(", "", ")", "", ",", "").Replace(name))
+	f, err := os.Create(file + ".pprof")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
 		t.Fatal(err)
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
+	promDone := make(chan struct{})
+	if secs := os.Getenv("BOXFLEET_SCALE_PROM_PROFILE"); secs != "" {
+		go func() {
+			defer close(promDone)
+			resp, err := http.Get(fl.prom.URL + "/debug/pprof/profile?seconds=" + secs)
+			if err != nil {
+				t.Errorf("Prometheus's profile: %v", err)
+				return
+			}
+			defer resp.Body.Close()
+			out, err := os.Create(file + ".prometheus.pprof")
+			if err == nil {
+				_, err = io.Copy(out, resp.Body)
+				out.Close()
+			}
+			if err != nil {
+				t.Errorf("Prometheus's profile: %v", err)
+			}
+		}()
+	} else {
+		close(promDone)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close(); <-promDone }
 }
 
 // phaseSeconds reads the accountant's time per phase so far.
