@@ -65,7 +65,18 @@ func testFlushBeforeStop(t *testing.T, singbox string, exact bool) {
 		want uint64
 	}{{"upload", up}, {"download", down}} {
 		got, _ := value(mf, "singbox_user_traffic_bytes_total", map[string]string{"user": alice.name, "direction": d.dir})
-		if math.Abs(got-float64(d.want)) > 4096 {
+		// In Clash API mode the user of what closed connections moved
+		// between snapshots comes from sing-box's log; a remainder whose
+		// connection the log had not named by the flush's snapshot is
+		// declared unattributed (seen once in CI: 20 KB of one short
+		// connection). That is not lost, and n.check below holds the node
+		// total to it; only a shortfall beyond it, or any excess, is.
+		short := 4096.0
+		if !exact {
+			u, _ := value(mf, "singbox_unattributed_traffic_bytes_total", map[string]string{"direction": d.dir})
+			short += u
+		}
+		if got > float64(d.want)+4096 || float64(d.want)-got > short {
 			t.Errorf("%s: metered %.0f bytes after the stop, %d crossed", d.dir, got, d.want)
 		}
 	}
