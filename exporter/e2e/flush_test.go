@@ -68,9 +68,10 @@ func testFlushBeforeStop(t *testing.T, singbox string, exact bool) {
 		// In Clash API mode the user of what closed connections moved
 		// between snapshots comes from sing-box's log; a remainder whose
 		// connection the log had not named by the flush's snapshot is
-		// declared unattributed (seen once in CI: 20 KB of one short
-		// connection). That is not lost, and n.check below holds the node
-		// total to it; only a shortfall beyond it, or any excess, is.
+		// declared unattributed (seen once in a rehearsal of .ci/run:
+		// 20 KB of one short connection). That is not lost, and n.check
+		// below holds the node total to it; only a shortfall beyond it,
+		// or any excess, is.
 		short := 4096.0
 		if !exact {
 			u, _ := value(mf, "singbox_unattributed_traffic_bytes_total", map[string]string{"direction": d.dir})
