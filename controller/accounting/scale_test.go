@@ -222,6 +222,10 @@ func cycleProfile(t *testing.T, fl *scaleFleet, name string) func() {
 				return
 			}
 			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("Prometheus's profile: %s", resp.Status)
+				return
+			}
 			out, err := os.Create(file + ".prometheus.pprof")
 			if err == nil {
 				_, err = io.Copy(out, resp.Body)
