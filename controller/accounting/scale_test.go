@@ -166,7 +166,7 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 			stopProfile := cycleProfile(t, f, fmt.Sprintf("%s-%d%s", db.Backend, i, r.name))
 			start, cpu, reads, phases := time.Now(), cpuTime(), nodeReads(r.a), phaseSeconds(r.a)
 			err := r.a.Cycle(ctx)
-			took, cpu := time.Since(start), cpuTime()-cpu
+			took, cpuUsed := time.Since(start), cpuTime()-cpu
 			stopProfile()
 			if err != nil {
 				t.Fatal(err)
@@ -181,7 +181,7 @@ func scaleInProcess(t *testing.T, f *scaleFleet, db storetest.DB) {
 			// The wall time swings with the neighbours' load on a shared
 			// machine; this process's CPU time (the controller's work and the
 			// fake targets' serving, not Prometheus's nor MySQL's) does less.
-			t.Logf("  this process's CPU time during the cycle: %.2f s", cpu.Seconds())
+			t.Logf("  this process's CPU time during the cycle: %.2f s", cpuUsed.Seconds())
 			// What a cycle costs when it reads nothing: it sweeps the users'
 			// statuses twice, whatever moved.
 			sweep := time.Now()
